@@ -1,0 +1,83 @@
+//! JSON bodies of the HTTP API. Errors use [`ApiError`] with the same codes as
+//! WebSocket `error` frames.
+
+use serde::{Deserialize, Serialize};
+
+use crate::codes::ErrorCode;
+use crate::ids::{MemberId, SessionId};
+use crate::session::{CaucusLabels, Settings};
+
+/// `POST /api/sessions`, with a facilitator's `Authorization: Bearer` token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSession {
+    /// The session's title.
+    pub title: String,
+    /// The labels of the two caucuses.
+    pub caucuses: CaucusLabels,
+    /// Settings; every field may be left out.
+    #[serde(default)]
+    pub settings: Settings,
+    /// Ground rules that members read and accept before they join.
+    #[serde(default)]
+    pub ground_rules: Option<String>,
+}
+
+/// The reply to [`CreateSession`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionCreated {
+    /// The new session.
+    pub session: SessionId,
+    /// The code members join with.
+    pub invite_code: String,
+    /// A link to the web client that joins with the code.
+    pub invite_url: String,
+}
+
+/// `GET /api/invites/{code}`: what a person sees before they join.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InviteInfo {
+    /// The session.
+    pub session: SessionId,
+    /// Its title.
+    pub title: String,
+    /// Its ground rules, if any.
+    pub ground_rules: Option<String>,
+}
+
+/// `POST /api/join`: exchanges an invite code and a display name for a member token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JoinRequest {
+    /// The invite code.
+    pub invite_code: String,
+    /// The name others will see, stored exactly as typed.
+    pub name: String,
+}
+
+/// The reply to [`JoinRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Joined {
+    /// The session joined.
+    pub session: SessionId,
+    /// The new member's id.
+    pub member: MemberId,
+    /// A token for `hello`, scoped to this session.
+    pub token: String,
+}
+
+/// Every HTTP error body: `{"error": {"code": ..., "message": ...}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    /// The error.
+    pub error: ApiErrorBody,
+}
+
+/// The inside of [`ApiError`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiErrorBody {
+    /// A stable code.
+    pub code: ErrorCode,
+    /// A sentence for a person.
+    pub message: String,
+}

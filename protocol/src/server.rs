@@ -1,0 +1,347 @@
+//! What the server sends: one JSON object per WebSocket text frame, tagged by `type`.
+//!
+//! Room events ([`RoomEvent`]) are stored and numbered per room; a client keeps the
+//! last number it saw in each room and sends it back in `hello` to resume. Everything
+//! else (`welcome`, `ack`, `error`, `presence`, `typing`, `seat`) is sent once and not
+//! replayed.
+
+use serde::{Deserialize, Serialize};
+
+use crate::codes::ErrorCode;
+use crate::ids::{ClientId, MemberId, SessionId};
+use crate::session::{Caucus, CaucusLabels, Member, Phase, Point, Proposal, Role, Room, Settings};
+
+/// One frame from the server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    /// The reply to a good `hello`: a snapshot of everything this person may see. The
+    /// events each [`RoomCursor`] promises follow it.
+    Welcome(Box<Welcome>),
+    /// A stored, numbered event in a room this person reads.
+    Event(RoomEvent),
+    /// A command succeeded.
+    Ack(Ack),
+    /// A command was refused. Nothing changed.
+    Error(ErrorFrame),
+    /// Someone came online or went offline.
+    Presence {
+        /// Who.
+        member: MemberId,
+        /// Whether they now have at least one connection open.
+        online: bool,
+    },
+    /// Someone is typing in a room this person reads.
+    Typing {
+        /// The room.
+        room: Room,
+        /// Who is typing.
+        member: MemberId,
+    },
+    /// This person's own caucus changed (they chose, or a facilitator moved them). It
+    /// carries their new caucus's members and current points, or `null` for none.
+    Seat {
+        /// Their caucus now, or `null` for none.
+        caucus: Option<CaucusView>,
+    },
+}
+
+/// The snapshot sent in reply to `hello`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Welcome {
+    /// The protocol version, currently 1.
+    pub protocol: u32,
+    /// The person this connection belongs to.
+    pub you: Member,
+    /// Their caucus, if they have one.
+    pub seat: Option<Caucus>,
+    /// The session's shared state.
+    pub session: SessionInfo,
+    /// Everyone in the session. It never says who is in which caucus.
+    pub members: Vec<Member>,
+    /// Who is online now.
+    pub online: Vec<MemberId>,
+    /// The rooms this person may read, and which of their events follow.
+    pub rooms: Vec<RoomCursor>,
+    /// Their caucus's members and points, when they have a caucus.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caucus: Option<CaucusView>,
+    /// Facilitators only: who sits in which caucus.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seats: Option<Vec<SeatView>>,
+}
+
+/// The part of a session that everyone in it sees.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    /// Its id.
+    pub id: SessionId,
+    /// Its title.
+    pub title: String,
+    /// The caucus labels.
+    pub caucuses: CaucusLabels,
+    /// Its settings.
+    pub settings: Settings,
+    /// Ground rules that members accept when they join.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ground_rules: Option<String>,
+    /// Where the session is in its flow.
+    pub phase: Phase,
+    /// The topic set for the current or next round.
+    pub topic: Option<String>,
+    /// When the running round ends, in Unix milliseconds; `null` if untimed.
+    pub deadline: Option<u64>,
+    /// Topic proposals, in order.
+    pub proposals: Vec<Proposal>,
+}
+
+/// One room a person may read, and the events about to be replayed for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomCursor {
+    /// The room.
+    pub room: Room,
+    /// The room's latest sequence number.
+    pub head: u64,
+    /// Events with sequence numbers after this one, up to `head`, follow the welcome.
+    pub from: u64,
+    /// `true` when the client must drop what it holds for this room and start again
+    /// from the events that follow: its cursor was missing, invalid, or reaches back
+    /// before it could read the room.
+    pub reset: bool,
+}
+
+/// A caucus as its own members see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaucusView {
+    /// Which caucus.
+    pub caucus: Caucus,
+    /// Its current members.
+    pub members: Vec<MemberId>,
+    /// Its feedback points for the current round, in carry order.
+    pub points: Vec<Point>,
+}
+
+/// Where one person sits, as facilitators see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeatView {
+    /// Who.
+    pub member: MemberId,
+    /// Their caucus, or `null` for none.
+    pub caucus: Option<Caucus>,
+}
+
+/// A stored, numbered event. The fields of [`EventBody`] sit beside `room`, `seq` and
+/// `at`, with its `kind`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomEvent {
+    /// The room it belongs to.
+    pub room: Room,
+    /// Its number within the room, from 1, with no gaps.
+    pub seq: u64,
+    /// When it happened, in Unix milliseconds.
+    pub at: u64,
+    /// What happened.
+    #[serde(flatten)]
+    pub body: EventBody,
+}
+
+/// What happened in a room.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EventBody {
+    /// Plenary: someone joined the session.
+    Joined {
+        /// Who.
+        member: Member,
+    },
+    /// Any room: a message.
+    Message {
+        /// Who said it.
+        from: MemberId,
+        /// What they said, byte for byte.
+        text: String,
+        /// The sender's idempotency key, so that the sender can match its own retries.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_id: Option<ClientId>,
+    },
+    /// Plenary: a topic was proposed.
+    TopicProposed {
+        /// The proposal.
+        proposal: Proposal,
+    },
+    /// Plenary: the votes for a proposal changed.
+    TopicVoted {
+        /// The proposal's id.
+        proposal: u32,
+        /// Who voted or withdrew.
+        by: MemberId,
+        /// Whether they now vote for it.
+        vote: bool,
+        /// How many votes it has now.
+        votes: u32,
+    },
+    /// Plenary: a facilitator set the topic.
+    TopicSet {
+        /// The topic.
+        text: String,
+    },
+    /// Plenary: a round began; seated people are now in their caucus rooms.
+    CaucusesOpened {
+        /// The round number.
+        round: u32,
+        /// The round's topic.
+        topic: Option<String>,
+        /// When the round ends, in Unix milliseconds; `null` if untimed.
+        deadline: Option<u64>,
+    },
+    /// Plenary: the round ends soon.
+    TimerWarning {
+        /// The round.
+        round: u32,
+        /// When it ends, in Unix milliseconds.
+        deadline: u64,
+    },
+    /// Plenary: a facilitator added time.
+    RoundExtended {
+        /// The round.
+        round: u32,
+        /// The new end, in Unix milliseconds.
+        deadline: u64,
+    },
+    /// Facilitators: the round's time ran out and the session does not reconvene on
+    /// its own.
+    TimeUp {
+        /// The round.
+        round: u32,
+    },
+    /// Plenary: the round was reconvened; both caucuses are closed and everyone is in
+    /// the plenary. The `feedback` events follow.
+    Reconvened {
+        /// The round.
+        round: u32,
+    },
+    /// Plenary: the points a caucus carried out of a round, in its order. They are
+    /// attributed to the caucus, never to a person.
+    Feedback {
+        /// The round.
+        round: u32,
+        /// The caucus.
+        caucus: Caucus,
+        /// The caucus's label.
+        label: String,
+        /// The carried points' texts, in order.
+        points: Vec<String>,
+    },
+    /// Every room: a facilitator's announcement.
+    Announcement {
+        /// The facilitator.
+        from: MemberId,
+        /// The announcement.
+        text: String,
+    },
+    /// Plenary: a facilitator removed someone from the session.
+    Removed {
+        /// Who.
+        member: MemberId,
+    },
+    /// Plenary: someone's role or secretary flag changed.
+    RoleChanged {
+        /// Who.
+        member: MemberId,
+        /// Their role now.
+        role: Role,
+        /// Whether they are secretary now.
+        secretary: bool,
+    },
+    /// Plenary: the session ended and is read-only.
+    SessionEnded {},
+    /// Facilitators: someone's caucus changed.
+    Seated {
+        /// Who.
+        member: MemberId,
+        /// Their caucus now, or `null` for none.
+        caucus: Option<Caucus>,
+    },
+    /// A caucus room: someone joined this caucus.
+    CaucusJoined {
+        /// Who.
+        member: MemberId,
+    },
+    /// A caucus room: someone left this caucus.
+    CaucusLeft {
+        /// Who.
+        member: MemberId,
+    },
+    /// Facilitators and the asking caucus: a caucus asks for a facilitator. The
+    /// facilitators' copy has no `by`.
+    HelpRequested {
+        /// The caucus asking.
+        caucus: Caucus,
+        /// Who asked; only in the caucus's own copy.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<MemberId>,
+    },
+    /// A caucus room: a point was flagged or written.
+    PointAdded {
+        /// The point.
+        point: Point,
+    },
+    /// A caucus room: a point was rewritten.
+    PointEdited {
+        /// The point's id.
+        point: u32,
+        /// Its new text.
+        text: String,
+        /// Who rewrote it.
+        by: MemberId,
+    },
+    /// A caucus room: a point was withdrawn.
+    PointWithdrawn {
+        /// The point's id.
+        point: u32,
+        /// Who withdrew it.
+        by: MemberId,
+    },
+    /// A caucus room: the points were put in a new order.
+    PointsReordered {
+        /// Every point id, in the new order.
+        order: Vec<u32>,
+        /// Who reordered them.
+        by: MemberId,
+    },
+    /// A caucus room: someone agreed with a point, or took the agreement back.
+    PointAgreed {
+        /// The point's id.
+        point: u32,
+        /// Who.
+        by: MemberId,
+        /// Whether they agree now.
+        agree: bool,
+    },
+}
+
+/// The reply to a command that succeeded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    /// The command's `client_id`, if it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<ClientId>,
+    /// For `say`: the room of the stored message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room: Option<Room>,
+    /// For `say`: the stored message's sequence number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+}
+
+/// The reply to a command that was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorFrame {
+    /// A stable code a program can act on.
+    pub code: ErrorCode,
+    /// A sentence for a person, saying what to do next.
+    pub message: String,
+    /// The command's `client_id`, if it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<ClientId>,
+}

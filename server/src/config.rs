@@ -1,0 +1,375 @@
+//! The server's configuration: defaults, then a TOML file, then `CAUCUS_*` environment
+//! variables, then command-line flags, each overriding the one before. [`Config::validate`]
+//! runs at start-up so that a bad setting stops the server with a readable message.
+//!
+//! Secrets (the token signing key) come from the environment or a file, never from a
+//! flag, and are never logged.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::session::TextLimits;
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the config file {path}: {source}")]
+    ReadFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the config file {path} is not valid: {message}")]
+    ParseFile { path: PathBuf, message: String },
+    #[error("{name} is not valid: {message}")]
+    Variable { name: &'static str, message: String },
+    #[error("invalid setting: {0}")]
+    Invalid(String),
+}
+
+/// How the server logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Limits that protect the server and its users. Every field has a default.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// The largest WebSocket frame or message accepted, in bytes. Larger closes 1009.
+    pub frame_bytes: usize,
+    /// Length limits on text people type.
+    pub text: TextLimits,
+    /// Frames per second a connection may send, sustained.
+    pub frames_per_sec: u32,
+    /// Frames a connection may send in a burst.
+    pub frame_burst: u32,
+    /// Rate-limited frames tolerated in a burst before the connection is closed 1008.
+    pub rate_limited_strikes: u32,
+    /// Open connections per person.
+    pub connections_per_member: usize,
+    /// Frames queued for one connection before it counts as too slow and is closed.
+    pub outbound_queue: usize,
+    /// Events replayed per room on `hello` when the client has no usable cursor.
+    pub replay_per_room: u64,
+    /// Live sessions one facilitator may have created.
+    pub sessions_per_facilitator: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            frame_bytes: 64 * 1024,
+            text: TextLimits::default(),
+            frames_per_sec: 20,
+            frame_burst: 40,
+            rate_limited_strikes: 20,
+            connections_per_member: 5,
+            outbound_queue: 2048,
+            replay_per_room: 256,
+            sessions_per_facilitator: 50,
+        }
+    }
+}
+
+/// Timing of connections and shutdown, in seconds.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Timeouts {
+    /// How long a new connection has to send `hello`.
+    pub hello_secs: u64,
+    /// How often the server pings; two silent intervals close the connection.
+    pub ping_secs: u64,
+    /// How long one write to a client may take.
+    pub write_secs: u64,
+    /// How long shutdown waits for connections to close.
+    pub shutdown_secs: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            hello_secs: 10,
+            ping_secs: 20,
+            write_secs: 10,
+            shutdown_secs: 10,
+        }
+    }
+}
+
+/// Everything the server needs to start.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address and port to listen on. Port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Folder for the server's own files (the generated signing key, later the database).
+    pub data_dir: PathBuf,
+    /// The address people open, used in invite links. Defaults to `http://{listen}`.
+    pub public_url: Option<String>,
+    /// Browser origins allowed to open `/ws`, besides the server's own.
+    pub allowed_origins: Vec<String>,
+    /// A file holding the token signing key. `CAUCUS_JWT_SECRET` takes precedence.
+    pub jwt_secret_file: Option<PathBuf>,
+    /// The token issuer and audience.
+    pub token_issuer: String,
+    /// How long member and facilitator tokens last, in seconds.
+    pub token_ttl_secs: u64,
+    /// Clock leeway when checking `exp` and `nbf`, in seconds.
+    pub token_leeway_secs: u64,
+    /// Limits.
+    pub limits: Limits,
+    /// Timeouts.
+    pub timeouts: Timeouts,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// The signing key itself, from `CAUCUS_JWT_SECRET`. Never read from a file or flag
+    /// into this field, and never printed.
+    #[serde(skip)]
+    pub jwt_secret: Option<Secret>,
+}
+
+/// A secret that never shows itself in `Debug` output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub Vec<u8>);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("data"),
+            public_url: None,
+            allowed_origins: Vec::new(),
+            jwt_secret_file: None,
+            token_issuer: "caucus".into(),
+            token_ttl_secs: 12 * 60 * 60,
+            token_leeway_secs: 5,
+            limits: Limits::default(),
+            timeouts: Timeouts::default(),
+            log_format: LogFormat::Text,
+            jwt_secret: None,
+        }
+    }
+}
+
+/// Command-line overrides; `None` leaves the setting as it is.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--listen`.
+    pub listen: Option<SocketAddr>,
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `--public-url`.
+    pub public_url: Option<String>,
+}
+
+impl Config {
+    /// Loads the configuration: defaults, then `file` (if given), then the process
+    /// environment, then `overrides`; then validates it.
+    pub fn load(file: Option<&Path>, overrides: Overrides) -> Result<Self, ConfigError> {
+        let mut config = match file {
+            Some(path) => Self::from_file(path)?,
+            None => Self::default(),
+        };
+        config.apply_env(|name| std::env::var(name).ok())?;
+        config.apply_overrides(overrides);
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|err| ConfigError::ParseFile {
+            path: path.to_owned(),
+            message: err.to_string(),
+        })
+    }
+
+    /// Applies `CAUCUS_*` variables, read through `var` so that tests need not touch
+    /// the real environment.
+    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        fn parse<T: std::str::FromStr>(name: &'static str, value: &str) -> Result<T, ConfigError>
+        where
+            T::Err: std::fmt::Display,
+        {
+            value
+                .trim()
+                .parse()
+                .map_err(|err: T::Err| ConfigError::Variable {
+                    name,
+                    message: err.to_string(),
+                })
+        }
+        if let Some(value) = var("CAUCUS_LISTEN") {
+            self.listen = parse("CAUCUS_LISTEN", &value)?;
+        }
+        if let Some(value) = var("CAUCUS_DATA_DIR") {
+            self.data_dir = PathBuf::from(value);
+        }
+        if let Some(value) = var("CAUCUS_PUBLIC_URL") {
+            self.public_url = Some(value);
+        }
+        if let Some(value) = var("CAUCUS_ALLOWED_ORIGINS") {
+            self.allowed_origins = value
+                .split(',')
+                .map(str::trim)
+                .filter(|origin| !origin.is_empty())
+                .map(str::to_owned)
+                .collect();
+        }
+        if let Some(value) = var("CAUCUS_JWT_SECRET_FILE") {
+            self.jwt_secret_file = Some(PathBuf::from(value));
+        }
+        if let Some(value) = var("CAUCUS_JWT_SECRET") {
+            self.jwt_secret = Some(Secret(value.into_bytes()));
+        }
+        if let Some(value) = var("CAUCUS_TOKEN_TTL_SECS") {
+            self.token_ttl_secs = parse("CAUCUS_TOKEN_TTL_SECS", &value)?;
+        }
+        if let Some(value) = var("CAUCUS_LOG_FORMAT") {
+            self.log_format = match value.trim() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                _ => {
+                    return Err(ConfigError::Variable {
+                        name: "CAUCUS_LOG_FORMAT",
+                        message: "use `text` or `json`".into(),
+                    });
+                }
+            };
+        }
+        Ok(())
+    }
+
+    fn apply_overrides(&mut self, overrides: Overrides) {
+        if let Some(listen) = overrides.listen {
+            self.listen = listen;
+        }
+        if let Some(data_dir) = overrides.data_dir {
+            self.data_dir = data_dir;
+        }
+        if let Some(public_url) = overrides.public_url {
+            self.public_url = Some(public_url);
+        }
+    }
+
+    /// Checks that the settings make sense together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let limits = &self.limits;
+        let invalid = |message: &str| Err(ConfigError::Invalid(message.to_owned()));
+        if limits.frame_bytes < 1024 {
+            return invalid("limits.frame_bytes must be at least 1024");
+        }
+        if limits.text.message_chars == 0
+            || limits.text.name_chars == 0
+            || limits.text.topic_chars == 0
+        {
+            return invalid("text limits must be at least 1 character");
+        }
+        if limits.frames_per_sec == 0 || limits.frame_burst == 0 || limits.rate_limited_strikes == 0
+        {
+            return invalid(
+                "limits.frames_per_sec, frame_burst and rate_limited_strikes must be at least 1",
+            );
+        }
+        if limits.connections_per_member == 0 || limits.sessions_per_facilitator == 0 {
+            return invalid(
+                "limits.connections_per_member and sessions_per_facilitator must be at least 1",
+            );
+        }
+        if (limits.outbound_queue as u64) < 4 * limits.replay_per_room + 16 {
+            return invalid(
+                "limits.outbound_queue must hold a full replay: at least 4 × replay_per_room + 16",
+            );
+        }
+        if self.token_ttl_secs < 60 {
+            return invalid("token_ttl_secs must be at least 60");
+        }
+        let timeouts = &self.timeouts;
+        if timeouts.hello_secs == 0 || timeouts.ping_secs == 0 || timeouts.write_secs == 0 {
+            return invalid("timeouts must be at least 1 second");
+        }
+        if let Some(url) = &self.public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return invalid("public_url must start with http:// or https://");
+        }
+        Ok(())
+    }
+
+    /// The address people open, without a trailing slash.
+    pub fn public_url(&self, bound: SocketAddr) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://{bound}"),
+        }
+    }
+
+    /// A timeout in seconds as a [`Duration`].
+    pub fn secs(secs: u64) -> Duration {
+        Duration::from_secs(secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_overrides_file_and_flags_override_environment() {
+        let mut config: Config =
+            toml::from_str("listen = \"127.0.0.1:9000\"\n[limits]\nframes_per_sec = 5\n").unwrap();
+        assert_eq!(config.limits.frames_per_sec, 5);
+        assert_eq!(config.limits.frame_burst, Limits::default().frame_burst);
+        config
+            .apply_env(|name| match name {
+                "CAUCUS_LISTEN" => Some("127.0.0.1:9100".into()),
+                "CAUCUS_ALLOWED_ORIGINS" => Some("https://a.example, https://b.example".into()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(config.listen.port(), 9100);
+        assert_eq!(config.allowed_origins.len(), 2);
+        config.apply_overrides(Overrides {
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            ..Overrides::default()
+        });
+        assert_eq!(config.listen.port(), 0);
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn bad_settings_are_refused_with_their_name() {
+        let err = toml::from_str::<Config>("listen = \"nowhere\"").unwrap_err();
+        assert!(err.to_string().contains("listen"), "{err}");
+        let err = toml::from_str::<Config>("colour = 1").unwrap_err();
+        assert!(err.to_string().contains("colour"), "{err}");
+        let mut config = Config::default();
+        let err = config
+            .apply_env(|name| (name == "CAUCUS_LISTEN").then(|| "8080".into()))
+            .unwrap_err();
+        assert!(
+            err.to_string().starts_with("CAUCUS_LISTEN is not valid"),
+            "{err}"
+        );
+        config.limits.outbound_queue = 10;
+        assert!(config.validate().is_err());
+    }
+}

@@ -1,0 +1,429 @@
+//! One WebSocket connection: a single task that reads frames, turns them into commands
+//! for the session actor, and writes what the actor queues for it.
+//!
+//! The life of a connection:
+//!
+//! 1. It has `timeouts.hello_secs` to send `hello` with a token. Anything else before
+//!    that gets `hello_required`; a bad token closes it with a code saying why.
+//! 2. Once welcomed, each text frame is rate-limited, decoded and passed to the actor.
+//!    A frame that does not decode gets an `error` and the connection stays open.
+//! 3. It ends when the client closes, the server shuts down (1001), the token expires
+//!    (4002), the client stops answering pings (4009), its queue fills (4008), or a
+//!    protocol breach (1002, 1003, 1007, 1009). Each server-side close sends a close
+//!    frame and then reads until the client answers, so the handshake completes.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use caucus_protocol::{
+    ClientFrame, ClientId, Command, ErrorCode, ErrorFrame, ServerMessage, close,
+};
+use futures::SinkExt;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until, timeout};
+use tokio_tungstenite::tungstenite;
+use tracing::{Instrument, debug, info_span};
+
+use crate::auth::{TokenError, TokenKind};
+use crate::hub::Hub;
+use crate::session::{SessionHandle, encode};
+
+/// Numbers connections for logs and for the actor's bookkeeping.
+pub type ConnectionId = u64;
+
+static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
+
+/// How many queued frames one flush writes at most, so that a busy connection still
+/// notices pings and closes between batches.
+const BATCH: usize = 64;
+/// How long a closing connection waits for the client's half of the close handshake.
+const CLOSE_GRACE: Duration = Duration::from_secs(3);
+
+/// The actor's side of a connection: a bounded queue of frames and a way to close it.
+#[derive(Debug, Clone)]
+pub struct Outbox {
+    id: ConnectionId,
+    /// Sent by the session actor and by this connection itself; received by the
+    /// connection task, which writes the frames. Closes when the task ends.
+    frames: mpsc::Sender<Utf8Bytes>,
+    /// Asks the connection to close with a code and reason. Capacity one: the first
+    /// reason wins.
+    closer: mpsc::Sender<(u16, &'static str)>,
+}
+
+impl Outbox {
+    /// The connection's id.
+    pub fn id(&self) -> ConnectionId {
+        self.id
+    }
+
+    /// Queues a frame without waiting. Returns `false` when the connection is gone or
+    /// too slow; a too-slow connection is told to close with 4008 so that the client
+    /// reconnects and resumes instead of silently missing events.
+    pub fn deliver(&self, frame: &Utf8Bytes) -> bool {
+        match self.frames.try_send(frame.clone()) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.close(
+                    close::TOO_SLOW,
+                    "you fell too far behind; reconnect and resume",
+                );
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Asks the connection to close.
+    pub fn close(&self, code: u16, reason: &'static str) {
+        let _ = self.closer.try_send((code, reason));
+    }
+}
+
+/// How a connection ends.
+#[derive(Debug)]
+enum Ending {
+    /// Send this close frame, then wait for the client's.
+    Close(u16, String),
+    /// The client sent a close frame; finish the handshake.
+    ClientClosed,
+    /// The socket is gone; nothing more can be sent.
+    Gone,
+}
+
+impl Ending {
+    fn close(code: u16, reason: impl Into<String>) -> Self {
+        Ending::Close(code, reason.into())
+    }
+}
+
+/// A welcomed connection's place in a session.
+struct Entered {
+    session: SessionHandle,
+    member: caucus_protocol::MemberId,
+    expires_at: Instant,
+}
+
+/// Serves one upgraded WebSocket until it ends.
+pub async fn serve(socket: WebSocket, hub: Arc<Hub>) {
+    let id = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
+    let span = info_span!(
+        "connection",
+        connection = id,
+        session = tracing::field::Empty,
+        member = tracing::field::Empty
+    );
+    Connection::new(id, hub).run(socket).instrument(span).await;
+}
+
+struct Connection {
+    id: ConnectionId,
+    hub: Arc<Hub>,
+    outbox: Outbox,
+    frames: mpsc::Receiver<Utf8Bytes>,
+    closer: mpsc::Receiver<(u16, &'static str)>,
+    entered: Option<Entered>,
+    rate: DefaultDirectRateLimiter,
+    strikes: DefaultDirectRateLimiter,
+}
+
+fn per_second(count: u32, burst: u32) -> DefaultDirectRateLimiter {
+    let count = NonZeroU32::new(count).unwrap_or(NonZeroU32::MIN);
+    let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
+    RateLimiter::direct(Quota::per_second(count).allow_burst(burst))
+}
+
+impl Connection {
+    fn new(id: ConnectionId, hub: Arc<Hub>) -> Self {
+        let limits = &hub.config().limits;
+        let (frames_tx, frames) = mpsc::channel(limits.outbound_queue);
+        let (closer_tx, closer) = mpsc::channel(1);
+        let rate = per_second(limits.frames_per_sec, limits.frame_burst);
+        // Strikes refill slowly: a client that keeps flooding after being told runs out.
+        let strikes = RateLimiter::direct(Quota::per_minute(
+            NonZeroU32::new(limits.rate_limited_strikes).unwrap_or(NonZeroU32::MIN),
+        ));
+        Self {
+            id,
+            outbox: Outbox {
+                id,
+                frames: frames_tx,
+                closer: closer_tx,
+            },
+            hub,
+            frames,
+            closer,
+            entered: None,
+            rate,
+            strikes,
+        }
+    }
+
+    async fn run(mut self, mut socket: WebSocket) {
+        let timeouts = self.hub.config().timeouts.clone();
+        let write_timeout = Duration::from_secs(timeouts.write_secs);
+        let ping_every = Duration::from_secs(timeouts.ping_secs);
+        let hello_deadline = Instant::now() + Duration::from_secs(timeouts.hello_secs);
+        let shutdown = self.hub.shutdown_token();
+        let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
+        let mut last_heard = Instant::now();
+
+        let ending = loop {
+            let expires_at = self.entered.as_ref().map(|entered| entered.expires_at);
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break Ending::close(close::GOING_AWAY, "the server is shutting down; reconnect shortly"),
+                Some((code, reason)) = self.closer.recv() => break Ending::close(code, reason),
+                () = sleep_until(hello_deadline), if self.entered.is_none() => {
+                    break Ending::close(close::HELLO_TIMEOUT, "no hello arrived in time");
+                }
+                () = sleep_until(expires_at.unwrap_or(hello_deadline)), if expires_at.is_some() => {
+                    break Ending::close(close::TOKEN_EXPIRED, TokenError::Expired.to_string());
+                }
+                _ = ping.tick() => {
+                    if last_heard.elapsed() >= 2 * ping_every {
+                        break Ending::close(close::PING_TIMEOUT, "no pong arrived in time");
+                    }
+                    if !matches!(timeout(write_timeout, socket.send(Message::Ping(Default::default()))).await, Ok(Ok(()))) {
+                        break Ending::Gone;
+                    }
+                }
+                Some(frame) = self.frames.recv() => {
+                    if !write_batch(&mut socket, &mut self.frames, frame, write_timeout).await {
+                        break Ending::Gone;
+                    }
+                }
+                incoming = socket.recv() => {
+                    last_heard = Instant::now();
+                    match incoming {
+                        None => break Ending::Gone,
+                        Some(Err(err)) => break ending_for(&err, self.hub.config().limits.frame_bytes),
+                        Some(Ok(Message::Text(text))) => {
+                            if let Some(ending) = self.on_text(&text).await {
+                                break ending;
+                            }
+                        }
+                        Some(Ok(Message::Binary(_))) => {
+                            break Ending::close(close::UNSUPPORTED_DATA, "Caucus accepts JSON text frames only");
+                        }
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                        Some(Ok(Message::Close(_))) => break Ending::ClientClosed,
+                    }
+                }
+            }
+        };
+        debug!(?ending, "connection ending");
+        finish(&mut socket, ending, write_timeout).await;
+        if let Some(entered) = self.entered.take() {
+            entered.session.disconnect(entered.member, self.id).await;
+        }
+    }
+
+    /// Handles one text frame. Returns how the connection ends, if it must.
+    async fn on_text(&mut self, text: &str) -> Option<Ending> {
+        if self.rate.check().is_err() {
+            if self.strikes.check().is_err() {
+                return Some(Ending::close(
+                    close::POLICY_VIOLATION,
+                    "too many frames too fast",
+                ));
+            }
+            self.reply_error(
+                ErrorCode::RateLimited,
+                "too many frames too fast; slow down or the connection will close",
+                None,
+            );
+            return None;
+        }
+        let frame = match ClientFrame::decode(text) {
+            Ok(frame) => frame,
+            Err(err) => {
+                self.reply_error(ErrorCode::BadFrame, &err.message, err.client_id);
+                return None;
+            }
+        };
+        match (&self.entered, frame.command) {
+            (
+                None,
+                Command::Hello {
+                    session,
+                    token,
+                    resume,
+                },
+            ) => self.hello(session, &token, resume).await,
+            (None, _) => {
+                self.reply_error(
+                    ErrorCode::HelloRequired,
+                    "send hello with your token first",
+                    frame.client_id,
+                );
+                None
+            }
+            (Some(_), Command::Hello { .. }) => {
+                self.reply_error(
+                    ErrorCode::AlreadyWelcomed,
+                    "this connection has already said hello",
+                    frame.client_id,
+                );
+                None
+            }
+            (Some(entered), command) => {
+                let frame = ClientFrame {
+                    client_id: frame.client_id,
+                    command,
+                };
+                if entered
+                    .session
+                    .command(entered.member.clone(), self.id, frame)
+                    .await
+                    .is_err()
+                {
+                    return Some(Ending::close(
+                        close::GOING_AWAY,
+                        "the server is shutting down; reconnect shortly",
+                    ));
+                }
+                None
+            }
+        }
+    }
+
+    async fn hello(
+        &mut self,
+        session_id: caucus_protocol::SessionId,
+        token: &str,
+        resume: std::collections::BTreeMap<String, u64>,
+    ) -> Option<Ending> {
+        let (claims, member) = match self.hub.auth().verify(token) {
+            Ok(verified) => verified,
+            Err(err) => {
+                let code = if err == TokenError::Expired {
+                    close::TOKEN_EXPIRED
+                } else {
+                    close::INVALID_TOKEN
+                };
+                return Some(Ending::close(code, err.to_string()));
+            }
+        };
+        let no_such_session = || {
+            Some(Ending::close(
+                close::NO_SUCH_SESSION,
+                "no such session for this token",
+            ))
+        };
+        // A member token is good for its own session only; the session's table then
+        // decides whether this person is in it and what they may see.
+        if claims.kind == TokenKind::Member && claims.sid.as_ref() != Some(&session_id) {
+            return no_such_session();
+        }
+        let Some(session) = self.hub.session(&session_id) else {
+            return no_such_session();
+        };
+        if let Err(err) = session
+            .connect(member.clone(), resume, self.outbox.clone())
+            .await
+        {
+            return Some(Ending::close(err.close_code(), err.to_string()));
+        }
+        let span = tracing::Span::current();
+        span.record("session", tracing::field::display(&session_id));
+        span.record("member", tracing::field::display(&member));
+        let remaining = claims.exp.saturating_sub(crate::auth::unix_now());
+        self.entered = Some(Entered {
+            session,
+            member,
+            expires_at: Instant::now() + Duration::from_secs(remaining),
+        });
+        None
+    }
+
+    fn reply_error(&self, code: ErrorCode, message: &str, client_id: Option<ClientId>) {
+        self.outbox
+            .deliver(&encode(&ServerMessage::Error(ErrorFrame {
+                code,
+                message: message.to_owned(),
+                client_id,
+            })));
+    }
+}
+
+/// Writes `first` and whatever else is queued, up to a batch, then flushes once.
+async fn write_batch(
+    socket: &mut WebSocket,
+    frames: &mut mpsc::Receiver<Utf8Bytes>,
+    first: Utf8Bytes,
+    write_timeout: Duration,
+) -> bool {
+    let write = async {
+        socket.feed(Message::Text(first)).await?;
+        for _ in 1..BATCH {
+            match frames.try_recv() {
+                Ok(frame) => socket.feed(Message::Text(frame)).await?,
+                Err(_) => break,
+            }
+        }
+        socket.flush().await
+    };
+    matches!(timeout(write_timeout, write).await, Ok(Ok(())))
+}
+
+/// The close that answers a read error.
+fn ending_for(err: &axum::Error, frame_bytes: usize) -> Ending {
+    let source = std::error::Error::source(err)
+        .and_then(|source| source.downcast_ref::<tungstenite::Error>());
+    match source {
+        Some(tungstenite::Error::Capacity(_)) => Ending::close(
+            close::MESSAGE_TOO_BIG,
+            format!("frames are limited to {frame_bytes} bytes"),
+        ),
+        Some(tungstenite::Error::Utf8(_)) => {
+            Ending::close(close::INVALID_PAYLOAD, "text frames must be valid UTF-8")
+        }
+        Some(tungstenite::Error::Protocol(err)) => Ending::close(
+            close::PROTOCOL_ERROR,
+            format!("WebSocket protocol error: {err}"),
+        ),
+        _ => Ending::Gone,
+    }
+}
+
+/// Completes the close handshake: send our close frame if we are the one closing, then
+/// read until the client's close arrives or the grace period ends.
+async fn finish(socket: &mut WebSocket, ending: Ending, write_timeout: Duration) {
+    match ending {
+        Ending::Gone => return,
+        Ending::ClientClosed => {}
+        Ending::Close(code, reason) => {
+            let frame = CloseFrame {
+                code,
+                reason: Utf8Bytes::from(truncate_reason(reason)),
+            };
+            if !matches!(
+                timeout(write_timeout, socket.send(Message::Close(Some(frame)))).await,
+                Ok(Ok(()))
+            ) {
+                return;
+            }
+        }
+    }
+    let _ = timeout(CLOSE_GRACE, async {
+        while let Some(Ok(_)) = socket.recv().await {}
+    })
+    .await;
+}
+
+/// Close reasons are limited to 123 bytes by RFC 6455.
+fn truncate_reason(mut reason: String) -> String {
+    if reason.len() > 123 {
+        let mut end = 123;
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        reason.truncate(end);
+    }
+    reason
+}

@@ -1,0 +1,176 @@
+//! The HTTP surface: the `/ws` upgrade, the JSON API, `/healthz` and the web client.
+//!
+//! Errors become responses in one place, [`ApiFailure`], which never reveals internals.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use caucus_protocol::ErrorCode;
+use caucus_protocol::api::{
+    ApiError, ApiErrorBody, CreateSession, InviteInfo, JoinRequest, Joined, SessionCreated,
+};
+
+use crate::auth::origin_allowed;
+use crate::connection;
+use crate::hub::{Hub, HubError};
+
+/// The router for a hub.
+pub fn router(hub: Arc<Hub>) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/healthz", get(healthz))
+        .route("/ws", get(upgrade))
+        .route("/api/sessions", post(create_session))
+        .route("/api/join", post(join))
+        .route("/api/invites/{code}", get(invite))
+        .with_state(hub)
+}
+
+/// An HTTP error: a status and a wire error code with a sentence for a person.
+#[derive(Debug)]
+pub struct ApiFailure {
+    status: StatusCode,
+    code: ErrorCode,
+    message: String,
+}
+
+impl ApiFailure {
+    fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<HubError> for ApiFailure {
+    fn from(err: HubError) -> Self {
+        let status = match &err {
+            HubError::NotFacilitator => StatusCode::FORBIDDEN,
+            HubError::NoSuchInvite => StatusCode::NOT_FOUND,
+            HubError::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            HubError::TooManySessions(_) => StatusCode::TOO_MANY_REQUESTS,
+            HubError::Unavailable | HubError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        Self::new(status, err.code(), err.to_string())
+    }
+}
+
+impl From<JsonRejection> for ApiFailure {
+    fn from(rejection: JsonRejection) -> Self {
+        Self::new(
+            rejection.status(),
+            ErrorCode::BadFrame,
+            rejection.body_text(),
+        )
+    }
+}
+
+impl IntoResponse for ApiFailure {
+    fn into_response(self) -> Response {
+        let body = ApiError {
+            error: ApiErrorBody {
+                code: self.code,
+                message: self.message,
+            },
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn index() -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'self'; style-src 'self' 'unsafe-inline'"),
+        )],
+        Html(include_str!("../../web-client/index.html")),
+    )
+}
+
+async fn upgrade(
+    State(hub): State<Arc<Hub>>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let header_text = |name| {
+        headers
+            .get(name)
+            .and_then(|value: &HeaderValue| value.to_str().ok())
+    };
+    if !origin_allowed(
+        header_text(header::ORIGIN),
+        header_text(header::HOST),
+        &hub.config().allowed_origins,
+    ) {
+        return ApiFailure::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
+            "this origin may not open a Caucus connection; add it to allowed_origins",
+        )
+        .into_response();
+    }
+    let frame_bytes = hub.config().limits.frame_bytes;
+    let tracker = hub.tracker().clone();
+    upgrade
+        .max_frame_size(frame_bytes)
+        .max_message_size(frame_bytes)
+        .on_upgrade(move |socket| async move {
+            tracker.spawn(connection::serve(socket, hub));
+        })
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+async fn create_session(
+    State(hub): State<Arc<Hub>>,
+    headers: HeaderMap,
+    body: Result<Json<CreateSession>, JsonRejection>,
+) -> Result<(StatusCode, Json<SessionCreated>), ApiFailure> {
+    let unauthorized = |message: String| {
+        ApiFailure::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message)
+    };
+    let token = bearer(&headers).ok_or_else(|| {
+        unauthorized("send a facilitator token as `Authorization: Bearer <token>`".into())
+    })?;
+    let (claims, _) = hub
+        .auth()
+        .verify(token)
+        .map_err(|err| unauthorized(err.to_string()))?;
+    let Json(request) = body?;
+    let created = hub.create_session(&claims, request).await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+async fn join(
+    State(hub): State<Arc<Hub>>,
+    body: Result<Json<JoinRequest>, JsonRejection>,
+) -> Result<Json<Joined>, ApiFailure> {
+    let Json(request) = body?;
+    Ok(Json(hub.join(&request.invite_code, &request.name).await?))
+}
+
+async fn invite(
+    State(hub): State<Arc<Hub>>,
+    Path(code): Path<String>,
+) -> Result<Json<InviteInfo>, ApiFailure> {
+    Ok(Json(hub.invite(&code).await?))
+}

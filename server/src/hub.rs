@@ -1,0 +1,233 @@
+//! The hub: every live session's handle, by id and by invite code, and the shared
+//! pieces connections need (auth, config, shutdown).
+//!
+//! The maps hold only handles. Callers clone a handle out and the map guard is dropped
+//! before any `.await`, so no lock is ever held across one.
+
+use std::sync::Arc;
+
+use caucus_protocol::api::{CreateSession, InviteInfo, Joined, SessionCreated};
+use caucus_protocol::{ErrorCode, MemberId, Role, SessionId};
+use dashmap::DashMap;
+use rand::Rng;
+use rand::distr::Alphanumeric;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::info;
+
+use crate::auth::{Auth, Claims, TokenKind};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::session::{ActorSettings, JoinError, Refusal, Session, SessionHandle, SessionSetup};
+use crate::store::Store;
+
+/// Why a hub operation failed. [`HubError::code`] maps each to its wire code.
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    #[error("only a facilitator token can create sessions")]
+    NotFacilitator,
+    #[error("the invite code is unknown, or its session has ended")]
+    NoSuchInvite,
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    #[error("you already have {0} live sessions, the most allowed; end one first")]
+    TooManySessions(usize),
+    #[error("the server cannot store this just now; nothing was saved, so retry")]
+    Unavailable,
+    #[error("the server is shutting down; retry shortly")]
+    ShuttingDown,
+}
+
+impl HubError {
+    /// The wire code for this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            HubError::NotFacilitator => ErrorCode::Unauthorized,
+            HubError::NoSuchInvite => ErrorCode::NoSuchInvite,
+            HubError::Refused(refusal) => refusal.code(),
+            HubError::TooManySessions(_) => ErrorCode::LimitReached,
+            HubError::Unavailable | HubError::ShuttingDown => ErrorCode::Unavailable,
+        }
+    }
+}
+
+impl From<JoinError> for HubError {
+    fn from(err: JoinError) -> Self {
+        match err {
+            JoinError::Refused(refusal) => HubError::Refused(refusal),
+            JoinError::Unavailable => HubError::Unavailable,
+            JoinError::ShuttingDown => HubError::ShuttingDown,
+        }
+    }
+}
+
+/// Live sessions and what connections share.
+#[derive(Debug)]
+pub struct Hub {
+    config: Config,
+    auth: Auth,
+    store: Arc<dyn Store>,
+    clock: Clock,
+    sessions: DashMap<SessionId, SessionHandle>,
+    invites: DashMap<String, SessionId>,
+    /// Sessions each facilitator created, for the per-facilitator cap.
+    created_by: DashMap<MemberId, usize>,
+    /// Cancelled once, at shutdown; every actor and connection watches it.
+    shutdown: CancellationToken,
+    /// Every actor and connection task is spawned on it so shutdown can wait for them.
+    tracker: TaskTracker,
+    /// The address invite links point to.
+    public_url: String,
+}
+
+fn random_token(length: usize) -> String {
+    rand::rng()
+        .sample_iter(Alphanumeric)
+        .take(length)
+        .map(|byte| char::from(byte).to_ascii_lowercase())
+        .collect()
+}
+
+impl Hub {
+    /// A hub with no sessions yet.
+    pub fn new(config: Config, auth: Auth, store: Arc<dyn Store>, public_url: String) -> Self {
+        Self {
+            config,
+            auth,
+            store,
+            clock: Clock::start(),
+            sessions: DashMap::new(),
+            invites: DashMap::new(),
+            created_by: DashMap::new(),
+            shutdown: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            public_url,
+        }
+    }
+
+    /// The configuration the server runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Token issuing and checking.
+    pub fn auth(&self) -> &Auth {
+        &self.auth
+    }
+
+    /// Cancelled when the server shuts down.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// The tracker that session actors and connections are spawned on.
+    pub fn tracker(&self) -> &TaskTracker {
+        &self.tracker
+    }
+
+    /// The handle of a live session.
+    pub fn session(&self, id: &SessionId) -> Option<SessionHandle> {
+        self.sessions.get(id).map(|entry| entry.value().clone())
+    }
+
+    /// Creates a session with its plenary and two caucus rooms, and seats the creator
+    /// as its first facilitator.
+    pub async fn create_session(
+        &self,
+        creator: &Claims,
+        request: CreateSession,
+    ) -> Result<SessionCreated, HubError> {
+        if creator.kind != TokenKind::Facilitator {
+            return Err(HubError::NotFacilitator);
+        }
+        let facilitator =
+            MemberId::new(creator.sub.clone()).map_err(|_| HubError::NotFacilitator)?;
+        let cap = self.config.limits.sessions_per_facilitator;
+        let created = self.created_by.get(&facilitator).map_or(0, |count| *count);
+        if created >= cap {
+            return Err(HubError::TooManySessions(cap));
+        }
+        let id =
+            SessionId::new(format!("s-{}", random_token(12))).expect("generated ids are valid");
+        let session = Session::new(SessionSetup {
+            id: id.clone(),
+            title: request.title,
+            labels: request.caucuses,
+            settings: request.settings,
+            ground_rules: request.ground_rules,
+            limits: self.config.limits.text,
+        })?;
+        let handle = SessionHandle::spawn(
+            session,
+            self.store.clone(),
+            self.clock,
+            ActorSettings {
+                connections_per_member: self.config.limits.connections_per_member,
+                replay_per_room: self.config.limits.replay_per_room,
+            },
+            self.shutdown.clone(),
+            &self.tracker,
+        );
+        let name = creator
+            .name
+            .clone()
+            .unwrap_or_else(|| facilitator.to_string());
+        handle
+            .join(facilitator.clone(), name, Role::Facilitator)
+            .await?;
+        let invite_code = random_token(10);
+        self.sessions.insert(id.clone(), handle);
+        self.invites.insert(invite_code.clone(), id.clone());
+        *self.created_by.entry(facilitator.clone()).or_default() += 1;
+        info!(session = %id, facilitator = %facilitator, "session created");
+        Ok(SessionCreated {
+            invite_url: format!("{}/#invite={invite_code}", self.public_url),
+            session: id,
+            invite_code,
+        })
+    }
+
+    /// What an invite leads to, for the page people see before joining.
+    pub async fn invite(&self, code: &str) -> Result<InviteInfo, HubError> {
+        let (id, handle) = self.invited_session(code)?;
+        let summary = handle.summarize().await.ok_or(HubError::ShuttingDown)?;
+        if summary.ended {
+            return Err(HubError::NoSuchInvite);
+        }
+        Ok(InviteInfo {
+            session: id,
+            title: summary.title,
+            ground_rules: summary.ground_rules,
+        })
+    }
+
+    /// Admits a new member by invite code and returns their token for this session.
+    pub async fn join(&self, code: &str, name: &str) -> Result<Joined, HubError> {
+        let (id, handle) = self.invited_session(code)?;
+        let member =
+            MemberId::new(format!("m-{}", random_token(12))).expect("generated ids are valid");
+        handle
+            .join(member.clone(), name.to_owned(), Role::Member)
+            .await
+            .map_err(|err| match err {
+                JoinError::Refused(Refusal::SessionEnded) => HubError::NoSuchInvite,
+                other => other.into(),
+            })?;
+        info!(session = %id, member = %member, "member joined");
+        Ok(Joined {
+            token: self.auth.mint_member(&id, &member),
+            session: id,
+            member,
+        })
+    }
+
+    fn invited_session(&self, code: &str) -> Result<(SessionId, SessionHandle), HubError> {
+        let id = self
+            .invites
+            .get(code.trim())
+            .map(|entry| entry.value().clone())
+            .ok_or(HubError::NoSuchInvite)?;
+        let handle = self.session(&id).ok_or(HubError::NoSuchInvite)?;
+        Ok((id, handle))
+    }
+}

@@ -1,0 +1,156 @@
+//! The `caucus` command: `caucus serve` runs the server; `caucus token facilitator`
+//! prints a facilitator token for the same configuration.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use caucus_server::Server;
+use caucus_server::auth::Auth;
+use caucus_server::config::{Config, LogFormat, Overrides};
+use clap::{Args, Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+/// Caucus: a real-time chat server for sessions with a plenary and two private caucuses.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Commands,
+}
+
+#[derive(Debug, Subcommand)]
+enum Commands {
+    /// Run the server.
+    Serve(ConfigArgs),
+    /// Print a token.
+    Token {
+        #[command(subcommand)]
+        kind: TokenCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Print a facilitator token (and nothing else) to stdout.
+    Facilitator {
+        /// The facilitator's display name; it also identifies them.
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+struct ConfigArgs {
+    /// A TOML config file.
+    #[arg(long, env = "CAUCUS_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address and port to listen on (overrides CAUCUS_LISTEN).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Folder for the server's files (overrides CAUCUS_DATA_DIR).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// The address people open, for invite links (overrides CAUCUS_PUBLIC_URL).
+    #[arg(long)]
+    public_url: Option<String>,
+}
+
+impl ConfigArgs {
+    fn load(self) -> anyhow::Result<Config> {
+        let overrides = Overrides {
+            listen: self.listen,
+            data_dir: self.data_dir,
+            public_url: self.public_url,
+        };
+        Ok(Config::load(self.config.as_deref(), overrides)?)
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("caucus: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Commands::Serve(args) => {
+            let config = args.load()?;
+            init_tracing(config.log_format);
+            tokio::runtime::Runtime::new()
+                .context("cannot start the async runtime")?
+                .block_on(serve(config))
+        }
+        Commands::Token {
+            kind: TokenCommand::Facilitator { name, config },
+        } => {
+            let config = config.load()?;
+            let auth = Auth::from_config(&config)?;
+            let token = auth.mint_facilitator(&name).map_err(anyhow::Error::msg)?;
+            println!("{token}");
+            Ok(())
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let ttl_hours = config.token_ttl_secs / 3600;
+    let data_dir = config.data_dir.clone();
+    let server = Server::bind(config).await?;
+    let url = server.hub().config().public_url(server.local_addr());
+    let sign_in = server
+        .hub()
+        .auth()
+        .mint_facilitator("Facilitator")
+        .map_err(anyhow::Error::msg)?;
+    println!("Caucus {} is listening on {url}", env!("CARGO_PKG_VERSION"));
+    println!("  Open:        {url}/");
+    println!("  Facilitator: {url}/#token={sign_in}");
+    println!("               (a sign-in link valid for {ttl_hours} hours; keep it private)");
+    println!("  Data folder: {}", data_dir.display());
+    println!("  Stop:        Ctrl-C");
+
+    let shutdown = server.shutdown_token();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("signal received; shutting down");
+        shutdown.cancel();
+    });
+    server.run().await.context("the server failed")
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = EnvFilter::try_from_env("CAUCUS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

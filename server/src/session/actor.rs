@@ -1,0 +1,526 @@
+//! The session actor: one tokio task per live session that owns its [`Session`], its
+//! timers and the connections of the people in it.
+//!
+//! Everything that changes a session arrives here as a [`Request`] and is handled in
+//! order, one at a time, which is what makes reconvene atomic. For each command the
+//! actor decides, stores the resulting events, applies them, and only then fans them
+//! out and acknowledges. Each event is serialized once and every reader's connection
+//! gets a cheap clone of the same bytes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use axum::extract::ws::Utf8Bytes;
+use caucus_protocol::server::CaucusView;
+use caucus_protocol::{
+    Ack, ClientFrame, ErrorCode, ErrorFrame, EventBody, MemberId, Role, Room, RoomEvent,
+    ServerMessage, SessionId, close,
+};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, instrument, warn};
+
+use super::state::{Decision, Draft, Refusal, Session};
+use crate::clock::Clock;
+use crate::connection::{ConnectionId, Outbox};
+use crate::store::Store;
+
+/// How many requests may wait for a session actor before senders wait too.
+const REQUEST_QUEUE: usize = 1024;
+
+/// A cheap, cloneable way to reach a session's actor.
+#[derive(Debug, Clone)]
+pub struct SessionHandle {
+    id: SessionId,
+    /// Sent by connections and the hub; received only by the actor. The channel closes
+    /// when the actor stops, at shutdown.
+    requests: mpsc::Sender<Request>,
+}
+
+/// Why a connection could not enter a session.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectError {
+    #[error("no such session for this token")]
+    NoSuchSession,
+    #[error("a facilitator removed you from this session")]
+    Removed,
+    #[error("you have too many connections open; close one and retry")]
+    TooManyConnections,
+    #[error("the server is shutting down")]
+    ShuttingDown,
+}
+
+impl ConnectError {
+    /// The WebSocket close code for this refusal.
+    pub fn close_code(&self) -> u16 {
+        match self {
+            ConnectError::NoSuchSession => close::NO_SUCH_SESSION,
+            ConnectError::Removed => close::REMOVED,
+            ConnectError::TooManyConnections => close::TOO_MANY_CONNECTIONS,
+            ConnectError::ShuttingDown => close::GOING_AWAY,
+        }
+    }
+}
+
+/// What the invite page shows before someone joins.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    /// The title.
+    pub title: String,
+    /// The ground rules.
+    pub ground_rules: Option<String>,
+    /// Whether the session has ended.
+    pub ended: bool,
+}
+
+/// A request to a session actor.
+#[derive(Debug)]
+enum Request {
+    Join {
+        member: MemberId,
+        name: String,
+        role: Role,
+        reply: oneshot::Sender<Result<(), JoinError>>,
+    },
+    Connect {
+        member: MemberId,
+        resume: BTreeMap<String, u64>,
+        outbox: Outbox,
+        reply: oneshot::Sender<Result<(), ConnectError>>,
+    },
+    Command {
+        member: MemberId,
+        connection: ConnectionId,
+        frame: ClientFrame,
+    },
+    Disconnect {
+        member: MemberId,
+        connection: ConnectionId,
+    },
+    Summarize {
+        reply: oneshot::Sender<Summary>,
+    },
+}
+
+/// Why a person could not join.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JoinError {
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    #[error("cannot store the join just now; retry")]
+    Unavailable,
+    #[error("the server is shutting down")]
+    ShuttingDown,
+}
+
+impl SessionHandle {
+    /// Starts the actor for `session` on `tracker` and returns its handle.
+    pub fn spawn(
+        session: Session,
+        store: Arc<dyn Store>,
+        clock: Clock,
+        settings: ActorSettings,
+        shutdown: CancellationToken,
+        tracker: &tokio_util::task::TaskTracker,
+    ) -> Self {
+        let (requests, inbox) = mpsc::channel(REQUEST_QUEUE);
+        let id = session.id().clone();
+        let actor = SessionActor {
+            session,
+            store,
+            clock,
+            settings,
+            connections: HashMap::new(),
+            inbox,
+        };
+        tracker.spawn(actor.run(shutdown));
+        Self { id, requests }
+    }
+
+    /// The session's id.
+    pub fn id(&self) -> &SessionId {
+        &self.id
+    }
+
+    /// Admits a new person with `role`.
+    pub async fn join(&self, member: MemberId, name: String, role: Role) -> Result<(), JoinError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Request::Join {
+            member,
+            name,
+            role,
+            reply,
+        })
+        .await
+        .map_err(|()| JoinError::ShuttingDown)?;
+        answer.await.unwrap_or(Err(JoinError::ShuttingDown))
+    }
+
+    /// Enters a connection into the session. On success the welcome and the replay are
+    /// already in the connection's outbox.
+    pub async fn connect(
+        &self,
+        member: MemberId,
+        resume: BTreeMap<String, u64>,
+        outbox: Outbox,
+    ) -> Result<(), ConnectError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Request::Connect {
+            member,
+            resume,
+            outbox,
+            reply,
+        })
+        .await
+        .map_err(|()| ConnectError::ShuttingDown)?;
+        answer.await.unwrap_or(Err(ConnectError::ShuttingDown))
+    }
+
+    /// Passes a command on. Its reply arrives in the connection's outbox. Waits when the
+    /// actor is busy, which slows a flooding connection down rather than buffering it.
+    pub async fn command(
+        &self,
+        member: MemberId,
+        connection: ConnectionId,
+        frame: ClientFrame,
+    ) -> Result<(), ()> {
+        self.send(Request::Command {
+            member,
+            connection,
+            frame,
+        })
+        .await
+    }
+
+    /// Tells the actor a connection is gone.
+    pub async fn disconnect(&self, member: MemberId, connection: ConnectionId) {
+        let _ = self.send(Request::Disconnect { member, connection }).await;
+    }
+
+    /// The session's title and ground rules.
+    pub async fn summarize(&self) -> Option<Summary> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Request::Summarize { reply }).await.ok()?;
+        answer.await.ok()
+    }
+
+    async fn send(&self, request: Request) -> Result<(), ()> {
+        self.requests.send(request).await.map_err(|_| ())
+    }
+}
+
+/// Limits the actor enforces.
+#[derive(Debug, Clone, Copy)]
+pub struct ActorSettings {
+    /// Open connections per person.
+    pub connections_per_member: usize,
+    /// Events replayed per room without a usable cursor.
+    pub replay_per_room: u64,
+}
+
+struct SessionActor {
+    session: Session,
+    store: Arc<dyn Store>,
+    clock: Clock,
+    settings: ActorSettings,
+    /// The open connections of each person who is online.
+    connections: HashMap<MemberId, Vec<Outbox>>,
+    /// Requests from connections and the hub.
+    inbox: mpsc::Receiver<Request>,
+}
+
+/// Serializes a server message once, for any number of connections.
+pub(crate) fn encode(message: &ServerMessage) -> Utf8Bytes {
+    Utf8Bytes::from(serde_json::to_string(message).expect("server messages always serialize"))
+}
+
+impl SessionActor {
+    #[instrument(name = "session", skip_all, fields(session = %self.session.id()))]
+    async fn run(mut self, shutdown: CancellationToken) {
+        debug!("session actor started");
+        loop {
+            let deadline = self.session.next_deadline();
+            let timer = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(self.clock.instant_at(at)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                request = self.inbox.recv() => match request {
+                    Some(request) => self.handle(request).await,
+                    None => break,
+                },
+                () = timer => self.tick().await,
+                () = shutdown.cancelled() => break,
+            }
+        }
+        debug!("session actor stopped");
+    }
+
+    async fn handle(&mut self, request: Request) {
+        match request {
+            Request::Join {
+                member,
+                name,
+                role,
+                reply,
+            } => {
+                let result = match self.session.decide_join(&member, &name, role) {
+                    Ok(draft) => self
+                        .commit(vec![draft])
+                        .await
+                        .map(|_| ())
+                        .map_err(|()| JoinError::Unavailable),
+                    Err(refusal) => Err(refusal.into()),
+                };
+                let _ = reply.send(result);
+            }
+            Request::Connect {
+                member,
+                resume,
+                outbox,
+                reply,
+            } => {
+                let _ = reply.send(self.connect(member, &resume, outbox));
+            }
+            Request::Command {
+                member,
+                connection,
+                frame,
+            } => self.command(&member, connection, frame).await,
+            Request::Disconnect { member, connection } => self.disconnect(&member, connection),
+            Request::Summarize { reply } => {
+                let _ = reply.send(Summary {
+                    title: self.session.title().to_owned(),
+                    ground_rules: self.session.ground_rules().map(str::to_owned),
+                    ended: self.session.phase() == caucus_protocol::Phase::Ended,
+                });
+            }
+        }
+    }
+
+    fn connect(
+        &mut self,
+        member: MemberId,
+        resume: &BTreeMap<String, u64>,
+        outbox: Outbox,
+    ) -> Result<(), ConnectError> {
+        if self.session.role_of(&member).is_none() {
+            return Err(if self.session.is_removed(&member) {
+                ConnectError::Removed
+            } else {
+                ConnectError::NoSuchSession
+            });
+        }
+        let open = self.connections.get(&member).map_or(0, Vec::len);
+        if open >= self.settings.connections_per_member {
+            return Err(ConnectError::TooManyConnections);
+        }
+        let mut online: Vec<MemberId> = self.connections.keys().cloned().collect();
+        if open == 0 {
+            online.push(member.clone());
+        }
+        online.sort();
+        let (welcome, replay) = self
+            .session
+            .welcome(&member, resume, online, self.settings.replay_per_room)
+            .ok_or(ConnectError::NoSuchSession)?;
+        outbox.deliver(&encode(&ServerMessage::Welcome(Box::new(welcome))));
+        for event in replay {
+            outbox.deliver(&encode(&ServerMessage::Event(event.clone())));
+        }
+        info!(member = %member, connection = outbox.id(), "connected");
+        self.connections
+            .entry(member.clone())
+            .or_default()
+            .push(outbox);
+        if open == 0 {
+            self.broadcast_presence(&member, true);
+        }
+        Ok(())
+    }
+
+    fn disconnect(&mut self, member: &MemberId, connection: ConnectionId) {
+        let Some(outboxes) = self.connections.get_mut(member) else {
+            return;
+        };
+        outboxes.retain(|outbox| outbox.id() != connection);
+        if outboxes.is_empty() {
+            self.connections.remove(member);
+            self.broadcast_presence(member, false);
+        }
+        debug!(member = %member, connection, "disconnected");
+    }
+
+    async fn command(&mut self, member: &MemberId, connection: ConnectionId, frame: ClientFrame) {
+        let ClientFrame { client_id, command } = frame;
+        let kind = command.kind();
+        let now = self.clock.now_ms();
+        let decision = self
+            .session
+            .decide(member, &command, client_id.as_ref(), now);
+        let reply = match decision {
+            Ok(Decision::Apply { drafts, receipt }) => {
+                let first = self.commit(drafts).await;
+                match first {
+                    Ok(first) => ServerMessage::Ack(Ack {
+                        client_id,
+                        room: first.filter(|_| receipt).map(|(room, _)| room),
+                        seq: first.filter(|_| receipt).map(|(_, seq)| seq),
+                    }),
+                    Err(()) => ServerMessage::Error(ErrorFrame {
+                        code: ErrorCode::Unavailable,
+                        message:
+                            "the server cannot store this just now; nothing was saved, so retry"
+                                .into(),
+                        client_id,
+                    }),
+                }
+            }
+            Ok(Decision::Repeat { room, seq }) => ServerMessage::Ack(Ack {
+                client_id,
+                room: Some(room),
+                seq: Some(seq),
+            }),
+            Ok(Decision::Typing { room }) => {
+                self.send_typing(member, room);
+                return;
+            }
+            Err(refusal) => {
+                debug!(member = %member, command = kind, code = ?refusal.code(), "refused");
+                ServerMessage::Error(ErrorFrame {
+                    code: refusal.code(),
+                    message: refusal.to_string(),
+                    client_id,
+                })
+            }
+        };
+        self.send_to_connection(member, connection, &reply);
+    }
+
+    async fn tick(&mut self) {
+        let drafts = self.session.decide_tick(self.clock.now_ms());
+        if !drafts.is_empty() {
+            // A failed store retries on the next loop, because the deadline stays due.
+            let _ = self.commit(drafts).await;
+        }
+    }
+
+    /// Stores the drafts as events, then applies and delivers each. Returns the first
+    /// event's room and number, or `Err` if the store refused and nothing changed.
+    async fn commit(&mut self, drafts: Vec<Draft>) -> Result<Option<(Room, u64)>, ()> {
+        if drafts.is_empty() {
+            return Ok(None);
+        }
+        let events = self.session.stamp(drafts, self.clock.now_ms());
+        if let Err(err) = self.store.append(self.session.id(), &events).await {
+            warn!(error = %err, "store refused events; nothing was applied");
+            return Err(());
+        }
+        let first = events.first().map(|event| (event.room, event.seq));
+        for event in events {
+            let frame = encode(&ServerMessage::Event(event.clone()));
+            let room = event.room;
+            let role_changed = matches!(&event.body,
+                EventBody::RoleChanged { member, role, .. } if self.session.role_of(member) != Some(*role));
+            self.session.evolve(event.clone());
+            self.deliver(room, &frame);
+            self.follow_up(&event, role_changed);
+        }
+        Ok(first)
+    }
+
+    /// Sends `frame` to every open connection whose person may read `room` now.
+    fn deliver(&mut self, room: Room, frame: &Utf8Bytes) {
+        let session = &self.session;
+        for (member, outboxes) in &mut self.connections {
+            if session.can_read(member, room) {
+                outboxes.retain(|outbox| outbox.deliver(frame));
+            }
+        }
+        self.connections.retain(|_, outboxes| !outboxes.is_empty());
+    }
+
+    /// What an event means for connections beyond delivering it.
+    fn follow_up(&mut self, event: &RoomEvent, role_changed: bool) {
+        match &event.body {
+            EventBody::Seated { member, caucus } => {
+                let view = caucus.map(|caucus| CaucusView {
+                    caucus,
+                    members: self.session.readers(caucus.room()).cloned().collect(),
+                    points: self.session.points(caucus).to_vec(),
+                });
+                self.send_to_member(member, &ServerMessage::Seat { caucus: view });
+            }
+            EventBody::Removed { member } => {
+                self.close_member(
+                    member,
+                    close::REMOVED,
+                    "a facilitator removed you from this session",
+                );
+            }
+            EventBody::RoleChanged { member, .. } if role_changed => {
+                // Their readable rooms changed; a fresh hello gives them the right view.
+                self.close_member(
+                    member,
+                    close::ROLE_CHANGED,
+                    "your role changed; reconnect to continue",
+                );
+            }
+            _ => {}
+        }
+    }
+
+    fn close_member(&mut self, member: &MemberId, code: u16, reason: &'static str) {
+        if let Some(outboxes) = self.connections.remove(member) {
+            for outbox in outboxes {
+                outbox.close(code, reason);
+            }
+            self.broadcast_presence(member, false);
+        }
+    }
+
+    fn broadcast_presence(&mut self, member: &MemberId, online: bool) {
+        let frame = encode(&ServerMessage::Presence {
+            member: member.clone(),
+            online,
+        });
+        self.deliver(Room::Plenary, &frame);
+    }
+
+    fn send_typing(&mut self, typist: &MemberId, room: Room) {
+        let frame = encode(&ServerMessage::Typing {
+            room,
+            member: typist.clone(),
+        });
+        let session = &self.session;
+        for (member, outboxes) in &mut self.connections {
+            if member != typist && session.can_read(member, room) {
+                outboxes.retain(|outbox| outbox.deliver(&frame));
+            }
+        }
+    }
+
+    fn send_to_member(&mut self, member: &MemberId, message: &ServerMessage) {
+        if let Some(outboxes) = self.connections.get_mut(member) {
+            let frame = encode(message);
+            outboxes.retain(|outbox| outbox.deliver(&frame));
+        }
+    }
+
+    fn send_to_connection(
+        &mut self,
+        member: &MemberId,
+        connection: ConnectionId,
+        message: &ServerMessage,
+    ) {
+        if let Some(outbox) = self
+            .connections
+            .get(member)
+            .and_then(|outboxes| outboxes.iter().find(|outbox| outbox.id() == connection))
+        {
+            outbox.deliver(&encode(message));
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! Sessions: the rules ([`state`]) and the task that runs them ([`actor`]).
+//!
+//! The state machine is pure and tested without tokio; the actor adds storage, timers
+//! and connections around it.
+
+mod actor;
+mod state;
+
+pub(crate) use actor::encode;
+pub use actor::{ActorSettings, ConnectError, JoinError, SessionHandle, Summary};
+pub use state::{Decision, Draft, Refusal, Session, SessionSetup, TextLimits, check_text};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,1201 @@
+//! The session state machine: the rules of a session as plain data and functions,
+//! with no I/O, no tokio and no clock of its own.
+//!
+//! Every change is a [`RoomEvent`]. A command goes through two steps:
+//!
+//! 1. [`Session::decide`] checks the command against the current state and returns the
+//!    events it would produce, or a [`Refusal`]. It changes nothing.
+//! 2. Once the actor has stored those events, [`Session::evolve`] applies each one.
+//!
+//! So a refused command, or one whose events could not be stored, leaves the session
+//! exactly as it was, and the state is always the fold of its stored events.
+//!
+//! Who may read a room is computed here, from this table, and nowhere else.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use caucus_protocol::server::{CaucusView, SeatView, SessionInfo};
+use caucus_protocol::{
+    Caucus, CaucusLabels, ClientId, Command, ErrorCode, EventBody, Member, MemberId, Phase, Point,
+    Proposal, Role, Room, RoomCursor, RoomEvent, RoomName, SessionId, Settings, Welcome,
+};
+
+/// A warning comes one minute before the end of a round, or at half time when the
+/// round is shorter than two minutes.
+const WARNING_BEFORE_MS: u64 = 60_000;
+/// The longest round, or extension, the server accepts: one day.
+const MAX_ROUND_SECS: u32 = 24 * 60 * 60;
+
+/// Length limits on what people type, in characters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TextLimits {
+    /// Messages, points and announcements.
+    pub message_chars: usize,
+    /// Display names and session titles.
+    pub name_chars: usize,
+    /// Topics and caucus labels.
+    pub topic_chars: usize,
+}
+
+impl Default for TextLimits {
+    fn default() -> Self {
+        Self {
+            message_chars: 4000,
+            name_chars: 80,
+            topic_chars: 300,
+        }
+    }
+}
+
+/// Why a command was refused. Each maps to one wire [`ErrorCode`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("there is no such room, or you are not in it")]
+    NoSuchRoom,
+    #[error("there is no such message in a caucus you are in")]
+    NoSuchMessage,
+    #[error("there is no such point in your caucus")]
+    NoSuchPoint,
+    #[error("there is no such person in this session")]
+    NoSuchMember,
+    #[error("there is no such topic proposal")]
+    NoSuchProposal,
+    #[error("only a facilitator can {0}")]
+    Forbidden(&'static str),
+    #[error("{0}")]
+    WrongPhase(String),
+    #[error("the caucus is closed until a facilitator opens the next round")]
+    CaucusClosed,
+    #[error("the plenary is quiet while the caucuses meet; only facilitators post here")]
+    PlenaryQuiet,
+    #[error("in this session a facilitator assigns caucuses; ask one to seat you")]
+    SelfChoiceOff,
+    #[error("the session has ended and is read-only")]
+    SessionEnded,
+    #[error("{0} is empty")]
+    Empty(&'static str),
+    #[error("{what} is longer than {max} characters")]
+    TooLong { what: &'static str, max: usize },
+    #[error("{0}")]
+    InvalidValue(String),
+}
+
+impl Refusal {
+    /// The wire code for this refusal.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Refusal::NoSuchRoom => ErrorCode::NoSuchRoom,
+            Refusal::NoSuchMessage => ErrorCode::NoSuchMessage,
+            Refusal::NoSuchPoint => ErrorCode::NoSuchPoint,
+            Refusal::NoSuchMember => ErrorCode::NoSuchMember,
+            Refusal::NoSuchProposal => ErrorCode::NoSuchProposal,
+            Refusal::Forbidden(_) => ErrorCode::Forbidden,
+            Refusal::WrongPhase(_) => ErrorCode::WrongPhase,
+            Refusal::CaucusClosed => ErrorCode::CaucusClosed,
+            Refusal::PlenaryQuiet => ErrorCode::PlenaryQuiet,
+            Refusal::SelfChoiceOff => ErrorCode::SelfChoiceOff,
+            Refusal::SessionEnded => ErrorCode::SessionEnded,
+            Refusal::Empty(_) => ErrorCode::Empty,
+            Refusal::TooLong { .. } => ErrorCode::TooLong,
+            Refusal::InvalidValue(_) => ErrorCode::InvalidValue,
+        }
+    }
+}
+
+/// An event before it is numbered: its room and what happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Draft {
+    /// The room the event belongs to, which decides who receives it.
+    pub room: Room,
+    /// What happened.
+    pub body: EventBody,
+}
+
+impl Draft {
+    fn new(room: Room, body: EventBody) -> Self {
+        Self { room, body }
+    }
+}
+
+/// What [`Session::decide`] concluded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Store these events, apply them, then acknowledge. With `receipt`, the ack names
+    /// the first event's room and sequence number. No events means nothing to change,
+    /// such as a repeated reconvene.
+    Apply { drafts: Vec<Draft>, receipt: bool },
+    /// A retried `say` that was already stored: acknowledge it again, store nothing.
+    Repeat { room: Room, seq: u64 },
+    /// Tell the room's other readers that the sender is typing. Nothing is stored.
+    Typing { room: Room },
+}
+
+impl Decision {
+    fn events(drafts: Vec<Draft>) -> Self {
+        Decision::Apply {
+            drafts,
+            receipt: false,
+        }
+    }
+
+    fn nothing() -> Self {
+        Self::events(Vec::new())
+    }
+}
+
+/// A person in the session, as the server's own table records them.
+#[derive(Debug, Clone)]
+struct Person {
+    member: Member,
+    seat: Option<Seat>,
+    removed: bool,
+}
+
+/// Where a person sits: their caucus and the last event of its room before they
+/// joined it. They read that room's events after `since`, and nothing before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Seat {
+    caucus: Caucus,
+    since: u64,
+}
+
+#[derive(Debug, Clone)]
+struct ProposalState {
+    proposal: Proposal,
+    voters: BTreeSet<MemberId>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct RoundTimer {
+    opened_at: u64,
+    deadline: u64,
+    warned: bool,
+    expired: bool,
+}
+
+impl RoundTimer {
+    fn warn_at(&self) -> u64 {
+        let length = self.deadline.saturating_sub(self.opened_at);
+        if length >= 2 * WARNING_BEFORE_MS {
+            self.deadline - WARNING_BEFORE_MS
+        } else {
+            self.opened_at + length / 2
+        }
+    }
+}
+
+/// A session: its settings, people, seats, topic, points, timer and room logs.
+#[derive(Debug, Clone)]
+pub struct Session {
+    id: SessionId,
+    title: String,
+    labels: CaucusLabels,
+    settings: Settings,
+    ground_rules: Option<String>,
+    limits: TextLimits,
+    phase: Phase,
+    topic: Option<String>,
+    timer: Option<RoundTimer>,
+    people: HashMap<MemberId, Person>,
+    /// Member ids in the order they joined, so that rosters are stable.
+    join_order: Vec<MemberId>,
+    proposals: Vec<ProposalState>,
+    /// Each caucus's points for the current round, in carry order.
+    points: [Vec<Point>; 2],
+    /// The next point id in each caucus. Ids are per caucus so that one caucus learns
+    /// nothing of how many points the other has made.
+    next_point: [u32; 2],
+    /// Every room's events; an event's sequence number is its index plus one.
+    logs: [Vec<RoomEvent>; 4],
+    /// `(sender, client_id)` of every stored message, for idempotent retries.
+    sent: HashMap<(MemberId, ClientId), (Room, u64)>,
+}
+
+/// What a new session is created with.
+#[derive(Debug, Clone)]
+pub struct SessionSetup {
+    /// The session's id.
+    pub id: SessionId,
+    /// Its title.
+    pub title: String,
+    /// The caucus labels.
+    pub labels: CaucusLabels,
+    /// Its settings.
+    pub settings: Settings,
+    /// Ground rules members accept when joining.
+    pub ground_rules: Option<String>,
+    /// Length limits on text.
+    pub limits: TextLimits,
+}
+
+fn caucus_index(caucus: Caucus) -> usize {
+    match caucus {
+        Caucus::A => 0,
+        Caucus::B => 1,
+    }
+}
+
+fn room_index(room: Room) -> usize {
+    match room {
+        Room::Plenary => 0,
+        Room::Caucus(Caucus::A) => 1,
+        Room::Caucus(Caucus::B) => 2,
+        Room::Facilitators => 3,
+    }
+}
+
+/// Checks a piece of text against emptiness and a length limit. Text is otherwise kept
+/// byte for byte: markup, quotes and control characters are data, not instructions.
+pub fn check_text(what: &'static str, text: &str, max: usize) -> Result<(), Refusal> {
+    if text.trim().is_empty() {
+        return Err(Refusal::Empty(what));
+    }
+    if text.chars().count() > max {
+        return Err(Refusal::TooLong { what, max });
+    }
+    Ok(())
+}
+
+impl Session {
+    /// Checks the setup and creates an empty session in the gathering phase. The
+    /// creator joins through [`Session::decide_join`] like anyone else.
+    pub fn new(setup: SessionSetup) -> Result<Self, Refusal> {
+        let limits = setup.limits;
+        check_text("the title", &setup.title, limits.name_chars)?;
+        check_text("a caucus label", &setup.labels.a, limits.topic_chars)?;
+        check_text("a caucus label", &setup.labels.b, limits.topic_chars)?;
+        if let Some(rules) = &setup.ground_rules {
+            check_text("the ground rules", rules, limits.message_chars)?;
+        }
+        Ok(Self {
+            id: setup.id,
+            title: setup.title,
+            labels: setup.labels,
+            settings: setup.settings,
+            ground_rules: setup.ground_rules,
+            limits,
+            phase: Phase::Gathering,
+            topic: None,
+            timer: None,
+            people: HashMap::new(),
+            join_order: Vec::new(),
+            proposals: Vec::new(),
+            points: [Vec::new(), Vec::new()],
+            next_point: [1, 1],
+            logs: Default::default(),
+            sent: HashMap::new(),
+        })
+    }
+
+    /// The session's id.
+    pub fn id(&self) -> &SessionId {
+        &self.id
+    }
+
+    /// The session's title.
+    pub fn title(&self) -> &str {
+        &self.title
+    }
+
+    /// The ground rules, if any.
+    pub fn ground_rules(&self) -> Option<&str> {
+        self.ground_rules.as_deref()
+    }
+
+    /// The current phase.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// The latest sequence number of `room`.
+    pub fn head(&self, room: Room) -> u64 {
+        self.logs[room_index(room)].len() as u64
+    }
+
+    /// The person's role, if they are in the session and not removed.
+    pub fn role_of(&self, who: &MemberId) -> Option<Role> {
+        self.active(who).map(|person| person.member.role)
+    }
+
+    /// Whether a facilitator removed this person.
+    pub fn is_removed(&self, who: &MemberId) -> bool {
+        self.people.get(who).is_some_and(|person| person.removed)
+    }
+
+    /// A caucus's points for the current round, in carry order.
+    pub fn points(&self, caucus: Caucus) -> &[Point] {
+        &self.points[caucus_index(caucus)]
+    }
+
+    /// The person's caucus.
+    pub fn seat_of(&self, who: &MemberId) -> Option<Caucus> {
+        self.active(who)?.seat.map(|seat| seat.caucus)
+    }
+
+    fn active(&self, who: &MemberId) -> Option<&Person> {
+        self.people.get(who).filter(|person| !person.removed)
+    }
+
+    /// Whether `who` may read `room` now: everyone reads the plenary, a caucus's
+    /// current members read it, facilitators read the facilitators' desk.
+    pub fn can_read(&self, who: &MemberId, room: Room) -> bool {
+        self.read_window(who, room).is_some()
+    }
+
+    /// The last sequence number of `room` that `who` may *not* read, if they may read
+    /// the room at all. Caucus members read only what was said after they joined.
+    fn read_window(&self, who: &MemberId, room: Room) -> Option<u64> {
+        let person = self.active(who)?;
+        match room {
+            Room::Plenary => Some(0),
+            Room::Facilitators => (person.member.role == Role::Facilitator).then_some(0),
+            Room::Caucus(caucus) => person
+                .seat
+                .filter(|seat| seat.caucus == caucus)
+                .map(|seat| seat.since),
+        }
+    }
+
+    /// Everyone who may read `room` now, in join order.
+    pub fn readers(&self, room: Room) -> impl Iterator<Item = &MemberId> {
+        self.join_order
+            .iter()
+            .filter(move |id| self.can_read(id, room))
+    }
+
+    /// Everyone in the session who has not been removed, in join order.
+    pub fn members(&self) -> impl Iterator<Item = &Member> {
+        self.join_order
+            .iter()
+            .filter_map(|id| self.active(id))
+            .map(|person| &person.member)
+    }
+
+    /// A stored event, if `seq` is in range.
+    pub fn event(&self, room: Room, seq: u64) -> Option<&RoomEvent> {
+        let index = usize::try_from(seq.checked_sub(1)?).ok()?;
+        self.logs[room_index(room)].get(index)
+    }
+
+    /// When the actor must next call [`Session::decide_tick`], in Unix milliseconds.
+    pub fn next_deadline(&self) -> Option<u64> {
+        let timer = self.timer?;
+        if !matches!(self.phase, Phase::Caucusing { .. }) || timer.expired {
+            return None;
+        }
+        Some(if timer.warned {
+            timer.deadline
+        } else {
+            timer.warn_at()
+        })
+    }
+
+    /// The events that time produces at `now`: the warning, then the end of the round.
+    pub fn decide_tick(&self, now: u64) -> Vec<Draft> {
+        let (Phase::Caucusing { round }, Some(timer)) = (self.phase, self.timer) else {
+            return Vec::new();
+        };
+        if timer.expired {
+            return Vec::new();
+        }
+        if now >= timer.deadline {
+            return if self.settings.auto_reconvene {
+                self.reconvene_drafts(round)
+            } else {
+                vec![Draft::new(Room::Facilitators, EventBody::TimeUp { round })]
+            };
+        }
+        if !timer.warned && now >= timer.warn_at() {
+            return vec![Draft::new(
+                Room::Plenary,
+                EventBody::TimerWarning {
+                    round,
+                    deadline: timer.deadline,
+                },
+            )];
+        }
+        Vec::new()
+    }
+
+    /// Admits a new person. Their name is checked; their id must be new.
+    pub fn decide_join(&self, id: &MemberId, name: &str, role: Role) -> Result<Draft, Refusal> {
+        if self.phase == Phase::Ended {
+            return Err(Refusal::SessionEnded);
+        }
+        check_text("the name", name, self.limits.name_chars)?;
+        if self.people.contains_key(id) {
+            return Err(Refusal::InvalidValue("that person is already here".into()));
+        }
+        Ok(Draft::new(
+            Room::Plenary,
+            EventBody::Joined {
+                member: Member {
+                    id: id.clone(),
+                    name: name.to_owned(),
+                    role,
+                    secretary: false,
+                },
+            },
+        ))
+    }
+
+    /// Checks `command` from `who` and returns what it would do. Changes nothing.
+    pub fn decide(
+        &self,
+        who: &MemberId,
+        command: &Command,
+        client_id: Option<&ClientId>,
+        now: u64,
+    ) -> Result<Decision, Refusal> {
+        let Some(person) = self.active(who) else {
+            return Err(Refusal::NoSuchMember);
+        };
+        let facilitator = person.member.role == Role::Facilitator;
+        let require_facilitator = |action: &'static str| {
+            if facilitator {
+                Ok(())
+            } else {
+                Err(Refusal::Forbidden(action))
+            }
+        };
+        if self.phase == Phase::Ended && !matches!(command, Command::Hello { .. }) {
+            return Err(Refusal::SessionEnded);
+        }
+        let limits = self.limits;
+        match command {
+            Command::Hello { .. } => Err(Refusal::InvalidValue(
+                "this connection has already said hello".into(),
+            )),
+            Command::Say { room, text } => {
+                if let Some(key) = client_id
+                    && let Some(&(room, seq)) = self.sent.get(&(who.clone(), key.clone()))
+                {
+                    return Ok(Decision::Repeat { room, seq });
+                }
+                let room = self.postable_room(who, facilitator, room)?;
+                check_text("the message", text, limits.message_chars)?;
+                Ok(Decision::Apply {
+                    drafts: vec![Draft::new(
+                        room,
+                        EventBody::Message {
+                            from: who.clone(),
+                            text: text.clone(),
+                            client_id: client_id.cloned(),
+                        },
+                    )],
+                    receipt: true,
+                })
+            }
+            Command::Typing { room } => Ok(Decision::Typing {
+                room: self.postable_room(who, facilitator, room)?,
+            }),
+            Command::ProposeTopic { text } => {
+                self.check_plenary_open(facilitator)?;
+                check_text("the topic", text, limits.topic_chars)?;
+                let proposal = Proposal {
+                    id: self.proposals.len() as u32 + 1,
+                    text: text.clone(),
+                    by: who.clone(),
+                    votes: 0,
+                };
+                Ok(Decision::events(vec![Draft::new(
+                    Room::Plenary,
+                    EventBody::TopicProposed { proposal },
+                )]))
+            }
+            Command::VoteTopic { proposal, vote } => {
+                self.check_plenary_open(facilitator)?;
+                let state = self
+                    .proposals
+                    .iter()
+                    .find(|state| state.proposal.id == *proposal)
+                    .ok_or(Refusal::NoSuchProposal)?;
+                if state.voters.contains(who) == *vote {
+                    return Ok(Decision::nothing());
+                }
+                let votes = if *vote {
+                    state.proposal.votes + 1
+                } else {
+                    state.proposal.votes - 1
+                };
+                Ok(Decision::events(vec![Draft::new(
+                    Room::Plenary,
+                    EventBody::TopicVoted {
+                        proposal: *proposal,
+                        by: who.clone(),
+                        vote: *vote,
+                        votes,
+                    },
+                )]))
+            }
+            Command::SetTopic { text } => {
+                require_facilitator("set the topic")?;
+                check_text("the topic", text, limits.topic_chars)?;
+                Ok(Decision::events(vec![Draft::new(
+                    Room::Plenary,
+                    EventBody::TopicSet { text: text.clone() },
+                )]))
+            }
+            Command::ChooseCaucus { caucus } => {
+                if !self.settings.self_choice && !facilitator {
+                    return Err(Refusal::SelfChoiceOff);
+                }
+                Ok(Decision::events(self.seat_drafts(who, *caucus)))
+            }
+            Command::Move { member, caucus } => {
+                require_facilitator("move people between rooms")?;
+                self.active(member).ok_or(Refusal::NoSuchMember)?;
+                Ok(Decision::events(self.seat_drafts(member, *caucus)))
+            }
+            Command::OpenCaucuses { duration_secs } => {
+                require_facilitator("open the caucuses")?;
+                let round = match self.phase {
+                    Phase::Gathering | Phase::Reconvened { .. } => self.phase.round() + 1,
+                    _ => {
+                        return Err(Refusal::WrongPhase(format!(
+                            "the caucuses are already open for round {}; reconvene first",
+                            self.phase.round()
+                        )));
+                    }
+                };
+                let deadline = match duration_secs {
+                    None => None,
+                    Some(secs) => Some(now + u64::from(check_round_secs(*secs)?) * 1000),
+                };
+                Ok(Decision::events(vec![Draft::new(
+                    Room::Plenary,
+                    EventBody::CaucusesOpened {
+                        round,
+                        topic: self.topic.clone(),
+                        deadline,
+                    },
+                )]))
+            }
+            Command::ExtendRound { secs } => {
+                require_facilitator("extend the round")?;
+                let (Phase::Caucusing { round }, Some(timer)) = (self.phase, self.timer) else {
+                    return Err(Refusal::WrongPhase("no timed round is running".into()));
+                };
+                let secs = check_round_secs(*secs)?;
+                let deadline = timer.deadline.max(now) + u64::from(secs) * 1000;
+                Ok(Decision::events(vec![Draft::new(
+                    Room::Plenary,
+                    EventBody::RoundExtended { round, deadline },
+                )]))
+            }
+            Command::Reconvene { round } => {
+                require_facilitator("reconvene")?;
+                match self.phase {
+                    Phase::Caucusing { round: current } if current == *round => {
+                        Ok(Decision::events(self.reconvene_drafts(current)))
+                    }
+                    // A double click, or a second facilitator a moment too late:
+                    // that round is already reconvened, so there is nothing to do.
+                    phase if *round >= 1 && *round <= phase.round() => Ok(Decision::nothing()),
+                    _ => Err(Refusal::WrongPhase(format!("round {round} is not running"))),
+                }
+            }
+            Command::EndSession {} => {
+                require_facilitator("end the session")?;
+                let mut drafts = match self.phase {
+                    Phase::Caucusing { round } => self.reconvene_drafts(round),
+                    _ => Vec::new(),
+                };
+                drafts.push(Draft::new(Room::Plenary, EventBody::SessionEnded {}));
+                Ok(Decision::events(drafts))
+            }
+            Command::Broadcast { text } => {
+                require_facilitator("broadcast")?;
+                check_text("the announcement", text, limits.message_chars)?;
+                let body = EventBody::Announcement {
+                    from: who.clone(),
+                    text: text.clone(),
+                };
+                let drafts = [Room::Plenary, Caucus::A.room(), Caucus::B.room()]
+                    .into_iter()
+                    .map(|room| Draft::new(room, body.clone()))
+                    .collect();
+                Ok(Decision::events(drafts))
+            }
+            Command::AskForHelp {} => {
+                let caucus = person.seat.ok_or(Refusal::NoSuchRoom)?.caucus;
+                self.check_caucus_open()?;
+                Ok(Decision::events(vec![
+                    Draft::new(
+                        caucus.room(),
+                        EventBody::HelpRequested {
+                            caucus,
+                            by: Some(who.clone()),
+                        },
+                    ),
+                    Draft::new(
+                        Room::Facilitators,
+                        EventBody::HelpRequested { caucus, by: None },
+                    ),
+                ]))
+            }
+            Command::Remove { member } => {
+                require_facilitator("remove people")?;
+                self.active(member).ok_or(Refusal::NoSuchMember)?;
+                if member == who {
+                    return Err(Refusal::InvalidValue(
+                        "you cannot remove yourself; ask another facilitator".into(),
+                    ));
+                }
+                let mut drafts = self.seat_drafts(member, None);
+                drafts.push(Draft::new(
+                    Room::Plenary,
+                    EventBody::Removed {
+                        member: member.clone(),
+                    },
+                ));
+                Ok(Decision::events(drafts))
+            }
+            Command::SetRole { member, role } => {
+                require_facilitator("change roles")?;
+                let target = self.active(member).ok_or(Refusal::NoSuchMember)?;
+                if target.member.role == *role {
+                    return Ok(Decision::nothing());
+                }
+                if *role == Role::Member && self.facilitator_count() == 1 {
+                    return Err(Refusal::InvalidValue(
+                        "a session needs at least one facilitator".into(),
+                    ));
+                }
+                Ok(Decision::events(vec![Draft::new(
+                    Room::Plenary,
+                    EventBody::RoleChanged {
+                        member: member.clone(),
+                        role: *role,
+                        secretary: target.member.secretary,
+                    },
+                )]))
+            }
+            Command::SetSecretary { member, secretary } => {
+                require_facilitator("choose the secretary")?;
+                let target = self.active(member).ok_or(Refusal::NoSuchMember)?;
+                if target.member.secretary == *secretary {
+                    return Ok(Decision::nothing());
+                }
+                Ok(Decision::events(vec![Draft::new(
+                    Room::Plenary,
+                    EventBody::RoleChanged {
+                        member: member.clone(),
+                        role: target.member.role,
+                        secretary: *secretary,
+                    },
+                )]))
+            }
+            Command::Flag { room, seq } => {
+                // Every way of not finding the message gives the same refusal, so that
+                // flagging probes reveal nothing about rooms the sender cannot read.
+                let caucus = room
+                    .resolve()
+                    .and_then(Room::caucus)
+                    .filter(|caucus| self.can_read(who, caucus.room()))
+                    .ok_or(Refusal::NoSuchMessage)?;
+                let since = self.read_window(who, caucus.room()).unwrap_or(u64::MAX);
+                let text = match self.event(caucus.room(), *seq) {
+                    Some(RoomEvent {
+                        body: EventBody::Message { text, .. },
+                        ..
+                    }) if *seq > since => text.clone(),
+                    _ => return Err(Refusal::NoSuchMessage),
+                };
+                self.check_caucus_open()?;
+                if self.points[caucus_index(caucus)]
+                    .iter()
+                    .any(|point| point.message == Some(*seq))
+                {
+                    return Ok(Decision::nothing());
+                }
+                Ok(Decision::events(vec![self.point_added(
+                    caucus,
+                    who,
+                    text,
+                    Some(*seq),
+                )]))
+            }
+            Command::WritePoint { room, text } => {
+                let caucus = self.own_caucus(who, room)?;
+                self.check_caucus_open()?;
+                check_text("the point", text, limits.message_chars)?;
+                Ok(Decision::events(vec![self.point_added(
+                    caucus,
+                    who,
+                    text.clone(),
+                    None,
+                )]))
+            }
+            Command::EditPoint { room, point, text } => {
+                let caucus = self.own_caucus(who, room)?;
+                self.check_caucus_open()?;
+                self.find_point(caucus, *point)?;
+                check_text("the point", text, limits.message_chars)?;
+                Ok(Decision::events(vec![Draft::new(
+                    caucus.room(),
+                    EventBody::PointEdited {
+                        point: *point,
+                        text: text.clone(),
+                        by: who.clone(),
+                    },
+                )]))
+            }
+            Command::WithdrawPoint { room, point } => {
+                let caucus = self.own_caucus(who, room)?;
+                self.check_caucus_open()?;
+                self.find_point(caucus, *point)?;
+                Ok(Decision::events(vec![Draft::new(
+                    caucus.room(),
+                    EventBody::PointWithdrawn {
+                        point: *point,
+                        by: who.clone(),
+                    },
+                )]))
+            }
+            Command::ReorderPoints { room, order } => {
+                let caucus = self.own_caucus(who, room)?;
+                self.check_caucus_open()?;
+                let current: BTreeSet<u32> = self.points[caucus_index(caucus)]
+                    .iter()
+                    .map(|point| point.id)
+                    .collect();
+                let proposed: BTreeSet<u32> = order.iter().copied().collect();
+                if proposed != current || order.len() != current.len() {
+                    return Err(Refusal::InvalidValue(
+                        "the order must list every current point exactly once".into(),
+                    ));
+                }
+                Ok(Decision::events(vec![Draft::new(
+                    caucus.room(),
+                    EventBody::PointsReordered {
+                        order: order.clone(),
+                        by: who.clone(),
+                    },
+                )]))
+            }
+            Command::AgreePoint { room, point, agree } => {
+                let caucus = self.own_caucus(who, room)?;
+                self.check_caucus_open()?;
+                let found = self.find_point(caucus, *point)?;
+                if found.by == *who {
+                    return Err(Refusal::InvalidValue(
+                        "agreement has to come from a member other than the point's author".into(),
+                    ));
+                }
+                if found.agreed_by.contains(who) == *agree {
+                    return Ok(Decision::nothing());
+                }
+                Ok(Decision::events(vec![Draft::new(
+                    caucus.room(),
+                    EventBody::PointAgreed {
+                        point: *point,
+                        by: who.clone(),
+                        agree: *agree,
+                    },
+                )]))
+            }
+        }
+    }
+
+    /// Numbers drafts as the next events of their rooms, stamped `now`. Changes nothing:
+    /// the events become part of the session only through [`Session::evolve`].
+    pub fn stamp(&self, drafts: Vec<Draft>, now: u64) -> Vec<RoomEvent> {
+        let mut heads = [0, 1, 2, 3].map(|index| self.logs[index].len() as u64);
+        drafts
+            .into_iter()
+            .map(|draft| {
+                let head = &mut heads[room_index(draft.room)];
+                *head += 1;
+                RoomEvent {
+                    room: draft.room,
+                    seq: *head,
+                    at: now,
+                    body: draft.body,
+                }
+            })
+            .collect()
+    }
+
+    /// Applies one stored event. Events must arrive in the order [`Session::stamp`]
+    /// numbered them.
+    pub fn evolve(&mut self, event: RoomEvent) {
+        debug_assert_eq!(
+            event.seq,
+            self.head(event.room) + 1,
+            "events applied out of order"
+        );
+        match &event.body {
+            EventBody::Joined { member } => {
+                self.join_order.push(member.id.clone());
+                self.people.insert(
+                    member.id.clone(),
+                    Person {
+                        member: member.clone(),
+                        seat: None,
+                        removed: false,
+                    },
+                );
+            }
+            EventBody::Message {
+                from,
+                client_id: Some(key),
+                ..
+            } => {
+                self.sent
+                    .insert((from.clone(), key.clone()), (event.room, event.seq));
+            }
+            EventBody::Message { .. } => {}
+            EventBody::TopicProposed { proposal } => self.proposals.push(ProposalState {
+                proposal: proposal.clone(),
+                voters: BTreeSet::new(),
+            }),
+            EventBody::TopicVoted {
+                proposal, by, vote, ..
+            } => {
+                if let Some(state) = self
+                    .proposals
+                    .iter_mut()
+                    .find(|state| state.proposal.id == *proposal)
+                {
+                    if *vote {
+                        state.voters.insert(by.clone());
+                    } else {
+                        state.voters.remove(by);
+                    }
+                    state.proposal.votes = state.voters.len() as u32;
+                }
+            }
+            EventBody::TopicSet { text } => self.topic = Some(text.clone()),
+            EventBody::CaucusesOpened {
+                round, deadline, ..
+            } => {
+                self.phase = Phase::Caucusing { round: *round };
+                self.timer = deadline.map(|deadline| RoundTimer {
+                    opened_at: event.at,
+                    deadline,
+                    warned: false,
+                    expired: false,
+                });
+            }
+            EventBody::TimerWarning { .. } => {
+                if let Some(timer) = &mut self.timer {
+                    timer.warned = true;
+                }
+            }
+            EventBody::RoundExtended { deadline, .. } => {
+                if let Some(timer) = &mut self.timer {
+                    timer.deadline = *deadline;
+                    timer.expired = false;
+                    // Warn again only if the new end is still far enough away.
+                    timer.warned = event.at >= timer.warn_at();
+                }
+            }
+            EventBody::TimeUp { .. } => {
+                if let Some(timer) = &mut self.timer {
+                    timer.expired = true;
+                }
+            }
+            EventBody::Reconvened { round } => {
+                self.phase = Phase::Reconvened { round: *round };
+                self.timer = None;
+            }
+            EventBody::Feedback { caucus, .. } => self.points[caucus_index(*caucus)].clear(),
+            EventBody::Removed { member } => {
+                if let Some(person) = self.people.get_mut(member) {
+                    person.removed = true;
+                    person.seat = None;
+                }
+            }
+            EventBody::RoleChanged {
+                member,
+                role,
+                secretary,
+            } => {
+                if let Some(person) = self.people.get_mut(member) {
+                    person.member.role = *role;
+                    person.member.secretary = *secretary;
+                }
+            }
+            EventBody::SessionEnded {} => {
+                self.phase = Phase::Ended;
+                self.timer = None;
+            }
+            EventBody::Seated { member, caucus } => {
+                let seat = caucus.map(|caucus| Seat {
+                    caucus,
+                    since: self.head(caucus.room()),
+                });
+                if let Some(person) = self.people.get_mut(member) {
+                    person.seat = seat;
+                }
+            }
+            EventBody::PointAdded { point } => {
+                if let Some(caucus) = event.room.caucus() {
+                    let index = caucus_index(caucus);
+                    self.next_point[index] = self.next_point[index].max(point.id + 1);
+                    self.points[index].push(point.clone());
+                }
+            }
+            EventBody::PointEdited { point, text, .. } => {
+                if let Some(found) = self.point_mut(event.room, *point) {
+                    found.text = text.clone();
+                    // Agreement was to the old wording.
+                    found.agreed_by.clear();
+                }
+            }
+            EventBody::PointWithdrawn { point, .. } => {
+                if let Some(caucus) = event.room.caucus() {
+                    self.points[caucus_index(caucus)].retain(|found| found.id != *point);
+                }
+            }
+            EventBody::PointsReordered { order, .. } => {
+                if let Some(caucus) = event.room.caucus() {
+                    let points = &mut self.points[caucus_index(caucus)];
+                    points.sort_by_key(|point| order.iter().position(|id| *id == point.id));
+                }
+            }
+            EventBody::PointAgreed { point, by, agree } => {
+                if let Some(found) = self.point_mut(event.room, *point) {
+                    found.agreed_by.retain(|id| id != by);
+                    if *agree {
+                        found.agreed_by.push(by.clone());
+                    }
+                }
+            }
+            EventBody::Announcement { .. }
+            | EventBody::CaucusJoined { .. }
+            | EventBody::CaucusLeft { .. }
+            | EventBody::HelpRequested { .. } => {}
+        }
+        self.logs[room_index(event.room)].push(event);
+    }
+
+    /// The welcome for `who`, and the events to replay after it, room by room.
+    ///
+    /// `resume` holds the client's cursors. A cursor for a room the person may not
+    /// read is ignored, so replay never crosses into another caucus; a cursor that is
+    /// ahead of the room, or reaches back before the person could read it, resets the
+    /// room. Without a cursor, the last `replay_limit` readable events are sent.
+    pub fn welcome(
+        &self,
+        who: &MemberId,
+        resume: &BTreeMap<String, u64>,
+        online: Vec<MemberId>,
+        replay_limit: u64,
+    ) -> Option<(Welcome, Vec<&RoomEvent>)> {
+        let person = self.active(who)?;
+        let mut rooms = Vec::new();
+        let mut replay = Vec::new();
+        for room in Room::ALL {
+            let Some(since) = self.read_window(who, room) else {
+                continue;
+            };
+            let head = self.head(room);
+            let cursor = resume.get(room.as_str()).copied();
+            let (from, reset) = match cursor {
+                Some(cursor) if cursor >= since && cursor <= head => (cursor, false),
+                _ => (head.saturating_sub(replay_limit).max(since), true),
+            };
+            rooms.push(RoomCursor {
+                room,
+                head,
+                from,
+                reset,
+            });
+            let start = usize::try_from(from).unwrap_or(usize::MAX);
+            replay.extend(self.logs[room_index(room)].iter().skip(start));
+        }
+        let caucus = person.seat.map(|seat| CaucusView {
+            caucus: seat.caucus,
+            members: self.readers(seat.caucus.room()).cloned().collect(),
+            points: self.points[caucus_index(seat.caucus)].clone(),
+        });
+        let seats = (person.member.role == Role::Facilitator).then(|| {
+            self.members()
+                .map(|member| SeatView {
+                    member: member.id.clone(),
+                    caucus: self.seat_of(&member.id),
+                })
+                .collect()
+        });
+        let welcome = Welcome {
+            protocol: caucus_protocol::PROTOCOL_VERSION,
+            you: person.member.clone(),
+            seat: person.seat.map(|seat| seat.caucus),
+            session: self.info(),
+            members: self.members().cloned().collect(),
+            online,
+            rooms,
+            caucus,
+            seats,
+        };
+        Some((welcome, replay))
+    }
+
+    fn info(&self) -> SessionInfo {
+        SessionInfo {
+            id: self.id.clone(),
+            title: self.title.clone(),
+            caucuses: self.labels.clone(),
+            settings: self.settings.clone(),
+            ground_rules: self.ground_rules.clone(),
+            phase: self.phase,
+            topic: self.topic.clone(),
+            deadline: self.timer.map(|timer| timer.deadline),
+            proposals: self
+                .proposals
+                .iter()
+                .map(|state| state.proposal.clone())
+                .collect(),
+        }
+    }
+
+    /// The room `who` may post to now, or why not. Unknown and unreadable rooms give
+    /// the same refusal.
+    fn postable_room(
+        &self,
+        who: &MemberId,
+        facilitator: bool,
+        name: &RoomName,
+    ) -> Result<Room, Refusal> {
+        let room = name
+            .resolve()
+            .filter(|room| self.can_read(who, *room))
+            .ok_or(Refusal::NoSuchRoom)?;
+        match room {
+            Room::Caucus(_) => self.check_caucus_open()?,
+            Room::Plenary => self.check_plenary_open(facilitator)?,
+            Room::Facilitators => {}
+        }
+        Ok(room)
+    }
+
+    fn own_caucus(&self, who: &MemberId, name: &RoomName) -> Result<Caucus, Refusal> {
+        name.resolve()
+            .and_then(Room::caucus)
+            .filter(|caucus| self.can_read(who, caucus.room()))
+            .ok_or(Refusal::NoSuchRoom)
+    }
+
+    fn check_caucus_open(&self) -> Result<(), Refusal> {
+        match self.phase {
+            Phase::Caucusing { .. } => Ok(()),
+            _ => Err(Refusal::CaucusClosed),
+        }
+    }
+
+    fn check_plenary_open(&self, facilitator: bool) -> Result<(), Refusal> {
+        match self.phase {
+            Phase::Caucusing { .. } if !facilitator => Err(Refusal::PlenaryQuiet),
+            _ => Ok(()),
+        }
+    }
+
+    fn find_point(&self, caucus: Caucus, id: u32) -> Result<&Point, Refusal> {
+        self.points[caucus_index(caucus)]
+            .iter()
+            .find(|point| point.id == id)
+            .ok_or(Refusal::NoSuchPoint)
+    }
+
+    fn point_mut(&mut self, room: Room, id: u32) -> Option<&mut Point> {
+        let caucus = room.caucus()?;
+        self.points[caucus_index(caucus)]
+            .iter_mut()
+            .find(|point| point.id == id)
+    }
+
+    fn point_added(
+        &self,
+        caucus: Caucus,
+        who: &MemberId,
+        text: String,
+        message: Option<u64>,
+    ) -> Draft {
+        Draft::new(
+            caucus.room(),
+            EventBody::PointAdded {
+                point: Point {
+                    id: self.next_point[caucus_index(caucus)],
+                    text,
+                    by: who.clone(),
+                    message,
+                    agreed_by: Vec::new(),
+                },
+            },
+        )
+    }
+
+    fn facilitator_count(&self) -> usize {
+        self.members()
+            .filter(|member| member.role == Role::Facilitator)
+            .count()
+    }
+
+    /// The events that seat `member` in `caucus` (or none): the facilitators see the
+    /// move, the caucus left sees them go, and the caucus joined sees them arrive.
+    fn seat_drafts(&self, member: &MemberId, caucus: Option<Caucus>) -> Vec<Draft> {
+        let old = self.seat_of(member);
+        if old == caucus {
+            return Vec::new();
+        }
+        let mut drafts = vec![Draft::new(
+            Room::Facilitators,
+            EventBody::Seated {
+                member: member.clone(),
+                caucus,
+            },
+        )];
+        if let Some(old) = old {
+            drafts.push(Draft::new(
+                old.room(),
+                EventBody::CaucusLeft {
+                    member: member.clone(),
+                },
+            ));
+        }
+        if let Some(new) = caucus {
+            drafts.push(Draft::new(
+                new.room(),
+                EventBody::CaucusJoined {
+                    member: member.clone(),
+                },
+            ));
+        }
+        drafts
+    }
+
+    /// Reconvene in one step: the round closes, and each caucus's carried points go to
+    /// the plenary, in the caucus's order, attributed to the caucus alone.
+    fn reconvene_drafts(&self, round: u32) -> Vec<Draft> {
+        let mut drafts = vec![Draft::new(Room::Plenary, EventBody::Reconvened { round })];
+        for caucus in Caucus::BOTH {
+            let points = self.points[caucus_index(caucus)]
+                .iter()
+                .filter(|point| !self.settings.carry_needs_agreement || !point.agreed_by.is_empty())
+                .map(|point| point.text.clone())
+                .collect();
+            drafts.push(Draft::new(
+                Room::Plenary,
+                EventBody::Feedback {
+                    round,
+                    caucus,
+                    label: self.labels.of(caucus).to_owned(),
+                    points,
+                },
+            ));
+        }
+        drafts
+    }
+}
+
+fn check_round_secs(secs: u32) -> Result<u32, Refusal> {
+    if secs == 0 || secs > MAX_ROUND_SECS {
+        return Err(Refusal::InvalidValue(format!(
+            "a duration is 1 to {MAX_ROUND_SECS} seconds"
+        )));
+    }
+    Ok(secs)
+}
