@@ -1,1 +1,13 @@
+#![allow(unreachable_pub)]
 
+//! End-to-end tests: a real Caucus server on a free port, driven over real WebSocket
+//! connections by the typed client in `caucus_tests`.
+
+mod support;
+
+mod auth;
+mod bad_input;
+mod flow;
+mod privacy;
+mod process;
+mod timer;

@@ -1,1 +1,469 @@
-//! placeholder
+//! # caucus-tests
+//!
+//! What the end-to-end tests (and later the load generator) use to talk to a real
+//! Caucus server: a typed WebSocket [`Client`] and a minimal HTTP helper.
+//!
+//! Every wait has a timeout that fails loudly with what was expected and what arrived
+//! instead, so a broken server fails a test rather than hanging it.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use caucus_protocol::{
+    Ack, ClientFrame, ClientId, Command, ErrorFrame, EventBody, Room, RoomEvent, RoomName,
+    ServerMessage, SessionId, Welcome,
+};
+use futures::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long any single wait may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+static NEXT_CLIENT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A fresh, unique `client_id`.
+pub fn fresh_client_id() -> ClientId {
+    ClientId::new(format!(
+        "t-{}",
+        NEXT_CLIENT_ID.fetch_add(1, Ordering::Relaxed)
+    ))
+    .unwrap()
+}
+
+/// A room name as a command takes it.
+pub fn room(room: Room) -> RoomName {
+    RoomName::from(room)
+}
+
+/// How a connection ended, as the client saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Closed {
+    /// The close code, if a close frame arrived.
+    pub code: Option<u16>,
+    /// The close reason.
+    pub reason: String,
+}
+
+/// A typed WebSocket client that records everything it receives.
+#[derive(Debug)]
+pub struct Client {
+    socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// Every text frame received, in order, exactly as it arrived.
+    pub raw: Vec<String>,
+    /// The last sequence number seen in each room, for resuming.
+    pub cursors: BTreeMap<Room, u64>,
+    /// How the connection closed, once it has.
+    pub closed: Option<Closed>,
+    /// How long one wait may take. Tests on paused time raise it past the server's
+    /// own timers, so that those fire first.
+    pub wait: Duration,
+    /// Decoded messages not yet taken by an `expect_*` call.
+    pending: std::collections::VecDeque<ServerMessage>,
+}
+
+impl Client {
+    /// Opens `/ws` on `address`.
+    pub async fn connect(address: SocketAddr) -> Result<Self> {
+        Self::connect_with(address, None).await.map_err(Into::into)
+    }
+
+    /// Opens `/ws` with an `Origin` header, as a browser would.
+    pub async fn connect_with(
+        address: SocketAddr,
+        origin: Option<&str>,
+    ) -> Result<Self, tungstenite::Error> {
+        let mut request = format!("ws://{address}/ws").into_client_request()?;
+        if let Some(origin) = origin {
+            request
+                .headers_mut()
+                .insert("origin", origin.parse().expect("a valid header value"));
+        }
+        let (socket, _) = tokio_tungstenite::connect_async(request).await?;
+        Ok(Self {
+            socket,
+            raw: Vec::new(),
+            cursors: BTreeMap::new(),
+            closed: None,
+            wait: WAIT,
+            pending: Default::default(),
+        })
+    }
+
+    /// Sends a frame.
+    pub async fn send(&mut self, frame: &ClientFrame) -> Result<()> {
+        self.send_raw(&frame.encode()).await
+    }
+
+    /// Sends a command without a `client_id`.
+    pub async fn send_command(&mut self, command: Command) -> Result<()> {
+        self.send(&ClientFrame::new(command)).await
+    }
+
+    /// Sends any text frame, valid or not.
+    pub async fn send_raw(&mut self, text: &str) -> Result<()> {
+        self.socket
+            .send(Message::text(text))
+            .await
+            .context("sending a frame")
+    }
+
+    /// Sends any WebSocket message, such as a binary frame.
+    pub async fn send_message(&mut self, message: Message) -> Result<()> {
+        self.socket.send(message).await.context("sending a message")
+    }
+
+    /// Says hello with these cursors and waits for the welcome and the whole replay it
+    /// promises. Returns the welcome and the replayed events.
+    pub async fn hello_resume(
+        &mut self,
+        session: &SessionId,
+        token: &str,
+        resume: BTreeMap<String, u64>,
+    ) -> Result<(Welcome, Vec<RoomEvent>)> {
+        self.send_command(Command::Hello {
+            session: session.clone(),
+            token: token.to_owned(),
+            resume,
+        })
+        .await?;
+        let welcome = self
+            .expect("welcome", |message| match message {
+                ServerMessage::Welcome(welcome) => Some(*welcome.clone()),
+                _ => None,
+            })
+            .await?;
+        let mut owed: BTreeMap<Room, u64> = welcome
+            .rooms
+            .iter()
+            .filter(|cursor| cursor.head > cursor.from)
+            .map(|cursor| (cursor.room, cursor.head))
+            .collect();
+        let mut replay = Vec::new();
+        while !owed.is_empty() {
+            let event = self.expect_event(|_| true).await?;
+            if owed.get(&event.room) == Some(&event.seq) {
+                owed.remove(&event.room);
+            }
+            replay.push(event);
+        }
+        Ok((welcome, replay))
+    }
+
+    /// Says hello without cursors.
+    pub async fn hello(&mut self, session: &SessionId, token: &str) -> Result<Welcome> {
+        Ok(self.hello_resume(session, token, BTreeMap::new()).await?.0)
+    }
+
+    /// The cursors to resume with, as `hello` takes them.
+    pub fn resume_cursors(&self) -> BTreeMap<String, u64> {
+        self.cursors
+            .iter()
+            .map(|(room, seq)| (room.as_str().to_owned(), *seq))
+            .collect()
+    }
+
+    /// The next message, whether or not an `expect_*` call skipped it earlier.
+    pub async fn next(&mut self) -> Result<ServerMessage> {
+        if let Some(message) = self.pending.pop_front() {
+            return Ok(message);
+        }
+        self.read().await
+    }
+
+    async fn read(&mut self) -> Result<ServerMessage> {
+        loop {
+            let wait = self.wait;
+            let message = tokio::time::timeout(wait, self.socket.next())
+                .await
+                .map_err(|_| anyhow!("no message arrived within {wait:?}"))?;
+            match message {
+                Some(Ok(Message::Text(text))) => {
+                    self.raw.push(text.to_string());
+                    let message: ServerMessage =
+                        serde_json::from_str(&text).with_context(|| {
+                            format!("the server sent a frame the protocol types reject: {text}")
+                        })?;
+                    if let ServerMessage::Event(event) = &message {
+                        self.cursors.insert(event.room, event.seq);
+                    }
+                    return Ok(message);
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    self.closed = Some(closed(frame));
+                    bail!("the connection closed: {:?}", self.closed);
+                }
+                Some(Ok(Message::Binary(_))) => bail!("the server sent a binary frame"),
+                Some(Ok(_)) => continue,
+                Some(Err(err)) => {
+                    self.closed.get_or_insert(Closed {
+                        code: None,
+                        reason: err.to_string(),
+                    });
+                    bail!("the connection failed: {err}");
+                }
+                None => {
+                    self.closed.get_or_insert(Closed {
+                        code: None,
+                        reason: "stream ended".into(),
+                    });
+                    bail!("the connection ended");
+                }
+            }
+        }
+    }
+
+    /// Waits for the first message that `pick` accepts. Messages it passes over stay
+    /// available to later calls, in order.
+    pub async fn expect<T>(
+        &mut self,
+        what: &str,
+        mut pick: impl FnMut(&ServerMessage) -> Option<T>,
+    ) -> Result<T> {
+        if let Some(index) = self
+            .pending
+            .iter()
+            .position(|message| pick(message).is_some())
+        {
+            let message = self.pending.remove(index).expect("index is in range");
+            return Ok(pick(&message).expect("it matched a moment ago"));
+        }
+        loop {
+            let message = self
+                .read()
+                .await
+                .with_context(|| format!("waiting for {what}; still unread: {:?}", self.pending))?;
+            if let Some(found) = pick(&message) {
+                return Ok(found);
+            }
+            self.pending.push_back(message);
+        }
+    }
+
+    /// Waits for an event that `pick` accepts.
+    pub async fn expect_event(
+        &mut self,
+        mut pick: impl FnMut(&RoomEvent) -> bool,
+    ) -> Result<RoomEvent> {
+        self.expect("an event", |message| match message {
+            ServerMessage::Event(event) if pick(event) => Some(event.clone()),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Waits for an event of a kind that `pick` accepts in `room`.
+    pub async fn expect_body(
+        &mut self,
+        room: Room,
+        mut pick: impl FnMut(&EventBody) -> bool,
+    ) -> Result<RoomEvent> {
+        self.expect_event(|event| event.room == room && pick(&event.body))
+            .await
+    }
+
+    /// Sends a command with a fresh `client_id` and waits for its ack or error.
+    pub async fn request(&mut self, command: Command) -> Result<Result<Ack, ErrorFrame>> {
+        let client_id = fresh_client_id();
+        self.send(&ClientFrame::with_id(client_id.clone(), command))
+            .await?;
+        self.reply_to(&client_id).await
+    }
+
+    /// Waits for the ack or error answering `client_id`.
+    pub async fn reply_to(&mut self, client_id: &ClientId) -> Result<Result<Ack, ErrorFrame>> {
+        self.expect("a reply", |message| match message {
+            ServerMessage::Ack(ack) if ack.client_id.as_ref() == Some(client_id) => {
+                Some(Ok(ack.clone()))
+            }
+            ServerMessage::Error(error) if error.client_id.as_ref() == Some(client_id) => {
+                Some(Err(error.clone()))
+            }
+            _ => None,
+        })
+        .await
+    }
+
+    /// Sends a command that must succeed and returns its ack.
+    pub async fn ok(&mut self, command: Command) -> Result<Ack> {
+        let kind = command.kind();
+        self.request(command)
+            .await?
+            .map_err(|error| anyhow!("`{kind}` was refused: {error:?}"))
+    }
+
+    /// Sends a command that must be refused and returns the error.
+    pub async fn refused(&mut self, command: Command) -> Result<ErrorFrame> {
+        let kind = command.kind();
+        match self.request(command).await? {
+            Ok(ack) => bail!("`{kind}` was accepted ({ack:?}) but should have been refused"),
+            Err(error) => Ok(error),
+        }
+    }
+
+    /// Says `text` in `room` and returns the stored sequence number.
+    pub async fn say(&mut self, in_room: Room, text: &str) -> Result<u64> {
+        let ack = self
+            .ok(Command::Say {
+                room: room(in_room),
+                text: text.to_owned(),
+            })
+            .await?;
+        ack.seq.context("a say ack carries a sequence number")
+    }
+
+    /// Waits until the server has handled everything this client sent before, and has
+    /// queued to it every event produced before that: replies come in order.
+    pub async fn sync(&mut self) -> Result<()> {
+        self.request(Command::Typing {
+            room: RoomName("sync".into()),
+        })
+        .await?
+        .err()
+        .context("a sync probe is always refused")?;
+        Ok(())
+    }
+
+    /// Reads until the server closes the connection and returns the close.
+    pub async fn expect_close(&mut self) -> Result<Closed> {
+        loop {
+            if let Some(closed) = &self.closed {
+                return Ok(closed.clone());
+            }
+            let _ = self.read().await;
+        }
+    }
+
+    /// Every frame received so far, joined, for asserting what never arrived.
+    pub fn transcript(&self) -> String {
+        self.raw.join("\n")
+    }
+
+    /// Closes the connection cleanly.
+    pub async fn close(mut self) {
+        let _ = self.socket.close(None).await;
+    }
+
+    /// Drops the connection without a close handshake, like a lost network.
+    pub fn drop_connection(self) {
+        drop(self);
+    }
+}
+
+fn closed(frame: Option<CloseFrame>) -> Closed {
+    match frame {
+        Some(frame) => Closed {
+            code: Some(frame.code.into()),
+            reason: frame.reason.to_string(),
+        },
+        None => Closed {
+            code: None,
+            reason: String::new(),
+        },
+    }
+}
+
+/// A minimal HTTP/1.1 response.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    /// The status code.
+    pub status: u16,
+    /// The headers, names in lower case.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: String,
+}
+
+impl HttpResponse {
+    /// The body as JSON of type `T`.
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
+        serde_json::from_str(&self.body)
+            .with_context(|| format!("unexpected body ({}): {}", self.status, self.body))
+    }
+
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+/// Sends one HTTP request and reads the whole response.
+pub async fn http(
+    address: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Result<HttpResponse> {
+    let mut stream = TcpStream::connect(address).await?;
+    let mut request =
+        format!("{method} {path} HTTP/1.1\r\nhost: {address}\r\nconnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if let Some(body) = body {
+        request.push_str(&format!(
+            "content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        ));
+    } else {
+        request.push_str("\r\n");
+    }
+    stream.write_all(request.as_bytes()).await?;
+    let mut response = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut response))
+        .await
+        .context("the HTTP response did not finish in time")??;
+    let text = String::from_utf8(response).context("the response is not UTF-8")?;
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .context("a response has a head")?;
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|code| code.parse().ok())
+        .context("a response has a status")?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_lowercase(), value.trim().to_owned()))
+        .collect();
+    let chunked = headers
+        .iter()
+        .any(|(name, value)| name == "transfer-encoding" && value.contains("chunked"));
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    Ok(HttpResponse {
+        status,
+        headers,
+        body,
+    })
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..].trim_start_matches("\r\n");
+    }
+    out
+}

@@ -385,7 +385,11 @@ impl SessionActor {
             }),
             Ok(Decision::Typing { room }) => {
                 self.send_typing(member, room);
-                return;
+                ServerMessage::Ack(Ack {
+                    client_id,
+                    room: None,
+                    seq: None,
+                })
             }
             Err(refusal) => {
                 debug!(member = %member, command = kind, code = ?refusal.code(), "refused");

@@ -1,0 +1,192 @@
+//! Golden-JSON tests: every example in `docs/PROTOCOL.md` must decode into the protocol
+//! types and encode back to the same JSON, so the document and the types cannot drift.
+//!
+//! An example is a fenced `json` block directly after a marker line:
+//! `<!-- golden: client -->` (a [`ClientFrame`]), `<!-- golden: server -->` (a
+//! [`ServerMessage`]), or `<!-- golden: api:NAME -->` for an HTTP body.
+
+use caucus_protocol::api::{
+    ApiError, CreateSession, InviteInfo, JoinRequest, Joined, SessionCreated,
+};
+use caucus_protocol::{ClientFrame, ServerMessage};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+struct Example {
+    kind: String,
+    json: String,
+    line: usize,
+}
+
+fn examples() -> Vec<Example> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/PROTOCOL.md");
+    let text = std::fs::read_to_string(path).expect("docs/PROTOCOL.md is readable");
+    let lines: Vec<&str> = text.lines().collect();
+    let mut examples = Vec::new();
+    let mut index = 0;
+    while index < lines.len() {
+        let line = lines[index].trim();
+        if let Some(kind) = line
+            .strip_prefix("<!-- golden:")
+            .and_then(|rest| rest.strip_suffix("-->"))
+        {
+            assert_eq!(
+                lines.get(index + 1).map(|l| l.trim()),
+                Some("```json"),
+                "line {}: a golden marker must be followed by a ```json block",
+                index + 1
+            );
+            let start = index + 2;
+            let end = (start..lines.len())
+                .find(|&i| lines[i].trim() == "```")
+                .expect("json block is closed");
+            examples.push(Example {
+                kind: kind.trim().to_owned(),
+                json: lines[start..end].join("\n"),
+                line: index + 1,
+            });
+            index = end;
+        }
+        index += 1;
+    }
+    examples
+}
+
+fn round_trip<T: DeserializeOwned + Serialize>(example: &Example) -> Value {
+    let value: T = serde_json::from_str(&example.json).unwrap_or_else(|err| {
+        panic!(
+            "PROTOCOL.md line {}: does not decode: {err}\n{}",
+            example.line, example.json
+        )
+    });
+    serde_json::to_value(&value).unwrap()
+}
+
+#[test]
+fn every_protocol_example_round_trips() {
+    let examples = examples();
+    assert!(
+        examples.len() >= 40,
+        "expected examples for every message, found {}",
+        examples.len()
+    );
+    for example in &examples {
+        let original: Value = serde_json::from_str(&example.json)
+            .unwrap_or_else(|err| panic!("PROTOCOL.md line {}: not JSON: {err}", example.line));
+        let encoded = match example.kind.as_str() {
+            "client" => {
+                let frame = ClientFrame::decode(&example.json).unwrap_or_else(|err| {
+                    panic!("PROTOCOL.md line {}: {err}\n{}", example.line, example.json)
+                });
+                serde_json::from_str(&frame.encode()).unwrap()
+            }
+            "server" => round_trip::<ServerMessage>(example),
+            "api:create_session" => round_trip::<CreateSession>(example),
+            "api:session_created" => round_trip::<SessionCreated>(example),
+            "api:invite_info" => round_trip::<InviteInfo>(example),
+            "api:join_request" => round_trip::<JoinRequest>(example),
+            "api:joined" => round_trip::<Joined>(example),
+            "api:error" => round_trip::<ApiError>(example),
+            other => panic!(
+                "PROTOCOL.md line {}: unknown golden kind `{other}`",
+                example.line
+            ),
+        };
+        assert_eq!(
+            encoded, original,
+            "PROTOCOL.md line {}: re-encoding changed the JSON",
+            example.line
+        );
+    }
+}
+
+#[test]
+fn every_command_and_event_kind_has_an_example() {
+    let examples = examples();
+    let types: Vec<String> = examples
+        .iter()
+        .filter_map(|example| {
+            let value: Value = serde_json::from_str(&example.json).ok()?;
+            let kind = value.get("kind").and_then(Value::as_str);
+            let ty = value.get("type").and_then(Value::as_str)?;
+            Some(match kind {
+                Some(kind) => format!("{}:{ty}:{kind}", example.kind),
+                None => format!("{}:{ty}", example.kind),
+            })
+        })
+        .collect();
+    let commands = [
+        "hello",
+        "say",
+        "typing",
+        "propose_topic",
+        "vote_topic",
+        "set_topic",
+        "choose_caucus",
+        "move",
+        "open_caucuses",
+        "extend_round",
+        "reconvene",
+        "end_session",
+        "broadcast",
+        "ask_for_help",
+        "remove",
+        "set_role",
+        "set_secretary",
+        "flag",
+        "write_point",
+        "edit_point",
+        "withdraw_point",
+        "reorder_points",
+        "agree_point",
+    ];
+    for command in commands {
+        let wanted = format!("client:{command}");
+        assert!(
+            types.contains(&wanted),
+            "PROTOCOL.md has no example of the `{command}` command"
+        );
+    }
+    let server = ["welcome", "ack", "error", "presence", "typing", "seat"];
+    for message in server {
+        let wanted = format!("server:{message}");
+        assert!(
+            types.iter().any(|t| t == &wanted),
+            "PROTOCOL.md has no example of the `{message}` message"
+        );
+    }
+    let events = [
+        "joined",
+        "message",
+        "topic_proposed",
+        "topic_voted",
+        "topic_set",
+        "caucuses_opened",
+        "timer_warning",
+        "round_extended",
+        "time_up",
+        "reconvened",
+        "feedback",
+        "announcement",
+        "removed",
+        "role_changed",
+        "session_ended",
+        "seated",
+        "caucus_joined",
+        "caucus_left",
+        "help_requested",
+        "point_added",
+        "point_edited",
+        "point_withdrawn",
+        "points_reordered",
+        "point_agreed",
+    ];
+    for event in events {
+        let wanted = format!("server:event:{event}");
+        assert!(
+            types.contains(&wanted),
+            "PROTOCOL.md has no example of the `{event}` event"
+        );
+    }
+}

@@ -1,0 +1,187 @@
+//! The operator surface of the real `caucus` binary: `caucus serve` on port 0 prints
+//! where it listens, `caucus token facilitator` prints only a token, and SIGTERM closes
+//! every connection with 1001 and exits cleanly.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command as Process, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use caucus_protocol::{Command, Settings, close};
+use caucus_tests::{Client, http};
+
+/// Builds the `caucus` binary once per test run and returns its path.
+fn caucus_binary() -> &'static PathBuf {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Process::new(cargo)
+            .args(["build", "--quiet", "-p", "caucus-server", "--bin", "caucus"])
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building the caucus binary failed");
+        let exe = std::env::current_exe().expect("the test binary has a path");
+        let target = exe
+            .parent()
+            .and_then(|deps| deps.parent())
+            .expect("target/<profile>/deps");
+        target.join("caucus")
+    })
+}
+
+struct Running {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(data: &std::path::Path) -> Result<Running> {
+    let mut child = Process::new(caucus_binary())
+        .arg("serve")
+        .env("CAUCUS_LISTEN", "127.0.0.1:0")
+        .env("CAUCUS_DATA_DIR", data)
+        .env_remove("CAUCUS_JWT_SECRET")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting caucus serve")?;
+    let stdout = child.stdout.take().context("stdout is piped")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let first = lines.next().context("caucus serve printed nothing")??;
+    let url = first
+        .split("listening on ")
+        .nth(1)
+        .with_context(|| format!("unexpected first line: {first}"))?
+        .trim()
+        .to_owned();
+    let rest: Vec<String> = lines.by_ref().take(5).collect::<Result<_, _>>()?;
+    if !rest.iter().any(|line| line.contains("#token=")) {
+        bail!("no facilitator sign-in link in {rest:?}");
+    }
+    std::thread::spawn(move || for _ in lines {});
+    Ok(Running { child, url })
+}
+
+#[tokio::test]
+async fn the_binary_serves_mints_tokens_and_shuts_down_on_sigterm() -> Result<()> {
+    let data = tempfile::tempdir()?;
+    let mut running = serve(data.path())?;
+    let address = running.url.trim_start_matches("http://").parse()?;
+    let health = http(address, "GET", "/healthz", &[], None).await?;
+    assert_eq!(health.status, 200);
+
+    let output = Process::new(caucus_binary())
+        .args(["token", "facilitator", "--name", "Ada"])
+        .env("CAUCUS_DATA_DIR", data.path())
+        .env_remove("CAUCUS_JWT_SECRET")
+        .output()?;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8(output.stdout)?;
+    let token = stdout.trim();
+    assert_eq!(
+        stdout.lines().count(),
+        1,
+        "only the token is printed: {stdout}"
+    );
+    assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
+
+    // The token works against the running server: same data folder, same key.
+    let body = serde_json::to_string(&caucus_protocol::api::CreateSession {
+        title: "Process test".into(),
+        caucuses: caucus_protocol::CaucusLabels {
+            a: "A".into(),
+            b: "B".into(),
+        },
+        settings: Settings::default(),
+        ground_rules: None,
+    })?;
+    let auth = format!("Bearer {token}");
+    let created = http(
+        address,
+        "POST",
+        "/api/sessions",
+        &[("authorization", &auth)],
+        Some(&body),
+    )
+    .await?;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let created: caucus_protocol::api::SessionCreated = created.json()?;
+    let mut client = Client::connect(address).await?;
+    client.hello(&created.session, token).await?;
+    client
+        .ok(Command::Say {
+            room: caucus_tests::room(caucus_protocol::Room::Plenary),
+            text: "before shutdown".into(),
+        })
+        .await?;
+
+    let pid = running.child.id().to_string();
+    let status = Process::new("kill").args(["-TERM", &pid]).status()?;
+    assert!(status.success());
+    let closed = client.expect_close().await?;
+    assert_eq!(closed.code, Some(close::GOING_AWAY), "{closed:?}");
+    let exit = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = running.child.try_wait()? {
+                return Ok::<_, std::io::Error>(Some(status));
+            }
+            if std::time::Instant::now() > deadline {
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    })
+    .await??;
+    let exit = exit.context("caucus did not exit within 20 seconds of SIGTERM")?;
+    assert!(exit.success(), "caucus exited with {exit}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_bad_setting_stops_the_binary_with_a_readable_message() -> Result<()> {
+    let output = Process::new(caucus_binary())
+        .arg("serve")
+        .env("CAUCUS_LISTEN", "not-an-address")
+        .output()?;
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr)?;
+    assert!(stderr.contains("CAUCUS_LISTEN is not valid"), "{stderr}");
+    let short = Process::new(caucus_binary())
+        .args(["token", "facilitator", "--name", "Ada"])
+        .env("CAUCUS_JWT_SECRET", "too-short")
+        .output()?;
+    assert!(!short.status.success());
+    assert!(String::from_utf8(short.stderr)?.contains("at least 32 bytes"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn shutdown_closes_every_connection_with_1001() -> Result<()> {
+    let scene = crate::support::Scene::new(Settings::default()).await?;
+    let mut amara = scene.member("Amara").await?;
+    let crate::support::Scene {
+        server,
+        mut facilitator,
+        ..
+    } = scene;
+    let stopping = tokio::spawn(server.stop());
+    for client in [&mut facilitator.client, &mut amara.client] {
+        let closed = client.expect_close().await?;
+        assert_eq!(closed.code, Some(close::GOING_AWAY), "{closed:?}");
+    }
+    stopping.await??;
+    Ok(())
+}

@@ -1,0 +1,187 @@
+//! Test support: a real server on a free port, and a session with a facilitator and
+//! members connected to it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, ensure};
+use caucus_protocol::api::{CreateSession, Joined, SessionCreated};
+use caucus_protocol::{CaucusLabels, MemberId, SessionId, Settings};
+use caucus_server::Server;
+use caucus_server::config::{Config, Secret};
+use caucus_server::hub::Hub;
+use caucus_server::store::MemoryStore;
+use caucus_tests::{Client, http};
+use tokio_util::sync::CancellationToken;
+
+/// A server running in this test's runtime on `127.0.0.1:0`.
+pub struct TestServer {
+    pub address: SocketAddr,
+    pub hub: Arc<Hub>,
+    pub store: MemoryStore,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    _data: tempfile::TempDir,
+}
+
+/// The configuration tests run with: a free port, a throwaway data folder, a fixed key.
+pub fn test_config(data: &tempfile::TempDir) -> Config {
+    Config {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        data_dir: data.path().to_owned(),
+        jwt_secret: Some(Secret(
+            b"an-only-for-tests-signing-key-of-32+-bytes".to_vec(),
+        )),
+        ..Config::default()
+    }
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        let data = tempfile::tempdir().expect("a temporary folder");
+        let mut config = test_config(&data);
+        adjust(&mut config);
+        config.validate().expect("the test config is valid");
+        let store = MemoryStore::default();
+        let server = Server::bind_with_store(config, Arc::new(store.clone()))
+            .await
+            .expect("the server binds");
+        let address = server.local_addr();
+        let hub = server.hub().clone();
+        let shutdown = server.shutdown_token();
+        let task = tokio::spawn(server.run());
+        Self {
+            address,
+            hub,
+            store,
+            shutdown,
+            task,
+            _data: data,
+        }
+    }
+
+    pub fn facilitator_token(&self, name: &str) -> String {
+        self.hub
+            .auth()
+            .mint_facilitator(name)
+            .expect("a valid name")
+    }
+
+    pub async fn client(&self) -> Client {
+        Client::connect(self.address)
+            .await
+            .expect("the WebSocket opens")
+    }
+
+    /// Creates a session over HTTP as facilitator `token`.
+    pub async fn create_session(&self, token: &str, settings: Settings) -> Result<SessionCreated> {
+        let body = serde_json::to_string(&CreateSession {
+            title: "Anti-racism practice circle".into(),
+            caucuses: CaucusLabels {
+                a: "Racially minoritised caucus".into(),
+                b: "White caucus".into(),
+            },
+            settings,
+            ground_rules: Some("What is said in a caucus stays in it.".into()),
+        })?;
+        let auth = format!("Bearer {token}");
+        let response = http(
+            self.address,
+            "POST",
+            "/api/sessions",
+            &[("authorization", &auth)],
+            Some(&body),
+        )
+        .await?;
+        ensure!(
+            response.status == 201,
+            "creating a session failed: {} {}",
+            response.status,
+            response.body
+        );
+        response.json()
+    }
+
+    /// Joins by invite code over HTTP.
+    pub async fn join(&self, invite_code: &str, name: &str) -> Result<Joined> {
+        let body = serde_json::json!({ "invite_code": invite_code, "name": name }).to_string();
+        let response = http(self.address, "POST", "/api/join", &[], Some(&body)).await?;
+        ensure!(
+            response.status == 200,
+            "joining failed: {} {}",
+            response.status,
+            response.body
+        );
+        response.json()
+    }
+
+    /// Shuts the server down and waits for it to finish.
+    pub async fn stop(self) -> std::io::Result<()> {
+        self.shutdown.cancel();
+        self.task.await.expect("the server task does not panic")
+    }
+}
+
+/// A person connected to a session.
+pub struct Person {
+    pub id: MemberId,
+    pub token: String,
+    pub client: Client,
+}
+
+/// A running session with its facilitator connected.
+pub struct Scene {
+    pub server: TestServer,
+    pub session: SessionId,
+    pub invite: String,
+    pub facilitator: Person,
+}
+
+impl Scene {
+    pub async fn new(settings: Settings) -> Result<Self> {
+        Self::on(TestServer::start().await, settings).await
+    }
+
+    pub async fn on(server: TestServer, settings: Settings) -> Result<Self> {
+        let token = server.facilitator_token("Ada");
+        let created = server.create_session(&token, settings).await?;
+        let mut client = server.client().await;
+        let welcome = client.hello(&created.session, &token).await?;
+        Ok(Self {
+            session: created.session,
+            invite: created.invite_code,
+            facilitator: Person {
+                id: welcome.you.id,
+                token,
+                client,
+            },
+            server,
+        })
+    }
+
+    /// Joins a new member by invite and connects them.
+    pub async fn member(&self, name: &str) -> Result<Person> {
+        let joined = self.server.join(&self.invite, name).await?;
+        let mut client = self.server.client().await;
+        client
+            .hello(&self.session, &joined.token)
+            .await
+            .with_context(|| format!("{name} says hello"))?;
+        Ok(Person {
+            id: joined.member,
+            token: joined.token,
+            client,
+        })
+    }
+
+    /// Connects another client for an existing person.
+    pub async fn reconnect(&self, person: &Person) -> Result<Client> {
+        let mut client = self.server.client().await;
+        client.hello(&self.session, &person.token).await?;
+        Ok(client)
+    }
+}
