@@ -7,6 +7,7 @@ mod support;
 
 mod auth;
 mod bad_input;
+mod facilitation;
 mod flow;
 mod privacy;
 mod process;
