@@ -30,7 +30,8 @@ pub enum ErrorCode {
     NoSuchMember,
     /// There is no such topic proposal.
     NoSuchProposal,
-    /// Only a facilitator may do that.
+    /// Only a facilitator may do that. Over HTTP, also: this origin or token may not
+    /// do that.
     Forbidden,
     /// The command does not fit the session's current phase.
     WrongPhase,
@@ -52,14 +53,15 @@ pub enum ErrorCode {
     Unauthorized,
     /// HTTP only: the invite code is unknown or no longer valid.
     NoSuchInvite,
-    /// HTTP only: too many sessions or connections for one person.
+    /// HTTP only: this facilitator has created as many sessions as the server allows.
     LimitReached,
 }
 
-/// WebSocket close codes the server uses. 1000–1011 are RFC 6455's; 4000–4999 are
+/// WebSocket close codes the server uses. 1000–1009 are RFC 6455's; 4000–4999 are
 /// Caucus's own. The close reason carries a sentence for a person.
 pub mod close {
-    /// The session ended or the client asked to close.
+    /// A normal close. The server answers a client's close with it; it does not close
+    /// connections on its own with 1000 (an ended session stays readable).
     pub const NORMAL: u16 = 1000;
     /// The server is shutting down; reconnect and resume.
     pub const GOING_AWAY: u16 = 1001;
@@ -73,8 +75,6 @@ pub mod close {
     pub const POLICY_VIOLATION: u16 = 1008;
     /// A frame over the size limit.
     pub const MESSAGE_TOO_BIG: u16 = 1009;
-    /// The server failed unexpectedly.
-    pub const INTERNAL_ERROR: u16 = 1011;
     /// The token is missing, malformed, badly signed, of the wrong algorithm, not yet
     /// valid, or for the wrong issuer or audience. The reason says which.
     pub const INVALID_TOKEN: u16 = 4001;

@@ -232,7 +232,7 @@ pub enum EventBody {
         /// The carried points' texts, in order.
         points: Vec<String>,
     },
-    /// Every room: a facilitator's announcement.
+    /// The plenary and both caucus rooms: a facilitator's announcement, one copy in each.
     Announcement {
         /// The facilitator.
         from: MemberId,

@@ -201,7 +201,8 @@ pub struct Point {
     pub id: u32,
     /// The point's text.
     pub text: String,
-    /// Who wrote or flagged it. Only the caucus sees this; carried points have no author.
+    /// Who wrote its current wording: whoever flagged or wrote it, or last edited it.
+    /// Only the caucus sees this; carried points have no author.
     pub by: MemberId,
     /// The sequence number of the caucus message it was flagged from, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]

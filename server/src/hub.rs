@@ -30,7 +30,7 @@ pub enum HubError {
     NoSuchInvite,
     #[error(transparent)]
     Refused(#[from] Refusal),
-    #[error("you already have {0} live sessions, the most allowed; end one first")]
+    #[error("you have created {0} sessions, the most one facilitator may create on this server")]
     TooManySessions(usize),
     #[error("the server cannot store this just now; nothing was saved, so retry")]
     Unavailable,
@@ -42,7 +42,7 @@ impl HubError {
     /// The wire code for this error.
     pub fn code(&self) -> ErrorCode {
         match self {
-            HubError::NotFacilitator => ErrorCode::Unauthorized,
+            HubError::NotFacilitator => ErrorCode::Forbidden,
             HubError::NoSuchInvite => ErrorCode::NoSuchInvite,
             HubError::Refused(refusal) => refusal.code(),
             HubError::TooManySessions(_) => ErrorCode::LimitReached,

@@ -437,13 +437,25 @@ impl SessionActor {
 
     /// Sends `frame` to every open connection whose person may read `room` now.
     fn deliver(&mut self, room: Room, frame: &Utf8Bytes) {
-        let session = &self.session;
+        self.fan_out(frame, |session, member| session.can_read(member, room));
+    }
+
+    /// Sends `frame` to the connections of everyone `wants` picks. Connections that are
+    /// gone or too slow are dropped; a person left with none goes offline.
+    fn fan_out(&mut self, frame: &Utf8Bytes, wants: impl Fn(&Session, &MemberId) -> bool) {
+        let mut offline = Vec::new();
         for (member, outboxes) in &mut self.connections {
-            if session.can_read(member, room) {
+            if wants(&self.session, member) {
                 outboxes.retain(|outbox| outbox.deliver(frame));
+                if outboxes.is_empty() {
+                    offline.push(member.clone());
+                }
             }
         }
-        self.connections.retain(|_, outboxes| !outboxes.is_empty());
+        for member in offline {
+            self.connections.remove(&member);
+            self.broadcast_presence(&member, false);
+        }
     }
 
     /// What an event means for connections beyond delivering it.
@@ -498,19 +510,13 @@ impl SessionActor {
             room,
             member: typist.clone(),
         });
-        let session = &self.session;
-        for (member, outboxes) in &mut self.connections {
-            if member != typist && session.can_read(member, room) {
-                outboxes.retain(|outbox| outbox.deliver(&frame));
-            }
-        }
+        self.fan_out(&frame, |session, member| {
+            member != typist && session.can_read(member, room)
+        });
     }
 
     fn send_to_member(&mut self, member: &MemberId, message: &ServerMessage) {
-        if let Some(outboxes) = self.connections.get_mut(member) {
-            let frame = encode(message);
-            outboxes.retain(|outbox| outbox.deliver(&frame));
-        }
+        self.fan_out(&encode(message), |_, candidate| candidate == member);
     }
 
     fn send_to_connection(

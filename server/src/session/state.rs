@@ -938,10 +938,12 @@ impl Session {
                     self.points[index].push(point.clone());
                 }
             }
-            EventBody::PointEdited { point, text, .. } => {
+            EventBody::PointEdited { point, text, by } => {
                 if let Some(found) = self.point_mut(event.room, *point) {
                     found.text = text.clone();
-                    // Agreement was to the old wording.
+                    // The editor wrote the current wording, and agreement was given to
+                    // the old one: it must now come from someone other than the editor.
+                    found.by = by.clone();
                     found.agreed_by.clear();
                 }
             }
@@ -976,8 +978,9 @@ impl Session {
     ///
     /// `resume` holds the client's cursors. A cursor for a room the person may not
     /// read is ignored, so replay never crosses into another caucus; a cursor that is
-    /// ahead of the room, or reaches back before the person could read it, resets the
-    /// room. Without a cursor, the last `replay_limit` readable events are sent.
+    /// ahead of the room, reaches back before the person could read it, or is more
+    /// than `replay_limit` events behind, resets the room. Without a usable cursor, the
+    /// last `replay_limit` readable events are sent.
     pub fn welcome(
         &self,
         who: &MemberId,
@@ -995,7 +998,13 @@ impl Session {
             let head = self.head(room);
             let cursor = resume.get(room.as_str()).copied();
             let (from, reset) = match cursor {
-                Some(cursor) if cursor >= since && cursor <= head => (cursor, false),
+                // A gap longer than the replay limit is not filled event by event:
+                // the room resets to its latest events instead.
+                Some(cursor)
+                    if cursor >= since && cursor <= head && head - cursor <= replay_limit =>
+                {
+                    (cursor, false)
+                }
                 _ => (head.saturating_sub(replay_limit).max(since), true),
             };
             rooms.push(RoomCursor {
@@ -1172,9 +1181,16 @@ impl Session {
     fn reconvene_drafts(&self, round: u32) -> Vec<Draft> {
         let mut drafts = vec![Draft::new(Room::Plenary, EventBody::Reconvened { round })];
         for caucus in Caucus::BOTH {
+            // Only agreement from someone still in the caucus counts.
+            let agreed = |point: &Point| {
+                point
+                    .agreed_by
+                    .iter()
+                    .any(|member| self.seat_of(member) == Some(caucus))
+            };
             let points = self.points[caucus_index(caucus)]
                 .iter()
-                .filter(|point| !self.settings.carry_needs_agreement || !point.agreed_by.is_empty())
+                .filter(|point| !self.settings.carry_needs_agreement || agreed(point))
                 .map(|point| point.text.clone())
                 .collect();
             drafts.push(Draft::new(

@@ -819,3 +819,77 @@ fn removed_people_lose_their_seat_and_every_room() {
         ErrorCode::InvalidValue
     );
 }
+
+#[test]
+fn a_gap_longer_than_the_replay_limit_resets_the_room() {
+    let mut fixture = Fixture::new(Settings::default());
+    for n in 0..10 {
+        fixture.say("m-1", "plenary", &format!("message {n}"));
+    }
+    let head = fixture.session.head(Room::Plenary);
+    let cursors = BTreeMap::from([("plenary".to_owned(), head - 8)]);
+    let (welcome, replay) = fixture
+        .session
+        .welcome(&id("m-2"), &cursors, Vec::new(), 5)
+        .unwrap();
+    let plenary = &welcome.rooms[0];
+    assert!(plenary.reset);
+    assert_eq!(plenary.from, head - 5);
+    assert_eq!(replay.len(), 5);
+    let near = BTreeMap::from([("plenary".to_owned(), head - 3)]);
+    let (welcome, replay) = fixture
+        .session
+        .welcome(&id("m-2"), &near, Vec::new(), 5)
+        .unwrap();
+    assert!(!welcome.rooms[0].reset);
+    assert_eq!(replay.len(), 3);
+}
+
+#[test]
+fn an_editor_cannot_agree_to_their_own_wording_and_leavers_agreements_lapse() {
+    let mut fixture = Fixture::new(Settings {
+        carry_needs_agreement: true,
+        ..Settings::default()
+    });
+    for member in ["m-1", "m-2", "m-3"] {
+        fixture.seat(member, Caucus::A);
+    }
+    fixture.open(None);
+    for text in ["edited", "agreed by a leaver"] {
+        fixture.apply(
+            "m-1",
+            Command::WritePoint {
+                room: room("caucus_a"),
+                text: text.into(),
+            },
+        );
+    }
+    fixture.apply(
+        "m-2",
+        Command::EditPoint {
+            room: room("caucus_a"),
+            point: 1,
+            text: "m-2's wording".into(),
+        },
+    );
+    let own = fixture.refusal(
+        "m-2",
+        Command::AgreePoint {
+            room: room("caucus_a"),
+            point: 1,
+            agree: true,
+        },
+    );
+    assert_eq!(own, ErrorCode::InvalidValue);
+    fixture.apply(
+        "m-3",
+        Command::AgreePoint {
+            room: room("caucus_a"),
+            point: 2,
+            agree: true,
+        },
+    );
+    fixture.seat("m-3", Caucus::B);
+    let events = fixture.apply("f-ada", Command::Reconvene { round: 1 });
+    assert_eq!(feedback(&events)[0], (Caucus::A, Vec::<String>::new()));
+}
