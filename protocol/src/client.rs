@@ -42,18 +42,12 @@ impl std::error::Error for DecodeError {}
 impl ClientFrame {
     /// A frame without a `client_id`.
     pub fn new(command: Command) -> Self {
-        Self {
-            client_id: None,
-            command,
-        }
+        Self { client_id: None, command }
     }
 
     /// A frame with a `client_id`.
     pub fn with_id(client_id: ClientId, command: Command) -> Self {
-        Self {
-            client_id: Some(client_id),
-            command,
-        }
+        Self { client_id: Some(client_id), command }
     }
 
     /// Decodes one text frame.
@@ -70,25 +64,16 @@ impl ClientFrame {
         };
         let client_id = match fields.remove("client_id") {
             None | Some(Value::Null) => None,
-            Some(raw) => {
-                Some(
-                    serde_json::from_value::<ClientId>(raw).map_err(|err| DecodeError {
-                        message: format!("invalid `client_id`: {err}"),
-                        client_id: None,
-                    })?,
-                )
-            }
+            Some(raw) => Some(serde_json::from_value::<ClientId>(raw).map_err(|err| DecodeError {
+                message: format!("invalid `client_id`: {err}"),
+                client_id: None,
+            })?),
         };
         if !fields.contains_key("type") {
-            return Err(DecodeError {
-                message: "missing field `type`".into(),
-                client_id,
-            });
+            return Err(DecodeError { message: "missing field `type`".into(), client_id });
         }
-        let command = Command::deserialize(Value::Object(fields)).map_err(|err| DecodeError {
-            message: err.to_string(),
-            client_id: client_id.clone(),
-        })?;
+        let command = Command::deserialize(Value::Object(fields))
+            .map_err(|err| DecodeError { message: err.to_string(), client_id: client_id.clone() })?;
         Ok(Self { client_id, command })
     }
 
@@ -291,8 +276,8 @@ mod tests {
 
     #[test]
     fn decode_names_unknown_missing_and_mistyped_fields() {
-        let err = ClientFrame::decode(r#"{"type":"say","room":"plenary","text":"hi","colour":1}"#)
-            .unwrap_err();
+        let err =
+            ClientFrame::decode(r#"{"type":"say","room":"plenary","text":"hi","colour":1}"#).unwrap_err();
         assert!(err.message.contains("unknown field `colour`"), "{err}");
 
         let err = ClientFrame::decode(r#"{"type":"say","room":"plenary"}"#).unwrap_err();
@@ -305,10 +290,7 @@ mod tests {
         assert!(err.message.contains("unknown field `now`"), "{err}");
 
         let err = ClientFrame::decode("not json").unwrap_err();
-        assert!(
-            err.message.starts_with("the frame is not valid JSON"),
-            "{err}"
-        );
+        assert!(err.message.starts_with("the frame is not valid JSON"), "{err}");
 
         let err = ClientFrame::decode(r#"{"room":"plenary","client_id":"c1"}"#).unwrap_err();
         assert_eq!(err.message, "missing field `type`");
@@ -319,10 +301,7 @@ mod tests {
     fn client_id_round_trips() {
         let frame = ClientFrame::with_id(
             ClientId::new("c-1").unwrap(),
-            Command::Say {
-                room: RoomName("plenary".into()),
-                text: "hello".into(),
-            },
+            Command::Say { room: RoomName("plenary".into()), text: "hello".into() },
         );
         assert_eq!(ClientFrame::decode(&frame.encode()).unwrap(), frame);
     }

@@ -18,11 +18,7 @@ pub struct IdError {
 
 impl fmt::Display for IdError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "a {} is 1 to {} characters of letters, digits and `-_.:`",
-            self.kind, self.max_len
-        )
+        write!(f, "a {} is 1 to {} characters of letters, digits and `-_.:`", self.kind, self.max_len)
     }
 }
 
@@ -31,14 +27,8 @@ impl std::error::Error for IdError {}
 fn check(kind: &'static str, max_len: usize, value: &str) -> Result<(), IdError> {
     let ok = !value.is_empty()
         && value.len() <= max_len
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
-    if ok {
-        Ok(())
-    } else {
-        Err(IdError { kind, max_len })
-    }
+        && value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+    if ok { Ok(()) } else { Err(IdError { kind, max_len }) }
 }
 
 macro_rules! id_type {

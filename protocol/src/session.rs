@@ -43,12 +43,8 @@ pub enum Room {
 
 impl Room {
     /// Every room of a session.
-    pub const ALL: [Room; 4] = [
-        Room::Plenary,
-        Room::Caucus(Caucus::A),
-        Room::Caucus(Caucus::B),
-        Room::Facilitators,
-    ];
+    pub const ALL: [Room; 4] =
+        [Room::Plenary, Room::Caucus(Caucus::A), Room::Caucus(Caucus::B), Room::Facilitators];
 
     /// The wire name of the room.
     pub fn as_str(self) -> &'static str {
@@ -152,11 +148,7 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Self {
-            self_choice: true,
-            auto_reconvene: false,
-            carry_needs_agreement: false,
-        }
+        Self { self_choice: true, auto_reconvene: false, carry_needs_agreement: false }
     }
 }
 

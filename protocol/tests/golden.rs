@@ -5,9 +5,7 @@
 //! `<!-- golden: client -->` (a [`ClientFrame`]), `<!-- golden: server -->` (a
 //! [`ServerMessage`]), or `<!-- golden: api:NAME -->` for an HTTP body.
 
-use caucus_protocol::api::{
-    ApiError, CreateSession, InviteInfo, JoinRequest, Joined, SessionCreated,
-};
+use caucus_protocol::api::{ApiError, CreateSession, InviteInfo, JoinRequest, Joined, SessionCreated};
 use caucus_protocol::{ClientFrame, ServerMessage};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -27,10 +25,7 @@ fn examples() -> Vec<Example> {
     let mut index = 0;
     while index < lines.len() {
         let line = lines[index].trim();
-        if let Some(kind) = line
-            .strip_prefix("<!-- golden:")
-            .and_then(|rest| rest.strip_suffix("-->"))
-        {
+        if let Some(kind) = line.strip_prefix("<!-- golden:").and_then(|rest| rest.strip_suffix("-->")) {
             assert_eq!(
                 lines.get(index + 1).map(|l| l.trim()),
                 Some("```json"),
@@ -38,9 +33,7 @@ fn examples() -> Vec<Example> {
                 index + 1
             );
             let start = index + 2;
-            let end = (start..lines.len())
-                .find(|&i| lines[i].trim() == "```")
-                .expect("json block is closed");
+            let end = (start..lines.len()).find(|&i| lines[i].trim() == "```").expect("json block is closed");
             examples.push(Example {
                 kind: kind.trim().to_owned(),
                 json: lines[start..end].join("\n"),
@@ -55,10 +48,7 @@ fn examples() -> Vec<Example> {
 
 fn round_trip<T: DeserializeOwned + Serialize>(example: &Example) -> Value {
     let value: T = serde_json::from_str(&example.json).unwrap_or_else(|err| {
-        panic!(
-            "PROTOCOL.md line {}: does not decode: {err}\n{}",
-            example.line, example.json
-        )
+        panic!("PROTOCOL.md line {}: does not decode: {err}\n{}", example.line, example.json)
     });
     serde_json::to_value(&value).unwrap()
 }
@@ -66,11 +56,7 @@ fn round_trip<T: DeserializeOwned + Serialize>(example: &Example) -> Value {
 #[test]
 fn every_protocol_example_round_trips() {
     let examples = examples();
-    assert!(
-        examples.len() >= 40,
-        "expected examples for every message, found {}",
-        examples.len()
-    );
+    assert!(examples.len() >= 40, "expected examples for every message, found {}", examples.len());
     for example in &examples {
         let original: Value = serde_json::from_str(&example.json)
             .unwrap_or_else(|err| panic!("PROTOCOL.md line {}: not JSON: {err}", example.line));
@@ -88,16 +74,9 @@ fn every_protocol_example_round_trips() {
             "api:join_request" => round_trip::<JoinRequest>(example),
             "api:joined" => round_trip::<Joined>(example),
             "api:error" => round_trip::<ApiError>(example),
-            other => panic!(
-                "PROTOCOL.md line {}: unknown golden kind `{other}`",
-                example.line
-            ),
+            other => panic!("PROTOCOL.md line {}: unknown golden kind `{other}`", example.line),
         };
-        assert_eq!(
-            encoded, original,
-            "PROTOCOL.md line {}: re-encoding changed the JSON",
-            example.line
-        );
+        assert_eq!(encoded, original, "PROTOCOL.md line {}: re-encoding changed the JSON", example.line);
     }
 }
 
@@ -143,18 +122,12 @@ fn every_command_and_event_kind_has_an_example() {
     ];
     for command in commands {
         let wanted = format!("client:{command}");
-        assert!(
-            types.contains(&wanted),
-            "PROTOCOL.md has no example of the `{command}` command"
-        );
+        assert!(types.contains(&wanted), "PROTOCOL.md has no example of the `{command}` command");
     }
     let server = ["welcome", "ack", "error", "presence", "typing", "seat"];
     for message in server {
         let wanted = format!("server:{message}");
-        assert!(
-            types.iter().any(|t| t == &wanted),
-            "PROTOCOL.md has no example of the `{message}` message"
-        );
+        assert!(types.iter().any(|t| t == &wanted), "PROTOCOL.md has no example of the `{message}` message");
     }
     let events = [
         "joined",
@@ -184,9 +157,6 @@ fn every_command_and_event_kind_has_an_example() {
     ];
     for event in events {
         let wanted = format!("server:event:{event}");
-        assert!(
-            types.contains(&wanted),
-            "PROTOCOL.md has no example of the `{event}` event"
-        );
+        assert!(types.contains(&wanted), "PROTOCOL.md has no example of the `{event}` event");
     }
 }

@@ -84,10 +84,7 @@ pub enum KeyError {
     #[error("the signing key must be at least {MIN_SECRET_BYTES} bytes; {0} has fewer")]
     TooShort(String),
     #[error("cannot read or create the signing key at {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Io { path: String, source: std::io::Error },
 }
 
 /// Issues and checks tokens.
@@ -102,17 +99,13 @@ pub struct Auth {
 
 impl std::fmt::Debug for Auth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Auth")
-            .field("issuer", &self.issuer)
-            .finish_non_exhaustive()
+        f.debug_struct("Auth").field("issuer", &self.issuer).finish_non_exhaustive()
     }
 }
 
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs())
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_secs())
 }
 
 impl Auth {
@@ -160,31 +153,15 @@ impl Auth {
             return Err("a facilitator name needs at least one letter or digit".into());
         }
         let id = MemberId::new(format!("f-{slug}")).map_err(|err| err.to_string())?;
-        Ok(self.mint(
-            id.as_str(),
-            TokenKind::Facilitator,
-            None,
-            Some(name.trim().to_owned()),
-        ))
+        Ok(self.mint(id.as_str(), TokenKind::Facilitator, None, Some(name.trim().to_owned())))
     }
 
     /// A member token for one session.
     pub fn mint_member(&self, session: &SessionId, member: &MemberId) -> String {
-        self.mint(
-            member.as_str(),
-            TokenKind::Member,
-            Some(session.clone()),
-            None,
-        )
+        self.mint(member.as_str(), TokenKind::Member, Some(session.clone()), None)
     }
 
-    fn mint(
-        &self,
-        sub: &str,
-        kind: TokenKind,
-        sid: Option<SessionId>,
-        name: Option<String>,
-    ) -> String {
+    fn mint(&self, sub: &str, kind: TokenKind, sid: Option<SessionId>, name: Option<String>) -> String {
         let now = unix_now();
         let claims = Claims {
             sub: sub.to_owned(),
@@ -208,19 +185,18 @@ impl Auth {
 
     /// Checks a token and returns its claims and the member id it names.
     pub fn verify(&self, token: &str) -> Result<(Claims, MemberId), TokenError> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|err| match err.kind() {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map_err(
+            |err| match err.kind() {
                 ErrorKind::InvalidSignature => TokenError::BadSignature,
-                ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
-                    TokenError::WrongAlgorithm
-                }
+                ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => TokenError::WrongAlgorithm,
                 ErrorKind::ExpiredSignature => TokenError::Expired,
                 ErrorKind::ImmatureSignature => TokenError::NotYetValid,
                 ErrorKind::InvalidIssuer => TokenError::WrongIssuer,
                 ErrorKind::InvalidAudience => TokenError::WrongAudience,
                 ErrorKind::MissingRequiredClaim(claim) => TokenError::MissingClaim(claim.clone()),
                 _ => TokenError::Malformed,
-            })?;
+            },
+        )?;
         let member = MemberId::new(data.claims.sub.clone()).map_err(|_| TokenError::BadSubject)?;
         Ok((data.claims, member))
     }
@@ -234,10 +210,8 @@ fn check_length(secret: Secret, source: &str) -> Result<Secret, KeyError> {
 }
 
 fn read_secret(path: &Path) -> Result<Secret, KeyError> {
-    let bytes = std::fs::read(path).map_err(|source| KeyError::Io {
-        path: path.display().to_string(),
-        source,
-    })?;
+    let bytes =
+        std::fs::read(path).map_err(|source| KeyError::Io { path: path.display().to_string(), source })?;
     let trimmed = String::from_utf8_lossy(&bytes).trim().as_bytes().to_vec();
     check_length(Secret(trimmed), &path.display().to_string())
 }
@@ -247,10 +221,7 @@ fn load_or_create_secret(data_dir: &Path) -> Result<Secret, KeyError> {
     if path.exists() {
         return read_secret(&path);
     }
-    let io_error = |source| KeyError::Io {
-        path: path.display().to_string(),
-        source,
-    };
+    let io_error = |source| KeyError::Io { path: path.display().to_string(), source };
     std::fs::create_dir_all(data_dir).map_err(io_error)?;
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
@@ -280,15 +251,10 @@ pub fn origin_allowed(origin: Option<&str>, host: Option<&str>, allowed: &[Strin
         return true;
     };
     let origin = origin.trim_end_matches('/');
-    if allowed
-        .iter()
-        .any(|entry| entry.trim_end_matches('/') == origin)
-    {
+    if allowed.iter().any(|entry| entry.trim_end_matches('/') == origin) {
         return true;
     }
-    let origin_host = origin
-        .strip_prefix("http://")
-        .or_else(|| origin.strip_prefix("https://"));
+    let origin_host = origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://"));
     matches!((origin_host, host), (Some(origin_host), Some(host)) if origin_host.eq_ignore_ascii_case(host))
 }
 
@@ -316,10 +282,7 @@ mod tests {
         let other = Auth::new(&Secret(vec![8; 32]), &Config::default());
         let token = other.mint_facilitator("eve").unwrap();
         assert_eq!(auth().verify(&token).unwrap_err(), TokenError::BadSignature);
-        assert_eq!(
-            auth().verify("not.a.token").unwrap_err(),
-            TokenError::Malformed
-        );
+        assert_eq!(auth().verify("not.a.token").unwrap_err(), TokenError::Malformed);
     }
 
     #[test]
@@ -327,16 +290,8 @@ mod tests {
         let allowed = vec!["https://app.example".to_owned()];
         assert!(origin_allowed(None, Some("h:1"), &allowed));
         assert!(origin_allowed(Some("http://h:1"), Some("h:1"), &allowed));
-        assert!(origin_allowed(
-            Some("https://app.example"),
-            Some("h:1"),
-            &allowed
-        ));
-        assert!(!origin_allowed(
-            Some("https://evil.example"),
-            Some("h:1"),
-            &allowed
-        ));
+        assert!(origin_allowed(Some("https://app.example"), Some("h:1"), &allowed));
+        assert!(!origin_allowed(Some("https://evil.example"), Some("h:1"), &allowed));
         assert!(!origin_allowed(Some("null"), Some("h:1"), &allowed));
     }
 }

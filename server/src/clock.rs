@@ -16,13 +16,9 @@ pub struct Clock {
 impl Clock {
     /// A clock reading the system time now.
     pub fn start() -> Self {
-        let start_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |elapsed| elapsed.as_millis() as u64);
-        Self {
-            start: Instant::now(),
-            start_ms,
-        }
+        let start_ms =
+            SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis() as u64);
+        Self { start: Instant::now(), start_ms }
     }
 
     /// Now, in Unix milliseconds.

@@ -7,7 +7,6 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -17,10 +16,7 @@ use crate::session::TextLimits;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read the config file {path}: {source}")]
-    ReadFile {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    ReadFile { path: PathBuf, source: std::io::Error },
     #[error("the config file {path} is not valid: {message}")]
     ParseFile { path: PathBuf, message: String },
     #[error("{name} is not valid: {message}")]
@@ -96,13 +92,47 @@ pub struct Timeouts {
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Self {
-            hello_secs: 10,
-            ping_secs: 20,
-            write_secs: 10,
-            shutdown_secs: 10,
-        }
+        Self { hello_secs: 10, ping_secs: 20, write_secs: 10, shutdown_secs: 10 }
     }
+}
+
+/// Which store keeps sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreKind {
+    /// `caucus.db` in the data folder (the default).
+    #[default]
+    Sqlite,
+    /// Memory only: everything is lost when the server stops.
+    Memory,
+}
+
+/// Storage settings.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Where sessions are kept.
+    pub kind: StoreKind,
+    /// Commit many writes per transaction (much faster; equally durable).
+    pub group_commit: bool,
+    /// How long a write waits for a locked database before it is refused, in ms.
+    pub busy_timeout_ms: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self { kind: StoreKind::Sqlite, group_commit: true, busy_timeout_ms: 5000 }
+    }
+}
+
+/// What is kept after a session ends.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Retention {
+    /// Days a caucus transcript stays after its session ends, readable only by that
+    /// caucus's members. 0 (the default) purges it when the session ends. The carried
+    /// points, in the plenary, are kept either way.
+    pub caucus_transcript_days: u32,
 }
 
 /// Everything the server needs to start.
@@ -131,6 +161,10 @@ pub struct Config {
     pub timeouts: Timeouts,
     /// Log format.
     pub log_format: LogFormat,
+    /// Storage.
+    pub store: StoreConfig,
+    /// Retention after a session ends.
+    pub retention: Retention,
     /// The signing key itself, from `CAUCUS_JWT_SECRET`. Never read from a file or flag
     /// into this field, and never printed.
     #[serde(skip)]
@@ -161,6 +195,8 @@ impl Default for Config {
             limits: Limits::default(),
             timeouts: Timeouts::default(),
             log_format: LogFormat::Text,
+            store: StoreConfig::default(),
+            retention: Retention::default(),
             jwt_secret: None,
         }
     }
@@ -192,14 +228,10 @@ impl Config {
     }
 
     fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
-            path: path.to_owned(),
-            source,
-        })?;
-        toml::from_str(&text).map_err(|err| ConfigError::ParseFile {
-            path: path.to_owned(),
-            message: err.to_string(),
-        })
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::ReadFile { path: path.to_owned(), source })?;
+        toml::from_str(&text)
+            .map_err(|err| ConfigError::ParseFile { path: path.to_owned(), message: err.to_string() })
     }
 
     /// Applies `CAUCUS_*` variables, read through `var` so that tests need not touch
@@ -212,10 +244,7 @@ impl Config {
             value
                 .trim()
                 .parse()
-                .map_err(|err: T::Err| ConfigError::Variable {
-                    name,
-                    message: err.to_string(),
-                })
+                .map_err(|err: T::Err| ConfigError::Variable { name, message: err.to_string() })
         }
         if let Some(value) = var("CAUCUS_LISTEN") {
             self.listen = parse("CAUCUS_LISTEN", &value)?;
@@ -242,6 +271,21 @@ impl Config {
         }
         if let Some(value) = var("CAUCUS_TOKEN_TTL_SECS") {
             self.token_ttl_secs = parse("CAUCUS_TOKEN_TTL_SECS", &value)?;
+        }
+        if let Some(value) = var("CAUCUS_STORE") {
+            self.store.kind = match value.trim() {
+                "sqlite" => StoreKind::Sqlite,
+                "memory" => StoreKind::Memory,
+                _ => {
+                    return Err(ConfigError::Variable {
+                        name: "CAUCUS_STORE",
+                        message: "use `sqlite` or `memory`".into(),
+                    });
+                }
+            };
+        }
+        if let Some(value) = var("CAUCUS_RETENTION_DAYS") {
+            self.retention.caucus_transcript_days = parse("CAUCUS_RETENTION_DAYS", &value)?;
         }
         if let Some(value) = var("CAUCUS_LOG_FORMAT") {
             self.log_format = match value.trim() {
@@ -277,22 +321,14 @@ impl Config {
         if limits.frame_bytes < 1024 {
             return invalid("limits.frame_bytes must be at least 1024");
         }
-        if limits.text.message_chars == 0
-            || limits.text.name_chars == 0
-            || limits.text.topic_chars == 0
-        {
+        if limits.text.message_chars == 0 || limits.text.name_chars == 0 || limits.text.topic_chars == 0 {
             return invalid("text limits must be at least 1 character");
         }
-        if limits.frames_per_sec == 0 || limits.frame_burst == 0 || limits.rate_limited_strikes == 0
-        {
-            return invalid(
-                "limits.frames_per_sec, frame_burst and rate_limited_strikes must be at least 1",
-            );
+        if limits.frames_per_sec == 0 || limits.frame_burst == 0 || limits.rate_limited_strikes == 0 {
+            return invalid("limits.frames_per_sec, frame_burst and rate_limited_strikes must be at least 1");
         }
         if limits.connections_per_member == 0 || limits.sessions_per_facilitator == 0 {
-            return invalid(
-                "limits.connections_per_member and sessions_per_facilitator must be at least 1",
-            );
+            return invalid("limits.connections_per_member and sessions_per_facilitator must be at least 1");
         }
         if (limits.outbound_queue as u64) < 4 * limits.replay_per_room + 16 {
             return invalid(
@@ -322,9 +358,9 @@ impl Config {
         }
     }
 
-    /// A timeout in seconds as a [`Duration`].
-    pub fn secs(secs: u64) -> Duration {
-        Duration::from_secs(secs)
+    /// The SQLite database file.
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("caucus.db")
     }
 }
 
@@ -362,13 +398,8 @@ mod tests {
         let err = toml::from_str::<Config>("colour = 1").unwrap_err();
         assert!(err.to_string().contains("colour"), "{err}");
         let mut config = Config::default();
-        let err = config
-            .apply_env(|name| (name == "CAUCUS_LISTEN").then(|| "8080".into()))
-            .unwrap_err();
-        assert!(
-            err.to_string().starts_with("CAUCUS_LISTEN is not valid"),
-            "{err}"
-        );
+        let err = config.apply_env(|name| (name == "CAUCUS_LISTEN").then(|| "8080".into())).unwrap_err();
+        assert!(err.to_string().starts_with("CAUCUS_LISTEN is not valid"), "{err}");
         config.limits.outbound_queue = 10;
         assert!(config.validate().is_err());
     }

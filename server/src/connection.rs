@@ -18,9 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use caucus_protocol::{
-    ClientFrame, ClientId, Command, ErrorCode, ErrorFrame, ServerMessage, close,
-};
+use caucus_protocol::{ClientFrame, ClientId, Command, ErrorCode, ErrorFrame, ServerMessage, close};
 use futures::SinkExt;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::mpsc;
@@ -68,10 +66,7 @@ impl Outbox {
         match self.frames.try_send(frame.clone()) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
-                self.close(
-                    close::TOO_SLOW,
-                    "you fell too far behind; reconnect and resume",
-                );
+                self.close(close::TOO_SLOW, "you fell too far behind; reconnect and resume");
                 false
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
@@ -149,11 +144,7 @@ impl Connection {
         ));
         Self {
             id,
-            outbox: Outbox {
-                id,
-                frames: frames_tx,
-                closer: closer_tx,
-            },
+            outbox: Outbox { id, frames: frames_tx, closer: closer_tx },
             hub,
             frames,
             closer,
@@ -227,10 +218,7 @@ impl Connection {
     async fn on_text(&mut self, text: &str) -> Option<Ending> {
         if self.rate.check().is_err() {
             if self.strikes.check().is_err() {
-                return Some(Ending::close(
-                    close::POLICY_VIOLATION,
-                    "too many frames too fast",
-                ));
+                return Some(Ending::close(close::POLICY_VIOLATION, "too many frames too fast"));
             }
             self.reply_error(
                 ErrorCode::RateLimited,
@@ -247,14 +235,7 @@ impl Connection {
             }
         };
         match (&self.entered, frame.command) {
-            (
-                None,
-                Command::Hello {
-                    session,
-                    token,
-                    resume,
-                },
-            ) => self.hello(session, &token, resume).await,
+            (None, Command::Hello { session, token, resume }) => self.hello(session, &token, resume).await,
             (None, _) => {
                 self.reply_error(
                     ErrorCode::HelloRequired,
@@ -272,16 +253,8 @@ impl Connection {
                 None
             }
             (Some(entered), command) => {
-                let frame = ClientFrame {
-                    client_id: frame.client_id,
-                    command,
-                };
-                if entered
-                    .session
-                    .command(entered.member.clone(), self.id, frame)
-                    .await
-                    .is_err()
-                {
+                let frame = ClientFrame { client_id: frame.client_id, command };
+                if entered.session.command(entered.member.clone(), self.id, frame).await.is_err() {
                     return Some(Ending::close(
                         close::GOING_AWAY,
                         "the server is shutting down; reconnect shortly",
@@ -301,20 +274,13 @@ impl Connection {
         let (claims, member) = match self.hub.auth().verify(token) {
             Ok(verified) => verified,
             Err(err) => {
-                let code = if err == TokenError::Expired {
-                    close::TOKEN_EXPIRED
-                } else {
-                    close::INVALID_TOKEN
-                };
+                let code =
+                    if err == TokenError::Expired { close::TOKEN_EXPIRED } else { close::INVALID_TOKEN };
                 return Some(Ending::close(code, err.to_string()));
             }
         };
-        let no_such_session = || {
-            Some(Ending::close(
-                close::NO_SUCH_SESSION,
-                "no such session for this token",
-            ))
-        };
+        let no_such_session =
+            || Some(Ending::close(close::NO_SUCH_SESSION, "no such session for this token"));
         // A member token is good for its own session only; the session's table then
         // decides whether this person is in it and what they may see.
         if claims.kind == TokenKind::Member && claims.sid.as_ref() != Some(&session_id) {
@@ -323,31 +289,24 @@ impl Connection {
         let Some(session) = self.hub.session(&session_id) else {
             return no_such_session();
         };
-        if let Err(err) = session
-            .connect(member.clone(), resume, self.outbox.clone())
-            .await
-        {
+        if let Err(err) = session.connect(member.clone(), resume, self.outbox.clone()).await {
             return Some(Ending::close(err.close_code(), err.to_string()));
         }
         let span = tracing::Span::current();
         span.record("session", tracing::field::display(&session_id));
         span.record("member", tracing::field::display(&member));
         let remaining = claims.exp.saturating_sub(crate::auth::unix_now());
-        self.entered = Some(Entered {
-            session,
-            member,
-            expires_at: Instant::now() + Duration::from_secs(remaining),
-        });
+        self.entered =
+            Some(Entered { session, member, expires_at: Instant::now() + Duration::from_secs(remaining) });
         None
     }
 
     fn reply_error(&self, code: ErrorCode, message: &str, client_id: Option<ClientId>) {
-        self.outbox
-            .deliver(&encode(&ServerMessage::Error(ErrorFrame {
-                code,
-                message: message.to_owned(),
-                client_id,
-            })));
+        self.outbox.deliver(&encode(&ServerMessage::Error(ErrorFrame {
+            code,
+            message: message.to_owned(),
+            client_id,
+        })));
     }
 }
 
@@ -373,20 +332,18 @@ async fn write_batch(
 
 /// The close that answers a read error.
 fn ending_for(err: &axum::Error, frame_bytes: usize) -> Ending {
-    let source = std::error::Error::source(err)
-        .and_then(|source| source.downcast_ref::<tungstenite::Error>());
+    let source =
+        std::error::Error::source(err).and_then(|source| source.downcast_ref::<tungstenite::Error>());
     match source {
-        Some(tungstenite::Error::Capacity(_)) => Ending::close(
-            close::MESSAGE_TOO_BIG,
-            format!("frames are limited to {frame_bytes} bytes"),
-        ),
+        Some(tungstenite::Error::Capacity(_)) => {
+            Ending::close(close::MESSAGE_TOO_BIG, format!("frames are limited to {frame_bytes} bytes"))
+        }
         Some(tungstenite::Error::Utf8(_)) => {
             Ending::close(close::INVALID_PAYLOAD, "text frames must be valid UTF-8")
         }
-        Some(tungstenite::Error::Protocol(err)) => Ending::close(
-            close::PROTOCOL_ERROR,
-            format!("WebSocket protocol error: {err}"),
-        ),
+        Some(tungstenite::Error::Protocol(err)) => {
+            Ending::close(close::PROTOCOL_ERROR, format!("WebSocket protocol error: {err}"))
+        }
         _ => Ending::Gone,
     }
 }
@@ -398,22 +355,13 @@ async fn finish(socket: &mut WebSocket, ending: Ending, write_timeout: Duration)
         Ending::Gone => return,
         Ending::ClientClosed => {}
         Ending::Close(code, reason) => {
-            let frame = CloseFrame {
-                code,
-                reason: Utf8Bytes::from(truncate_reason(reason)),
-            };
-            if !matches!(
-                timeout(write_timeout, socket.send(Message::Close(Some(frame)))).await,
-                Ok(Ok(()))
-            ) {
+            let frame = CloseFrame { code, reason: Utf8Bytes::from(truncate_reason(reason)) };
+            if !matches!(timeout(write_timeout, socket.send(Message::Close(Some(frame)))).await, Ok(Ok(()))) {
                 return;
             }
         }
     }
-    let _ = timeout(CLOSE_GRACE, async {
-        while let Some(Ok(_)) = socket.recv().await {}
-    })
-    .await;
+    let _ = timeout(CLOSE_GRACE, async { while let Some(Ok(_)) = socket.recv().await {} }).await;
 }
 
 /// Close reasons are limited to 123 bytes by RFC 6455.

@@ -42,11 +42,7 @@ pub struct ApiFailure {
 
 impl ApiFailure {
     fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-        }
+        Self { status, code, message: message.into() }
     }
 }
 
@@ -65,22 +61,13 @@ impl From<HubError> for ApiFailure {
 
 impl From<JsonRejection> for ApiFailure {
     fn from(rejection: JsonRejection) -> Self {
-        Self::new(
-            rejection.status(),
-            ErrorCode::BadFrame,
-            rejection.body_text(),
-        )
+        Self::new(rejection.status(), ErrorCode::BadFrame, rejection.body_text())
     }
 }
 
 impl IntoResponse for ApiFailure {
     fn into_response(self) -> Response {
-        let body = ApiError {
-            error: ApiErrorBody {
-                code: self.code,
-                message: self.message,
-            },
-        };
+        let body = ApiError { error: ApiErrorBody { code: self.code, message: self.message } };
         (self.status, Json(body)).into_response()
     }
 }
@@ -99,21 +86,10 @@ async fn index() -> impl IntoResponse {
     )
 }
 
-async fn upgrade(
-    State(hub): State<Arc<Hub>>,
-    headers: HeaderMap,
-    upgrade: WebSocketUpgrade,
-) -> Response {
-    let header_text = |name| {
-        headers
-            .get(name)
-            .and_then(|value: &HeaderValue| value.to_str().ok())
-    };
-    if !origin_allowed(
-        header_text(header::ORIGIN),
-        header_text(header::HOST),
-        &hub.config().allowed_origins,
-    ) {
+async fn upgrade(State(hub): State<Arc<Hub>>, headers: HeaderMap, upgrade: WebSocketUpgrade) -> Response {
+    let header_text = |name| headers.get(name).and_then(|value: &HeaderValue| value.to_str().ok());
+    if !origin_allowed(header_text(header::ORIGIN), header_text(header::HOST), &hub.config().allowed_origins)
+    {
         return ApiFailure::new(
             StatusCode::FORBIDDEN,
             ErrorCode::Forbidden,
@@ -123,21 +99,13 @@ async fn upgrade(
     }
     let frame_bytes = hub.config().limits.frame_bytes;
     let tracker = hub.tracker().clone();
-    upgrade
-        .max_frame_size(frame_bytes)
-        .max_message_size(frame_bytes)
-        .on_upgrade(move |socket| async move {
-            tracker.spawn(connection::serve(socket, hub));
-        })
+    upgrade.max_frame_size(frame_bytes).max_message_size(frame_bytes).on_upgrade(move |socket| async move {
+        tracker.spawn(connection::serve(socket, hub));
+    })
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
-        .map(str::trim)
+    headers.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ").map(str::trim)
 }
 
 async fn create_session(
@@ -145,16 +113,11 @@ async fn create_session(
     headers: HeaderMap,
     body: Result<Json<CreateSession>, JsonRejection>,
 ) -> Result<(StatusCode, Json<SessionCreated>), ApiFailure> {
-    let unauthorized = |message: String| {
-        ApiFailure::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message)
-    };
-    let token = bearer(&headers).ok_or_else(|| {
-        unauthorized("send a facilitator token as `Authorization: Bearer <token>`".into())
-    })?;
-    let (claims, _) = hub
-        .auth()
-        .verify(token)
-        .map_err(|err| unauthorized(err.to_string()))?;
+    let unauthorized =
+        |message: String| ApiFailure::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message);
+    let token = bearer(&headers)
+        .ok_or_else(|| unauthorized("send a facilitator token as `Authorization: Bearer <token>`".into()))?;
+    let (claims, _) = hub.auth().verify(token).map_err(|err| unauthorized(err.to_string()))?;
     let Json(request) = body?;
     let created = hub.create_session(&claims, request).await?;
     Ok((StatusCode::CREATED, Json(created)))

@@ -19,7 +19,7 @@ use crate::auth::{Auth, Claims, TokenKind};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::session::{ActorSettings, JoinError, Refusal, Session, SessionHandle, SessionSetup};
-use crate::store::Store;
+use crate::store::{SessionRecord, Store, StoredSession};
 
 /// Why a hub operation failed. [`HubError::code`] maps each to its wire code.
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +110,11 @@ impl Hub {
         &self.config
     }
 
+    /// Where sessions are kept.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
     /// Token issuing and checking.
     pub fn auth(&self) -> &Auth {
         &self.auth
@@ -140,51 +145,81 @@ impl Hub {
         if creator.kind != TokenKind::Facilitator {
             return Err(HubError::NotFacilitator);
         }
-        let facilitator =
-            MemberId::new(creator.sub.clone()).map_err(|_| HubError::NotFacilitator)?;
+        let facilitator = MemberId::new(creator.sub.clone()).map_err(|_| HubError::NotFacilitator)?;
         let cap = self.config.limits.sessions_per_facilitator;
         let created = self.created_by.get(&facilitator).map_or(0, |count| *count);
         if created >= cap {
             return Err(HubError::TooManySessions(cap));
         }
-        let id =
-            SessionId::new(format!("s-{}", random_token(12))).expect("generated ids are valid");
-        let session = Session::new(SessionSetup {
-            id: id.clone(),
+        let record = SessionRecord {
+            id: SessionId::new(format!("s-{}", random_token(12))).expect("generated ids are valid"),
             title: request.title,
             labels: request.caucuses,
             settings: request.settings,
             ground_rules: request.ground_rules,
-            limits: self.config.limits.text,
-        })?;
-        let handle = SessionHandle::spawn(
-            session,
-            self.store.clone(),
-            self.clock,
-            ActorSettings {
-                connections_per_member: self.config.limits.connections_per_member,
-                replay_per_room: self.config.limits.replay_per_room,
-            },
-            self.shutdown.clone(),
-            &self.tracker,
-        );
-        let name = creator
-            .name
-            .clone()
-            .unwrap_or_else(|| facilitator.to_string());
-        handle
-            .join(facilitator.clone(), name, Role::Facilitator)
-            .await?;
-        let invite_code = random_token(10);
-        self.sessions.insert(id.clone(), handle);
-        self.invites.insert(invite_code.clone(), id.clone());
-        *self.created_by.entry(facilitator.clone()).or_default() += 1;
+            invite_code: random_token(10),
+            created_by: facilitator.clone(),
+            created_at: self.clock.now_ms(),
+        };
+        let session = Session::new(self.setup(&record))?;
+        self.store.create_session(&record).await.map_err(|_| HubError::Unavailable)?;
+        let handle = self.start(session, &record);
+        let name = creator.name.clone().unwrap_or_else(|| facilitator.to_string());
+        handle.join(facilitator.clone(), name, Role::Facilitator).await?;
+        let (id, invite_code) = (record.id, record.invite_code);
         info!(session = %id, facilitator = %facilitator, "session created");
         Ok(SessionCreated {
             invite_url: format!("{}/#invite={invite_code}", self.public_url),
             session: id,
             invite_code,
         })
+    }
+
+    /// Brings stored sessions back to life: each one's events are applied in the order
+    /// they were stored, then its actor starts, timers and all. A round whose deadline
+    /// passed while the server was down ends at once, as its settings say.
+    pub fn restore(&self, stored: Vec<StoredSession>) -> usize {
+        let count = stored.len();
+        for StoredSession { record, events } in stored {
+            let mut session = Session::restore(self.setup(&record));
+            for event in events {
+                session.evolve(event);
+            }
+            self.start(session, &record);
+        }
+        count
+    }
+
+    fn setup(&self, record: &SessionRecord) -> SessionSetup {
+        SessionSetup {
+            id: record.id.clone(),
+            title: record.title.clone(),
+            labels: record.labels.clone(),
+            settings: record.settings.clone(),
+            ground_rules: record.ground_rules.clone(),
+            limits: self.config.limits.text,
+        }
+    }
+
+    /// Starts a session's actor and makes it findable by id and invite code.
+    fn start(&self, session: Session, record: &SessionRecord) -> SessionHandle {
+        let settings = ActorSettings {
+            connections_per_member: self.config.limits.connections_per_member,
+            replay_per_room: self.config.limits.replay_per_room,
+            retention_ms: u64::from(self.config.retention.caucus_transcript_days) * 24 * 60 * 60 * 1000,
+        };
+        let handle = SessionHandle::spawn(
+            session,
+            self.store.clone(),
+            self.clock,
+            settings,
+            self.shutdown.clone(),
+            &self.tracker,
+        );
+        self.sessions.insert(record.id.clone(), handle.clone());
+        self.invites.insert(record.invite_code.clone(), record.id.clone());
+        *self.created_by.entry(record.created_by.clone()).or_default() += 1;
+        handle
     }
 
     /// What an invite leads to, for the page people see before joining.
@@ -194,39 +229,24 @@ impl Hub {
         if summary.ended {
             return Err(HubError::NoSuchInvite);
         }
-        Ok(InviteInfo {
-            session: id,
-            title: summary.title,
-            ground_rules: summary.ground_rules,
-        })
+        Ok(InviteInfo { session: id, title: summary.title, ground_rules: summary.ground_rules })
     }
 
     /// Admits a new member by invite code and returns their token for this session.
     pub async fn join(&self, code: &str, name: &str) -> Result<Joined, HubError> {
         let (id, handle) = self.invited_session(code)?;
-        let member =
-            MemberId::new(format!("m-{}", random_token(12))).expect("generated ids are valid");
-        handle
-            .join(member.clone(), name.to_owned(), Role::Member)
-            .await
-            .map_err(|err| match err {
-                JoinError::Refused(Refusal::SessionEnded) => HubError::NoSuchInvite,
-                other => other.into(),
-            })?;
+        let member = MemberId::new(format!("m-{}", random_token(12))).expect("generated ids are valid");
+        handle.join(member.clone(), name.to_owned(), Role::Member).await.map_err(|err| match err {
+            JoinError::Refused(Refusal::SessionEnded) => HubError::NoSuchInvite,
+            other => other.into(),
+        })?;
         info!(session = %id, member = %member, "member joined");
-        Ok(Joined {
-            token: self.auth.mint_member(&id, &member),
-            session: id,
-            member,
-        })
+        Ok(Joined { token: self.auth.mint_member(&id, &member), session: id, member })
     }
 
     fn invited_session(&self, code: &str) -> Result<(SessionId, SessionHandle), HubError> {
-        let id = self
-            .invites
-            .get(code.trim())
-            .map(|entry| entry.value().clone())
-            .ok_or(HubError::NoSuchInvite)?;
+        let id =
+            self.invites.get(code.trim()).map(|entry| entry.value().clone()).ok_or(HubError::NoSuchInvite)?;
         let handle = self.session(&id).ok_or(HubError::NoSuchInvite)?;
         Ok((id, handle))
     }

@@ -13,7 +13,7 @@
 //! - [`hub`]: live sessions by id and invite code.
 //! - [`connection`]: one WebSocket: hello, read loop, bounded outbound queue, closes.
 //! - [`http`]: the axum router: `/ws`, `/api/...`, `/healthz`, the web client.
-//! - [`store`]: where events are kept (`Store` trait; in memory for now).
+//! - [`store`]: where sessions and events are kept: `Store`, SQLite by default.
 //! - [`clock`]: Unix-millisecond session time tied to tokio's clock.
 //!
 //! [`Server`] puts them together: bind, run, and shut down gracefully.
@@ -37,20 +37,19 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::auth::{Auth, KeyError};
-use crate::config::Config;
+use crate::config::{Config, StoreKind};
 use crate::hub::Hub;
-use crate::store::{MemoryStore, Store};
+use crate::store::{MemoryStore, SqliteOptions, SqliteStore, Store, StoreError};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
     Key(#[from] KeyError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
     #[error("cannot listen on {address}: {source}")]
-    Bind {
-        address: SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { address: SocketAddr, source: std::io::Error },
 }
 
 /// A bound server, ready to run.
@@ -62,35 +61,36 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds the configured address with the in-memory store.
+    /// Opens the configured store, brings its sessions back, and binds the configured
+    /// address.
     pub async fn bind(config: Config) -> Result<Self, StartError> {
-        Self::bind_with_store(config, Arc::new(MemoryStore::default())).await
+        let store: Arc<dyn Store> = match config.store.kind {
+            StoreKind::Sqlite => Arc::new(SqliteStore::open(SqliteOptions {
+                path: config.database_path(),
+                group_commit: config.store.group_commit,
+                busy_timeout: Duration::from_millis(config.store.busy_timeout_ms),
+            })?),
+            StoreKind::Memory => Arc::new(MemoryStore::default()),
+        };
+        Self::bind_with_store(config, store).await
     }
 
-    /// Binds the configured address with `store`.
-    pub async fn bind_with_store(
-        config: Config,
-        store: Arc<dyn Store>,
-    ) -> Result<Self, StartError> {
+    /// Binds the configured address with `store`, bringing back its sessions.
+    pub async fn bind_with_store(config: Config, store: Arc<dyn Store>) -> Result<Self, StartError> {
         let auth = Auth::from_config(&config)?;
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| StartError::Bind {
-                    address: config.listen,
-                    source,
-                })?;
-        let address = listener.local_addr().map_err(|source| StartError::Bind {
-            address: config.listen,
-            source,
-        })?;
+        let stored = store.load()?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| StartError::Bind { address: config.listen, source })?;
+        let address =
+            listener.local_addr().map_err(|source| StartError::Bind { address: config.listen, source })?;
         let public_url = config.public_url(address);
         let hub = Arc::new(Hub::new(config, auth, store, public_url));
-        Ok(Self {
-            listener,
-            address,
-            hub,
-        })
+        let restored = hub.restore(stored);
+        if restored > 0 {
+            info!(sessions = restored, "restored sessions from the store");
+        }
+        Ok(Self { listener, address, hub })
     }
 
     /// The address actually bound, with the real port when the config asked for 0.
@@ -119,17 +119,12 @@ impl Server {
         });
         let app = http::router(self.hub.clone());
         info!(address = %self.address, "listening");
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-            .await?;
+        axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await?;
         let tracker = self.hub.tracker();
         tracker.close();
         info!(tasks = tracker.len(), "shutting down: closing connections");
         if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
-            warn!(
-                tasks = tracker.len(),
-                "shutdown deadline passed with tasks still running"
-            );
+            warn!(tasks = tracker.len(), "shutdown deadline passed with tasks still running");
         }
         info!("stopped");
         Ok(())

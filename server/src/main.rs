@@ -61,11 +61,8 @@ struct ConfigArgs {
 
 impl ConfigArgs {
     fn load(self) -> anyhow::Result<Config> {
-        let overrides = Overrides {
-            listen: self.listen,
-            data_dir: self.data_dir,
-            public_url: self.public_url,
-        };
+        let overrides =
+            Overrides { listen: self.listen, data_dir: self.data_dir, public_url: self.public_url };
         Ok(Config::load(self.config.as_deref(), overrides)?)
     }
 }
@@ -85,13 +82,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Commands::Serve(args) => {
             let config = args.load()?;
             init_tracing(config.log_format);
-            tokio::runtime::Runtime::new()
-                .context("cannot start the async runtime")?
-                .block_on(serve(config))
+            tokio::runtime::Runtime::new().context("cannot start the async runtime")?.block_on(serve(config))
         }
-        Commands::Token {
-            kind: TokenCommand::Facilitator { name, config },
-        } => {
+        Commands::Token { kind: TokenCommand::Facilitator { name, config } } => {
             let config = config.load()?;
             let auth = Auth::from_config(&config)?;
             let token = auth.mint_facilitator(&name).map_err(anyhow::Error::msg)?;
@@ -106,11 +99,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let data_dir = config.data_dir.clone();
     let server = Server::bind(config).await?;
     let url = server.hub().config().public_url(server.local_addr());
-    let sign_in = server
-        .hub()
-        .auth()
-        .mint_facilitator("Facilitator")
-        .map_err(anyhow::Error::msg)?;
+    let sign_in = server.hub().auth().mint_facilitator("Facilitator").map_err(anyhow::Error::msg)?;
     println!("Caucus {} is listening on {url}", env!("CARGO_PKG_VERSION"));
     println!("  Open:        {url}/");
     println!("  Facilitator: {url}/#token={sign_in}");
@@ -146,9 +135,7 @@ async fn wait_for_signal() {
 
 fn init_tracing(format: LogFormat) {
     let filter = EnvFilter::try_from_env("CAUCUS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

@@ -29,22 +29,14 @@ fn claims(sub: &str) -> Claims {
 }
 
 fn sign(claims: &Claims, algorithm: Algorithm) -> String {
-    jsonwebtoken::encode(
-        &Header::new(algorithm),
-        claims,
-        &EncodingKey::from_secret(TEST_KEY),
-    )
-    .unwrap()
+    jsonwebtoken::encode(&Header::new(algorithm), claims, &EncodingKey::from_secret(TEST_KEY)).unwrap()
 }
 
 fn base64url(bytes: &[u8]) -> String {
     const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::new();
     for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
+        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
         for i in 0..=chunk.len() {
             out.push(TABLE[((n >> (18 - 6 * i)) & 63) as usize] as char);
         }
@@ -74,70 +66,31 @@ async fn bad_tokens_are_refused_at_hello_with_a_code_and_reason_saying_why() -> 
         base64url(serde_json::to_string(&good)?.as_bytes())
     );
     let cases: Vec<(String, String, u16, &str)> = vec![
-        (
-            "no token".into(),
-            String::new(),
-            close::INVALID_TOKEN,
-            "malformed",
-        ),
-        (
-            "garbage".into(),
-            "not.a.jwt".into(),
-            close::INVALID_TOKEN,
-            "malformed",
-        ),
+        ("no token".into(), String::new(), close::INVALID_TOKEN, "malformed"),
+        ("garbage".into(), "not.a.jwt".into(), close::INVALID_TOKEN, "malformed"),
         ("alg=none".into(), none_token, close::INVALID_TOKEN, ""),
-        (
-            "HS512".into(),
-            sign(&good, Algorithm::HS512),
-            close::INVALID_TOKEN,
-            "HS256",
-        ),
+        ("HS512".into(), sign(&good, Algorithm::HS512), close::INVALID_TOKEN, "HS256"),
         (
             "expired".into(),
-            sign(
-                &Claims {
-                    exp: unix_now() - 3600,
-                    ..good.clone()
-                },
-                Algorithm::HS256,
-            ),
+            sign(&Claims { exp: unix_now() - 3600, ..good.clone() }, Algorithm::HS256),
             close::TOKEN_EXPIRED,
             "expired",
         ),
         (
             "nbf in the future".into(),
-            sign(
-                &Claims {
-                    nbf: unix_now() + 3600,
-                    ..good.clone()
-                },
-                Algorithm::HS256,
-            ),
+            sign(&Claims { nbf: unix_now() + 3600, ..good.clone() }, Algorithm::HS256),
             close::INVALID_TOKEN,
             "not valid yet",
         ),
         (
             "wrong audience".into(),
-            sign(
-                &Claims {
-                    aud: "other".into(),
-                    ..good.clone()
-                },
-                Algorithm::HS256,
-            ),
+            sign(&Claims { aud: "other".into(), ..good.clone() }, Algorithm::HS256),
             close::INVALID_TOKEN,
             "another service",
         ),
         (
             "wrong issuer".into(),
-            sign(
-                &Claims {
-                    iss: "other".into(),
-                    ..good.clone()
-                },
-                Algorithm::HS256,
-            ),
+            sign(&Claims { iss: "other".into(), ..good.clone() }, Algorithm::HS256),
             close::INVALID_TOKEN,
             "issued by someone else",
         ),
@@ -155,27 +108,19 @@ async fn bad_tokens_are_refused_at_hello_with_a_code_and_reason_saying_why() -> 
     for (case, token, code, says) in cases {
         let closed = close_for(&scene, &token).await?;
         assert_eq!(closed.code, Some(code), "{case}: {closed:?}");
-        assert!(
-            closed.reason.contains(says),
-            "{case}: reason `{}` does not say `{says}`",
-            closed.reason
-        );
+        assert!(closed.reason.contains(says), "{case}: reason `{}` does not say `{says}`", closed.reason);
     }
     // The good token works.
     let mut client = scene.server.client().await;
-    client
-        .hello(&scene.session, &sign(&good, Algorithm::HS256))
-        .await?;
+    client.hello(&scene.session, &sign(&good, Algorithm::HS256)).await?;
     Ok(())
 }
 
 #[tokio::test]
 async fn a_token_for_another_session_reveals_nothing_about_it() -> Result<()> {
     let scene = Scene::new(Settings::default()).await?;
-    let other = scene
-        .server
-        .create_session(&scene.server.facilitator_token("Ada"), Settings::default())
-        .await?;
+    let other =
+        scene.server.create_session(&scene.server.facilitator_token("Ada"), Settings::default()).await?;
     let member = scene.server.join(&scene.invite, "Amara").await?;
     // Amara's token, used for the other (real) session and for a session that does
     // not exist: the same refusal.
@@ -215,13 +160,7 @@ async fn a_token_for_another_session_reveals_nothing_about_it() -> Result<()> {
 #[tokio::test]
 async fn a_token_that_expires_mid_session_closes_its_connection() -> Result<()> {
     let scene = Scene::new(Settings::default()).await?;
-    let short = sign(
-        &Claims {
-            exp: unix_now() + 2,
-            ..claims("f-ada")
-        },
-        Algorithm::HS256,
-    );
+    let short = sign(&Claims { exp: unix_now() + 2, ..claims("f-ada") }, Algorithm::HS256);
     let mut client = scene.server.client().await;
     client.hello(&scene.session, &short).await?;
     client.wait = Duration::from_secs(30);
@@ -241,10 +180,8 @@ async fn a_silent_connection_is_closed_when_hello_does_not_come() -> Result<()> 
 
 #[tokio::test]
 async fn upgrades_from_origins_not_on_the_allowlist_get_403() -> Result<()> {
-    let server = TestServer::start_with(|config| {
-        config.allowed_origins = vec!["https://app.example".into()]
-    })
-    .await;
+    let server =
+        TestServer::start_with(|config| config.allowed_origins = vec!["https://app.example".into()]).await;
     let refused = Client::connect_with(server.address, Some("https://evil.example")).await;
     match refused {
         Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
@@ -266,76 +203,32 @@ async fn the_http_api_refuses_clearly() -> Result<()> {
 
     let anonymous = http(address, "POST", "/api/sessions", &[], Some(body)).await?;
     assert_eq!(anonymous.status, 401);
-    assert_eq!(
-        anonymous.json::<ApiError>()?.error.code,
-        ErrorCode::Unauthorized
-    );
+    assert_eq!(anonymous.json::<ApiError>()?.error.code, ErrorCode::Unauthorized);
 
     let member = scene.server.join(&scene.invite, "Amara").await?;
     let auth = format!("Bearer {}", member.token);
-    let as_member = http(
-        address,
-        "POST",
-        "/api/sessions",
-        &[("authorization", &auth)],
-        Some(body),
-    )
-    .await?;
+    let as_member = http(address, "POST", "/api/sessions", &[("authorization", &auth)], Some(body)).await?;
     assert_eq!(as_member.status, 403);
 
     let fac = format!("Bearer {}", scene.server.facilitator_token("Ada"));
-    let bad_body = http(
-        address,
-        "POST",
-        "/api/sessions",
-        &[("authorization", &fac)],
-        Some(r#"{"title":"t"}"#),
-    )
-    .await?;
+    let bad_body =
+        http(address, "POST", "/api/sessions", &[("authorization", &fac)], Some(r#"{"title":"t"}"#)).await?;
     assert_eq!(bad_body.status, 422);
-    assert!(
-        bad_body
-            .json::<ApiError>()?
-            .error
-            .message
-            .contains("caucuses"),
-        "{}",
-        bad_body.body
-    );
+    assert!(bad_body.json::<ApiError>()?.error.message.contains("caucuses"), "{}", bad_body.body);
 
-    let no_invite = http(
-        address,
-        "POST",
-        "/api/join",
-        &[],
-        Some(r#"{"invite_code":"nope","name":"Eve"}"#),
-    )
-    .await?;
+    let no_invite =
+        http(address, "POST", "/api/join", &[], Some(r#"{"invite_code":"nope","name":"Eve"}"#)).await?;
     assert_eq!(no_invite.status, 404);
-    assert_eq!(
-        no_invite.json::<ApiError>()?.error.code,
-        ErrorCode::NoSuchInvite
-    );
+    assert_eq!(no_invite.json::<ApiError>()?.error.code, ErrorCode::NoSuchInvite);
 
     let empty_name = format!(r#"{{"invite_code":"{}","name":"  "}}"#, scene.invite);
     let empty = http(address, "POST", "/api/join", &[], Some(&empty_name)).await?;
     assert_eq!(empty.status, 422);
     assert_eq!(empty.json::<ApiError>()?.error.code, ErrorCode::Empty);
 
-    let invite = http(
-        address,
-        "GET",
-        &format!("/api/invites/{}", scene.invite),
-        &[],
-        None,
-    )
-    .await?;
+    let invite = http(address, "GET", &format!("/api/invites/{}", scene.invite), &[], None).await?;
     assert_eq!(invite.status, 200);
-    assert!(
-        invite
-            .body
-            .contains("What is said in a caucus stays in it.")
-    );
+    assert!(invite.body.contains("What is said in a caucus stays in it."));
 
     let health = http(address, "GET", "/healthz", &[], None).await?;
     assert_eq!((health.status, health.body.as_str()), (200, "ok"));

@@ -12,10 +12,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 
 use crate::support::{Scene, TestServer};
 
-async fn error_for(
-    client: &mut caucus_tests::Client,
-    raw: &str,
-) -> Result<caucus_protocol::ErrorFrame> {
+async fn error_for(client: &mut caucus_tests::Client, raw: &str) -> Result<caucus_protocol::ErrorFrame> {
     client.send_raw(raw).await?;
     client
         .expect("an error", |message| match message {
@@ -36,27 +33,14 @@ async fn frames_that_do_not_decode_get_bad_frame_and_the_connection_lives_on() -
         (r#"{"room":"plenary","text":"hi"}"#, "missing field `type`"),
         (r#"{"type":"shout","text":"hi"}"#, "unknown variant `shout`"),
         (r#"{"type":"say","room":"plenary"}"#, "missing field `text`"),
-        (
-            r#"{"type":"say","room":"plenary","text":"hi","colour":"red"}"#,
-            "unknown field `colour`",
-        ),
-        (
-            r#"{"type":"say","room":"plenary","text":42}"#,
-            "invalid type",
-        ),
-        (
-            r#"{"type":"say","room":"plenary","text":"hi","client_id":"has space"}"#,
-            "invalid `client_id`",
-        ),
+        (r#"{"type":"say","room":"plenary","text":"hi","colour":"red"}"#, "unknown field `colour`"),
+        (r#"{"type":"say","room":"plenary","text":42}"#, "invalid type"),
+        (r#"{"type":"say","room":"plenary","text":"hi","client_id":"has space"}"#, "invalid `client_id`"),
     ];
     for (raw, names) in cases {
         let error = error_for(client, raw).await?;
         assert_eq!(error.code, ErrorCode::BadFrame, "{raw}");
-        assert!(
-            error.message.contains(names),
-            "{raw}: `{}` does not say `{names}`",
-            error.message
-        );
+        assert!(error.message.contains(names), "{raw}: `{}` does not say `{names}`", error.message);
     }
     // The client_id comes back even when the command is wrong, so it can be matched.
     let error = error_for(client, r#"{"type":"say","client_id":"c-9"}"#).await?;
@@ -70,16 +54,9 @@ async fn frames_that_do_not_decode_get_bad_frame_and_the_connection_lives_on() -
 async fn a_command_before_hello_and_a_second_hello_are_refused() -> Result<()> {
     let scene = Scene::new(Settings::default()).await?;
     let mut client = scene.server.client().await;
-    let error = client
-        .refused(Command::Say {
-            room: room(Room::Plenary),
-            text: "hi".into(),
-        })
-        .await?;
+    let error = client.refused(Command::Say { room: room(Room::Plenary), text: "hi".into() }).await?;
     assert_eq!(error.code, ErrorCode::HelloRequired);
-    client
-        .hello(&scene.session, &scene.facilitator.token)
-        .await?;
+    client.hello(&scene.session, &scene.facilitator.token).await?;
     let error = client
         .refused(Command::Hello {
             session: scene.session.clone(),
@@ -104,15 +81,8 @@ async fn a_malformed_resume_cursor_is_a_bad_frame_and_hello_can_be_retried() -> 
     assert!(error.message.contains("invalid value"), "{}", error.message);
     // An unknown room in the cursors is simply not replayed.
     let cursors = [("caucus_z".to_owned(), 3), ("plenary".to_owned(), 0)].into();
-    let (welcome, _) = client
-        .hello_resume(&scene.session, &scene.facilitator.token, cursors)
-        .await?;
-    assert!(
-        welcome
-            .rooms
-            .iter()
-            .any(|cursor| cursor.room == Room::Plenary && !cursor.reset)
-    );
+    let (welcome, _) = client.hello_resume(&scene.session, &scene.facilitator.token, cursors).await?;
+    assert!(welcome.rooms.iter().any(|cursor| cursor.room == Room::Plenary && !cursor.reset));
     Ok(())
 }
 
@@ -120,22 +90,15 @@ async fn a_malformed_resume_cursor_is_a_bad_frame_and_hello_can_be_retried() -> 
 async fn empty_and_overlong_text_are_refused_and_nothing_is_stored() -> Result<()> {
     let scene = Scene::new(Settings::default()).await?;
     let mut amara = scene.member("Amara").await?;
-    let stored = scene.server.store.events(&scene.session).len();
-    for (text, code) in [
-        ("", ErrorCode::Empty),
-        ("   ", ErrorCode::Empty),
-        (&"x".repeat(4001)[..], ErrorCode::TooLong),
-    ] {
-        let error = amara
-            .client
-            .refused(Command::Say {
-                room: room(Room::Plenary),
-                text: text.to_owned(),
-            })
-            .await?;
+    let stored = scene.server.stored_events(&scene.session).len();
+    for (text, code) in
+        [("", ErrorCode::Empty), ("   ", ErrorCode::Empty), (&"x".repeat(4001)[..], ErrorCode::TooLong)]
+    {
+        let error =
+            amara.client.refused(Command::Say { room: room(Room::Plenary), text: text.to_owned() }).await?;
         assert_eq!(error.code, code);
     }
-    assert_eq!(scene.server.store.events(&scene.session).len(), stored);
+    assert_eq!(scene.server.stored_events(&scene.session).len(), stored);
     amara.client.say(Room::Plenary, &"x".repeat(4000)).await?;
     Ok(())
 }
@@ -145,40 +108,24 @@ async fn members_cannot_run_facilitator_commands_and_nothing_changes() -> Result
     let scene = Scene::new(Settings::default()).await?;
     let mut amara = scene.member("Amara").await?;
     let bayo = scene.member("Bayo").await?;
-    let stored = scene.server.store.events(&scene.session).len();
+    let stored = scene.server.stored_events(&scene.session).len();
     let commands = vec![
-        Command::Move {
-            member: bayo.id.clone(),
-            caucus: Some(Caucus::A),
-        },
-        Command::OpenCaucuses {
-            duration_secs: Some(60),
-        },
+        Command::Move { member: bayo.id.clone(), caucus: Some(Caucus::A) },
+        Command::OpenCaucuses { duration_secs: Some(60) },
         Command::Reconvene { round: 1 },
         Command::EndSession {},
         Command::Broadcast { text: "hi".into() },
-        Command::SetTopic {
-            text: "mine".into(),
-        },
-        Command::Remove {
-            member: bayo.id.clone(),
-        },
-        Command::SetRole {
-            member: amara.id.clone(),
-            role: caucus_protocol::Role::Facilitator,
-        },
+        Command::SetTopic { text: "mine".into() },
+        Command::Remove { member: bayo.id.clone() },
+        Command::SetRole { member: amara.id.clone(), role: caucus_protocol::Role::Facilitator },
     ];
     for command in commands {
         let kind = command.kind();
         let error = amara.client.refused(command).await?;
         assert_eq!(error.code, ErrorCode::Forbidden, "{kind}");
-        assert!(
-            error.message.starts_with("only a facilitator can"),
-            "{}",
-            error.message
-        );
+        assert!(error.message.starts_with("only a facilitator can"), "{}", error.message);
     }
-    assert_eq!(scene.server.store.events(&scene.session).len(), stored);
+    assert_eq!(scene.server.stored_events(&scene.session).len(), stored);
     Ok(())
 }
 
@@ -190,10 +137,7 @@ async fn a_duplicate_client_id_gets_the_same_ack_and_is_stored_once() -> Result<
     let client_id = fresh_client_id();
     let frame = ClientFrame::with_id(
         client_id.clone(),
-        Command::Say {
-            room: room(Room::Plenary),
-            text: "sent twice".into(),
-        },
+        Command::Say { room: room(Room::Plenary), text: "sent twice".into() },
     );
     amara.client.send(&frame).await?;
     let first = amara.client.reply_to(&client_id).await?.expect("accepted");
@@ -207,12 +151,9 @@ async fn a_duplicate_client_id_gets_the_same_ack_and_is_stored_once() -> Result<
 
     let stored = scene
         .server
-        .store
-        .events(&scene.session)
+        .stored_events(&scene.session)
         .into_iter()
-        .filter(
-            |event| matches!(&event.body, EventBody::Message { text, .. } if text == "sent twice"),
-        )
+        .filter(|event| matches!(&event.body, EventBody::Message { text, .. } if text == "sent twice"))
         .count();
     assert_eq!(stored, 1);
     bayo.client.sync().await?;
@@ -229,24 +170,14 @@ async fn markup_sql_and_control_characters_are_kept_byte_for_byte() -> Result<()
     let mut bayo = scene.member("Bayo").await?;
     let text = "<img src=x onerror=alert(1)> \"quoted\" '; DELETE FROM events; -- \u{7}\u{1b}[31m \u{202e}reversed \u{0} end";
     amara.client.say(Room::Plenary, text).await?;
-    let heard = bayo
-        .client
-        .expect_body(Room::Plenary, |body| {
-            matches!(body, EventBody::Message { .. })
-        })
-        .await?;
+    let heard =
+        bayo.client.expect_body(Room::Plenary, |body| matches!(body, EventBody::Message { .. })).await?;
     assert!(matches!(&heard.body, EventBody::Message { text: got, .. } if got == text));
     let joined = bayo.client.transcript();
-    assert!(
-        joined.contains("\\u0007"),
-        "control characters are escaped in JSON, not dropped"
-    );
+    assert!(joined.contains("\\u0007"), "control characters are escaped in JSON, not dropped");
     let mut fresh = scene.server.client().await;
     let welcome = fresh.hello(&scene.session, &bayo.token).await?;
-    assert!(
-        welcome.members.iter().any(|member| member.name == name),
-        "the name is kept exactly"
-    );
+    assert!(welcome.members.iter().any(|member| member.name == name), "the name is kept exactly");
     Ok(())
 }
 
@@ -254,10 +185,7 @@ async fn markup_sql_and_control_characters_are_kept_byte_for_byte() -> Result<()
 async fn binary_frames_close_1003_and_invalid_utf8_closes_1007() -> Result<()> {
     let scene = Scene::new(Settings::default()).await?;
     let mut amara = scene.member("Amara").await?;
-    amara
-        .client
-        .send_message(Message::binary(vec![1, 2, 3]))
-        .await?;
+    amara.client.send_message(Message::binary(vec![1, 2, 3])).await?;
     let closed = amara.client.expect_close().await?;
     assert_eq!(closed.code, Some(close::UNSUPPORTED_DATA), "{closed:?}");
 
@@ -274,10 +202,7 @@ async fn an_oversize_frame_closes_1009_with_a_close_frame() -> Result<()> {
     let server = TestServer::start_with(|config| config.limits.frame_bytes = 4096).await;
     let scene = Scene::on(server, Settings::default()).await?;
     let mut amara = scene.member("Amara").await?;
-    let big = format!(
-        r#"{{"type":"say","room":"plenary","text":"{}"}}"#,
-        "x".repeat(5000)
-    );
+    let big = format!(r#"{{"type":"say","room":"plenary","text":"{}"}}"#, "x".repeat(5000));
     amara.client.send_raw(&big).await?;
     let closed = amara.client.expect_close().await?;
     assert_eq!(closed.code, Some(close::MESSAGE_TOO_BIG), "{closed:?}");
@@ -298,9 +223,7 @@ async fn flooding_is_rate_limited_then_closed_1008() -> Result<()> {
     for n in 0..20 {
         if amara
             .client
-            .send_raw(&format!(
-                r#"{{"type":"say","room":"plenary","text":"flood {n}"}}"#
-            ))
+            .send_raw(&format!(r#"{{"type":"say","room":"plenary","text":"flood {n}"}}"#))
             .await
             .is_err()
         {
@@ -310,9 +233,7 @@ async fn flooding_is_rate_limited_then_closed_1008() -> Result<()> {
     let limited = amara
         .client
         .expect("rate_limited", |message| match message {
-            ServerMessage::Error(error) if error.code == ErrorCode::RateLimited => {
-                Some(error.clone())
-            }
+            ServerMessage::Error(error) if error.code == ErrorCode::RateLimited => Some(error.clone()),
             _ => None,
         })
         .await?;
@@ -346,33 +267,13 @@ async fn too_many_connections_for_one_person_are_refused() -> Result<()> {
 async fn a_post_to_a_closed_caucus_is_refused_and_not_stored() -> Result<()> {
     let mut scene = Scene::new(Settings::default()).await?;
     let mut amara = scene.member("Amara").await?;
-    amara
-        .client
-        .ok(Command::ChooseCaucus {
-            caucus: Some(Caucus::A),
-        })
-        .await?;
-    scene
-        .facilitator
-        .client
-        .ok(Command::OpenCaucuses {
-            duration_secs: None,
-        })
-        .await?;
-    scene
-        .facilitator
-        .client
-        .ok(Command::Reconvene { round: 1 })
-        .await?;
-    let stored = scene.server.store.events(&scene.session).len();
-    let error = amara
-        .client
-        .refused(Command::Say {
-            room: room(Caucus::A.room()),
-            text: "late".into(),
-        })
-        .await?;
+    amara.client.ok(Command::ChooseCaucus { caucus: Some(Caucus::A) }).await?;
+    scene.facilitator.client.ok(Command::OpenCaucuses { duration_secs: None }).await?;
+    scene.facilitator.client.ok(Command::Reconvene { round: 1 }).await?;
+    let stored = scene.server.stored_events(&scene.session).len();
+    let error =
+        amara.client.refused(Command::Say { room: room(Caucus::A.room()), text: "late".into() }).await?;
     assert_eq!(error.code, ErrorCode::CaucusClosed);
-    assert_eq!(scene.server.store.events(&scene.session).len(), stored);
+    assert_eq!(scene.server.stored_events(&scene.session).len(), stored);
     Ok(())
 }

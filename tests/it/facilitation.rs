@@ -2,9 +2,7 @@
 //! waits in the plenary during a round.
 
 use anyhow::Result;
-use caucus_protocol::{
-    Caucus, Command, ErrorCode, EventBody, Role, Room, ServerMessage, Settings, close,
-};
+use caucus_protocol::{Caucus, Command, ErrorCode, EventBody, Role, Room, ServerMessage, Settings, close};
 
 use crate::support::Scene;
 
@@ -13,55 +11,21 @@ async fn a_broadcast_appears_in_every_room_and_stays_in_its_history() -> Result<
     let mut scene = Scene::new(Settings::default()).await?;
     let mut amara = scene.member("Amara").await?;
     let mut dana = scene.member("Dana").await?;
-    amara
-        .client
-        .ok(Command::ChooseCaucus {
-            caucus: Some(Caucus::A),
-        })
-        .await?;
-    dana.client
-        .ok(Command::ChooseCaucus {
-            caucus: Some(Caucus::B),
-        })
-        .await?;
-    scene
-        .facilitator
-        .client
-        .ok(Command::OpenCaucuses {
-            duration_secs: None,
-        })
-        .await?;
-    scene
-        .facilitator
-        .client
-        .ok(Command::Broadcast {
-            text: "Ten minutes left".into(),
-        })
-        .await?;
-    let announcement = |body: &EventBody| matches!(body, EventBody::Announcement { text, .. } if text == "Ten minutes left");
-    amara
-        .client
-        .expect_body(Caucus::A.room(), announcement)
-        .await?;
-    amara
-        .client
-        .expect_body(Room::Plenary, announcement)
-        .await?;
-    dana.client
-        .expect_body(Caucus::B.room(), announcement)
-        .await?;
+    amara.client.ok(Command::ChooseCaucus { caucus: Some(Caucus::A) }).await?;
+    dana.client.ok(Command::ChooseCaucus { caucus: Some(Caucus::B) }).await?;
+    scene.facilitator.client.ok(Command::OpenCaucuses { duration_secs: None }).await?;
+    scene.facilitator.client.ok(Command::Broadcast { text: "Ten minutes left".into() }).await?;
+    let announcement =
+        |body: &EventBody| matches!(body, EventBody::Announcement { text, .. } if text == "Ten minutes left");
+    amara.client.expect_body(Caucus::A.room(), announcement).await?;
+    amara.client.expect_body(Room::Plenary, announcement).await?;
+    dana.client.expect_body(Caucus::B.room(), announcement).await?;
     dana.client.expect_body(Room::Plenary, announcement).await?;
 
     // A fresh connection replays it in the caucus's history too.
     let mut later = scene.server.client().await;
-    let (_, replay) = later
-        .hello_resume(&scene.session, &amara.token, Default::default())
-        .await?;
-    assert!(
-        replay
-            .iter()
-            .any(|event| event.room == Caucus::A.room() && announcement(&event.body))
-    );
+    let (_, replay) = later.hello_resume(&scene.session, &amara.token, Default::default()).await?;
+    assert!(replay.iter().any(|event| event.room == Caucus::A.room() && announcement(&event.body)));
     Ok(())
 }
 
@@ -70,13 +34,7 @@ async fn a_removed_member_is_disconnected_and_cannot_come_back() -> Result<()> {
     let mut scene = Scene::new(Settings::default()).await?;
     let mut amara = scene.member("Amara").await?;
     let mut bayo = scene.member("Bayo").await?;
-    scene
-        .facilitator
-        .client
-        .ok(Command::Remove {
-            member: amara.id.clone(),
-        })
-        .await?;
+    scene.facilitator.client.ok(Command::Remove { member: amara.id.clone() }).await?;
     let closed = amara.client.expect_close().await?;
     assert_eq!(closed.code, Some(close::REMOVED), "{closed:?}");
     bayo.client
@@ -87,10 +45,7 @@ async fn a_removed_member_is_disconnected_and_cannot_come_back() -> Result<()> {
         .await?;
     bayo.client
         .expect("presence", |message| match message {
-            ServerMessage::Presence {
-                member,
-                online: false,
-            } if *member == amara.id => Some(()),
+            ServerMessage::Presence { member, online: false } if *member == amara.id => Some(()),
             _ => None,
         })
         .await?;
@@ -113,82 +68,37 @@ async fn presence_shows_who_is_online() -> Result<()> {
     let online = |id: &caucus_protocol::MemberId, state: bool| {
         let id = id.clone();
         move |message: &ServerMessage| match message {
-            ServerMessage::Presence { member, online } if *member == id && *online == state => {
-                Some(())
-            }
+            ServerMessage::Presence { member, online } if *member == id && *online == state => Some(()),
             _ => None,
         }
     };
-    scene
-        .facilitator
-        .client
-        .expect("online", online(&amara.id, true))
-        .await?;
+    scene.facilitator.client.expect("online", online(&amara.id, true)).await?;
     let welcome = scene.reconnect(&amara).await?;
     drop(welcome);
     amara.client.close().await;
-    scene
-        .facilitator
-        .client
-        .expect("offline", online(&amara.id, false))
-        .await?;
+    scene.facilitator.client.expect("offline", online(&amara.id, false)).await?;
     Ok(())
 }
 
 #[tokio::test]
 async fn facilitators_see_who_waits_in_the_plenary_during_a_round() -> Result<()> {
-    let mut scene = Scene::new(Settings {
-        self_choice: false,
-        ..Settings::default()
-    })
-    .await?;
+    let mut scene = Scene::new(Settings { self_choice: false, ..Settings::default() }).await?;
     let mut amara = scene.member("Amara").await?;
     let gus = scene.member("Gus").await?;
-    let refused = amara
-        .client
-        .refused(Command::ChooseCaucus {
-            caucus: Some(Caucus::A),
-        })
-        .await?;
+    let refused = amara.client.refused(Command::ChooseCaucus { caucus: Some(Caucus::A) }).await?;
     assert_eq!(refused.code, ErrorCode::SelfChoiceOff);
-    scene
-        .facilitator
-        .client
-        .ok(Command::Move {
-            member: amara.id.clone(),
-            caucus: Some(Caucus::A),
-        })
-        .await?;
-    scene
-        .facilitator
-        .client
-        .ok(Command::OpenCaucuses {
-            duration_secs: None,
-        })
-        .await?;
+    scene.facilitator.client.ok(Command::Move { member: amara.id.clone(), caucus: Some(Caucus::A) }).await?;
+    scene.facilitator.client.ok(Command::OpenCaucuses { duration_secs: None }).await?;
     let mut desk = scene.server.client().await;
     let welcome = desk.hello(&scene.session, &scene.facilitator.token).await?;
     let seats = welcome.seats.expect("facilitators get the seats");
-    let waiting: Vec<_> = seats
-        .iter()
-        .filter(|seat| seat.caucus.is_none())
-        .map(|seat| seat.member.clone())
-        .collect();
+    let waiting: Vec<_> =
+        seats.iter().filter(|seat| seat.caucus.is_none()).map(|seat| seat.member.clone()).collect();
     assert!(waiting.contains(&gus.id), "{seats:?}");
-    assert!(
-        seats
-            .iter()
-            .any(|seat| seat.member == amara.id && seat.caucus == Some(Caucus::A))
-    );
+    assert!(seats.iter().any(|seat| seat.member == amara.id && seat.caucus == Some(Caucus::A)));
     // Members get no seats list at all.
     let mut member_view = scene.server.client().await;
-    assert!(
-        member_view
-            .hello(&scene.session, &gus.token)
-            .await?
-            .seats
-            .is_none()
-    );
+    assert!(member_view.hello(&scene.session, &gus.token).await?.seats.is_none());
     Ok(())
 }
 
@@ -196,40 +106,18 @@ async fn facilitators_see_who_waits_in_the_plenary_during_a_round() -> Result<()
 async fn roles_and_the_secretary_flag_come_from_the_session() -> Result<()> {
     let mut scene = Scene::new(Settings::default()).await?;
     let mut amara = scene.member("Amara").await?;
-    scene
-        .facilitator
-        .client
-        .ok(Command::SetSecretary {
-            member: amara.id.clone(),
-            secretary: true,
-        })
-        .await?;
-    let changed = amara
-        .client
-        .expect_body(Room::Plenary, |body| {
-            matches!(body, EventBody::RoleChanged { .. })
-        })
-        .await?;
+    scene.facilitator.client.ok(Command::SetSecretary { member: amara.id.clone(), secretary: true }).await?;
+    let changed =
+        amara.client.expect_body(Room::Plenary, |body| matches!(body, EventBody::RoleChanged { .. })).await?;
     assert_eq!(
         changed.body,
-        EventBody::RoleChanged {
-            member: amara.id.clone(),
-            role: Role::Member,
-            secretary: true,
-        }
+        EventBody::RoleChanged { member: amara.id.clone(), role: Role::Member, secretary: true }
     );
     let last = scene
         .facilitator
         .client
-        .refused(Command::SetRole {
-            member: scene.facilitator.id.clone(),
-            role: Role::Member,
-        })
+        .refused(Command::SetRole { member: scene.facilitator.id.clone(), role: Role::Member })
         .await?;
-    assert_eq!(
-        last.code,
-        ErrorCode::InvalidValue,
-        "the last facilitator cannot step down"
-    );
+    assert_eq!(last.code, ErrorCode::InvalidValue, "the last facilitator cannot step down");
     Ok(())
 }

@@ -23,10 +23,7 @@ fn caucus_binary() -> &'static PathBuf {
             .expect("cargo runs");
         assert!(status.success(), "building the caucus binary failed");
         let exe = std::env::current_exe().expect("the test binary has a path");
-        let target = exe
-            .parent()
-            .and_then(|deps| deps.parent())
-            .expect("target/<profile>/deps");
+        let target = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>/deps");
         target.join("caucus")
     })
 }
@@ -83,39 +80,21 @@ async fn the_binary_serves_mints_tokens_and_shuts_down_on_sigterm() -> Result<()
         .env("CAUCUS_DATA_DIR", data.path())
         .env_remove("CAUCUS_JWT_SECRET")
         .output()?;
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let stdout = String::from_utf8(output.stdout)?;
     let token = stdout.trim();
-    assert_eq!(
-        stdout.lines().count(),
-        1,
-        "only the token is printed: {stdout}"
-    );
+    assert_eq!(stdout.lines().count(), 1, "only the token is printed: {stdout}");
     assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
 
     // The token works against the running server: same data folder, same key.
     let body = serde_json::to_string(&caucus_protocol::api::CreateSession {
         title: "Process test".into(),
-        caucuses: caucus_protocol::CaucusLabels {
-            a: "A".into(),
-            b: "B".into(),
-        },
+        caucuses: caucus_protocol::CaucusLabels { a: "A".into(), b: "B".into() },
         settings: Settings::default(),
         ground_rules: None,
     })?;
     let auth = format!("Bearer {token}");
-    let created = http(
-        address,
-        "POST",
-        "/api/sessions",
-        &[("authorization", &auth)],
-        Some(&body),
-    )
-    .await?;
+    let created = http(address, "POST", "/api/sessions", &[("authorization", &auth)], Some(&body)).await?;
     assert_eq!(created.status, 201, "{}", created.body);
     let created: caucus_protocol::api::SessionCreated = created.json()?;
     let mut client = Client::connect(address).await?;
@@ -152,10 +131,8 @@ async fn the_binary_serves_mints_tokens_and_shuts_down_on_sigterm() -> Result<()
 
 #[tokio::test]
 async fn a_bad_setting_stops_the_binary_with_a_readable_message() -> Result<()> {
-    let output = Process::new(caucus_binary())
-        .arg("serve")
-        .env("CAUCUS_LISTEN", "not-an-address")
-        .output()?;
+    let output =
+        Process::new(caucus_binary()).arg("serve").env("CAUCUS_LISTEN", "not-an-address").output()?;
     assert!(!output.status.success());
     let stderr = String::from_utf8(output.stderr)?;
     assert!(stderr.contains("CAUCUS_LISTEN is not valid"), "{stderr}");
@@ -172,11 +149,7 @@ async fn a_bad_setting_stops_the_binary_with_a_readable_message() -> Result<()> 
 async fn shutdown_closes_every_connection_with_1001() -> Result<()> {
     let scene = crate::support::Scene::new(Settings::default()).await?;
     let mut amara = scene.member("Amara").await?;
-    let crate::support::Scene {
-        server,
-        mut facilitator,
-        ..
-    } = scene;
+    let crate::support::Scene { server, mut facilitator, .. } = scene;
     let stopping = tokio::spawn(server.stop());
     for client in [&mut facilitator.client, &mut amara.client] {
         let closed = client.expect_close().await?;

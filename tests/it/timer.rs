@@ -15,6 +15,8 @@ async fn paused_scene(settings: Settings) -> Result<Scene> {
     let server = TestServer::start_with(|config| {
         config.timeouts.ping_secs = 24 * 3600;
         config.timeouts.hello_secs = 24 * 3600;
+        // The SQLite writer is a thread; paused time would jump ahead while it works.
+        config.store.kind = caucus_server::config::StoreKind::Memory;
     })
     .await;
     let mut scene = Scene::on(server, settings).await?;
@@ -24,26 +26,11 @@ async fn paused_scene(settings: Settings) -> Result<Scene> {
 
 #[tokio::test(start_paused = true)]
 async fn the_server_reconvenes_on_its_own_when_time_runs_out() -> Result<()> {
-    let mut scene = paused_scene(Settings {
-        auto_reconvene: true,
-        ..Settings::default()
-    })
-    .await?;
+    let mut scene = paused_scene(Settings { auto_reconvene: true, ..Settings::default() }).await?;
     let mut amara = scene.member("Amara").await?;
     amara.client.wait = LONG;
-    amara
-        .client
-        .ok(Command::ChooseCaucus {
-            caucus: Some(Caucus::A),
-        })
-        .await?;
-    scene
-        .facilitator
-        .client
-        .ok(Command::OpenCaucuses {
-            duration_secs: Some(90),
-        })
-        .await?;
+    amara.client.ok(Command::ChooseCaucus { caucus: Some(Caucus::A) }).await?;
+    scene.facilitator.client.ok(Command::OpenCaucuses { duration_secs: Some(90) }).await?;
     amara
         .client
         .ok(Command::WritePoint {
@@ -53,47 +40,28 @@ async fn the_server_reconvenes_on_its_own_when_time_runs_out() -> Result<()> {
         .await?;
     let opened = amara
         .client
-        .expect_body(Room::Plenary, |body| {
-            matches!(body, EventBody::CaucusesOpened { .. })
-        })
+        .expect_body(Room::Plenary, |body| matches!(body, EventBody::CaucusesOpened { .. }))
         .await?;
     // Rounds under two minutes warn at half time.
     let warning = amara
         .client
-        .expect_body(Room::Plenary, |body| {
-            matches!(body, EventBody::TimerWarning { .. })
-        })
+        .expect_body(Room::Plenary, |body| matches!(body, EventBody::TimerWarning { .. }))
         .await?;
     assert_eq!(warning.at - opened.at, 45_000);
     let reconvened = amara
         .client
-        .expect_body(Room::Plenary, |body| {
-            matches!(body, EventBody::Reconvened { round: 1 })
-        })
+        .expect_body(Room::Plenary, |body| matches!(body, EventBody::Reconvened { round: 1 }))
         .await?;
     assert_eq!(reconvened.at - opened.at, 90_000);
     let feedback = amara
         .client
-        .expect_body(Room::Plenary, |body| {
-            matches!(
-                body,
-                EventBody::Feedback {
-                    caucus: Caucus::A,
-                    ..
-                }
-            )
-        })
+        .expect_body(Room::Plenary, |body| matches!(body, EventBody::Feedback { caucus: Caucus::A, .. }))
         .await?;
     assert!(
         matches!(&feedback.body, EventBody::Feedback { points, .. } if points == &vec!["carried when the clock runs out".to_owned()])
     );
-    let late = amara
-        .client
-        .refused(Command::Say {
-            room: room(Caucus::A.room()),
-            text: "too late".into(),
-        })
-        .await?;
+    let late =
+        amara.client.refused(Command::Say { room: room(Caucus::A.room()), text: "too late".into() }).await?;
     assert_eq!(late.code, caucus_protocol::ErrorCode::CaucusClosed);
     Ok(())
 }
@@ -102,51 +70,29 @@ async fn the_server_reconvenes_on_its_own_when_time_runs_out() -> Result<()> {
 async fn without_auto_reconvene_facilitators_are_told_and_can_extend() -> Result<()> {
     let mut scene = paused_scene(Settings::default()).await?;
     let facilitator = &mut scene.facilitator.client;
-    facilitator
-        .ok(Command::OpenCaucuses {
-            duration_secs: Some(300),
-        })
-        .await?;
+    facilitator.ok(Command::OpenCaucuses { duration_secs: Some(300) }).await?;
     let opened = facilitator
-        .expect_body(Room::Plenary, |body| {
-            matches!(body, EventBody::CaucusesOpened { .. })
-        })
+        .expect_body(Room::Plenary, |body| matches!(body, EventBody::CaucusesOpened { .. }))
         .await?;
-    let warning = facilitator
-        .expect_body(Room::Plenary, |body| {
-            matches!(body, EventBody::TimerWarning { .. })
-        })
-        .await?;
-    assert_eq!(
-        warning.at - opened.at,
-        240_000,
-        "warned one minute before the end"
-    );
+    let warning =
+        facilitator.expect_body(Room::Plenary, |body| matches!(body, EventBody::TimerWarning { .. })).await?;
+    assert_eq!(warning.at - opened.at, 240_000, "warned one minute before the end");
     let up = facilitator
-        .expect_body(Room::Facilitators, |body| {
-            matches!(body, EventBody::TimeUp { round: 1 })
-        })
+        .expect_body(Room::Facilitators, |body| matches!(body, EventBody::TimeUp { round: 1 }))
         .await?;
     assert_eq!(up.at - opened.at, 300_000);
     facilitator.ok(Command::ExtendRound { secs: 120 }).await?;
     let extended = facilitator
-        .expect_body(Room::Plenary, |body| {
-            matches!(body, EventBody::RoundExtended { .. })
-        })
+        .expect_body(Room::Plenary, |body| matches!(body, EventBody::RoundExtended { .. }))
         .await?;
     assert!(
         matches!(extended.body, EventBody::RoundExtended { deadline, .. } if deadline == extended.at + 120_000)
     );
-    let again = facilitator
-        .expect_body(Room::Plenary, |body| {
-            matches!(body, EventBody::TimerWarning { .. })
-        })
-        .await?;
+    let again =
+        facilitator.expect_body(Room::Plenary, |body| matches!(body, EventBody::TimerWarning { .. })).await?;
     assert_eq!(again.at - extended.at, 60_000);
     facilitator
-        .expect_body(Room::Facilitators, |body| {
-            matches!(body, EventBody::TimeUp { round: 1 })
-        })
+        .expect_body(Room::Facilitators, |body| matches!(body, EventBody::TimeUp { round: 1 }))
         .await?;
     Ok(())
 }
@@ -156,35 +102,20 @@ async fn a_double_and_a_concurrent_reconvene_change_nothing() -> Result<()> {
     let mut scene = Scene::new(Settings::default()).await?;
     let mut cochair = scene.member("Bea").await?;
     let mut amara = scene.member("Amara").await?;
-    amara
-        .client
-        .ok(Command::ChooseCaucus {
-            caucus: Some(Caucus::A),
-        })
-        .await?;
+    amara.client.ok(Command::ChooseCaucus { caucus: Some(Caucus::A) }).await?;
     scene
         .facilitator
         .client
-        .ok(Command::SetRole {
-            member: cochair.id.clone(),
-            role: Role::Facilitator,
-        })
+        .ok(Command::SetRole { member: cochair.id.clone(), role: Role::Facilitator })
         .await?;
     // A role change ends the old connection so that the new one sees the desk.
     cochair.client.expect_close().await?;
     let mut cochair_client = scene.reconnect(&cochair).await?;
     let facilitator = &mut scene.facilitator.client;
-    facilitator
-        .ok(Command::OpenCaucuses {
-            duration_secs: None,
-        })
-        .await?;
+    facilitator.ok(Command::OpenCaucuses { duration_secs: None }).await?;
     amara
         .client
-        .ok(Command::WritePoint {
-            room: room(Caucus::A.room()),
-            text: "carried once".into(),
-        })
+        .ok(Command::WritePoint { room: room(Caucus::A.room()), text: "carried once".into() })
         .await?;
 
     // Both facilitators reconvene at the same moment, and one of them twice.
@@ -192,45 +123,18 @@ async fn a_double_and_a_concurrent_reconvene_change_nothing() -> Result<()> {
     let second = caucus_tests::fresh_client_id();
     let third = caucus_tests::fresh_client_id();
     let reconvene = Command::Reconvene { round: 1 };
-    facilitator
-        .send(&caucus_protocol::ClientFrame::with_id(
-            first.clone(),
-            reconvene.clone(),
-        ))
-        .await?;
-    cochair_client
-        .send(&caucus_protocol::ClientFrame::with_id(
-            second.clone(),
-            reconvene.clone(),
-        ))
-        .await?;
-    facilitator
-        .send(&caucus_protocol::ClientFrame::with_id(
-            third.clone(),
-            reconvene,
-        ))
-        .await?;
+    facilitator.send(&caucus_protocol::ClientFrame::with_id(first.clone(), reconvene.clone())).await?;
+    cochair_client.send(&caucus_protocol::ClientFrame::with_id(second.clone(), reconvene.clone())).await?;
+    facilitator.send(&caucus_protocol::ClientFrame::with_id(third.clone(), reconvene)).await?;
     assert!(facilitator.reply_to(&first).await?.is_ok());
     assert!(cochair_client.reply_to(&second).await?.is_ok());
     assert!(facilitator.reply_to(&third).await?.is_ok());
 
     amara.client.sync().await?;
     let transcript = amara.client.transcript();
-    assert_eq!(
-        transcript.matches("\"kind\":\"reconvened\"").count(),
-        1,
-        "{transcript}"
-    );
-    assert_eq!(
-        transcript.matches("carried once").count(),
-        2,
-        "once as the point, once as feedback"
-    );
-    assert_eq!(
-        transcript.matches("\"kind\":\"feedback\"").count(),
-        2,
-        "one per caucus"
-    );
+    assert_eq!(transcript.matches("\"kind\":\"reconvened\"").count(), 1, "{transcript}");
+    assert_eq!(transcript.matches("carried once").count(), 2, "once as the point, once as feedback");
+    assert_eq!(transcript.matches("\"kind\":\"feedback\"").count(), 2, "one per caucus");
     let _ = &mut cochair;
     Ok(())
 }

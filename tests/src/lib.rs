@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use caucus_protocol::{
-    Ack, ClientFrame, ClientId, Command, ErrorFrame, EventBody, Room, RoomEvent, RoomName,
-    ServerMessage, SessionId, Welcome,
+    Ack, ClientFrame, ClientId, Command, ErrorFrame, EventBody, Room, RoomEvent, RoomName, ServerMessage,
+    SessionId, Welcome,
 };
 use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -31,11 +31,7 @@ static NEXT_CLIENT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// A fresh, unique `client_id`.
 pub fn fresh_client_id() -> ClientId {
-    ClientId::new(format!(
-        "t-{}",
-        NEXT_CLIENT_ID.fetch_add(1, Ordering::Relaxed)
-    ))
-    .unwrap()
+    ClientId::new(format!("t-{}", NEXT_CLIENT_ID.fetch_add(1, Ordering::Relaxed))).unwrap()
 }
 
 /// A room name as a command takes it.
@@ -76,15 +72,10 @@ impl Client {
     }
 
     /// Opens `/ws` with an `Origin` header, as a browser would.
-    pub async fn connect_with(
-        address: SocketAddr,
-        origin: Option<&str>,
-    ) -> Result<Self, tungstenite::Error> {
+    pub async fn connect_with(address: SocketAddr, origin: Option<&str>) -> Result<Self, tungstenite::Error> {
         let mut request = format!("ws://{address}/ws").into_client_request()?;
         if let Some(origin) = origin {
-            request
-                .headers_mut()
-                .insert("origin", origin.parse().expect("a valid header value"));
+            request.headers_mut().insert("origin", origin.parse().expect("a valid header value"));
         }
         let (socket, _) = tokio_tungstenite::connect_async(request).await?;
         Ok(Self {
@@ -109,10 +100,7 @@ impl Client {
 
     /// Sends any text frame, valid or not.
     pub async fn send_raw(&mut self, text: &str) -> Result<()> {
-        self.socket
-            .send(Message::text(text))
-            .await
-            .context("sending a frame")
+        self.socket.send(Message::text(text)).await.context("sending a frame")
     }
 
     /// Sends any WebSocket message, such as a binary frame.
@@ -128,12 +116,8 @@ impl Client {
         token: &str,
         resume: BTreeMap<String, u64>,
     ) -> Result<(Welcome, Vec<RoomEvent>)> {
-        self.send_command(Command::Hello {
-            session: session.clone(),
-            token: token.to_owned(),
-            resume,
-        })
-        .await?;
+        self.send_command(Command::Hello { session: session.clone(), token: token.to_owned(), resume })
+            .await?;
         let welcome = self
             .expect("welcome", |message| match message {
                 ServerMessage::Welcome(welcome) => Some(*welcome.clone()),
@@ -164,10 +148,7 @@ impl Client {
 
     /// The cursors to resume with, as `hello` takes them.
     pub fn resume_cursors(&self) -> BTreeMap<String, u64> {
-        self.cursors
-            .iter()
-            .map(|(room, seq)| (room.as_str().to_owned(), *seq))
-            .collect()
+        self.cursors.iter().map(|(room, seq)| (room.as_str().to_owned(), *seq)).collect()
     }
 
     /// The next message, whether or not an `expect_*` call skipped it earlier.
@@ -187,10 +168,9 @@ impl Client {
             match message {
                 Some(Ok(Message::Text(text))) => {
                     self.raw.push(text.to_string());
-                    let message: ServerMessage =
-                        serde_json::from_str(&text).with_context(|| {
-                            format!("the server sent a frame the protocol types reject: {text}")
-                        })?;
+                    let message: ServerMessage = serde_json::from_str(&text).with_context(|| {
+                        format!("the server sent a frame the protocol types reject: {text}")
+                    })?;
                     if let ServerMessage::Event(event) = &message {
                         self.cursors.insert(event.room, event.seq);
                     }
@@ -203,17 +183,11 @@ impl Client {
                 Some(Ok(Message::Binary(_))) => bail!("the server sent a binary frame"),
                 Some(Ok(_)) => continue,
                 Some(Err(err)) => {
-                    self.closed.get_or_insert(Closed {
-                        code: None,
-                        reason: err.to_string(),
-                    });
+                    self.closed.get_or_insert(Closed { code: None, reason: err.to_string() });
                     bail!("the connection failed: {err}");
                 }
                 None => {
-                    self.closed.get_or_insert(Closed {
-                        code: None,
-                        reason: "stream ended".into(),
-                    });
+                    self.closed.get_or_insert(Closed { code: None, reason: "stream ended".into() });
                     bail!("the connection ended");
                 }
             }
@@ -227,11 +201,7 @@ impl Client {
         what: &str,
         mut pick: impl FnMut(&ServerMessage) -> Option<T>,
     ) -> Result<T> {
-        if let Some(index) = self
-            .pending
-            .iter()
-            .position(|message| pick(message).is_some())
-        {
+        if let Some(index) = self.pending.iter().position(|message| pick(message).is_some()) {
             let message = self.pending.remove(index).expect("index is in range");
             return Ok(pick(&message).expect("it matched a moment ago"));
         }
@@ -248,10 +218,7 @@ impl Client {
     }
 
     /// Waits for an event that `pick` accepts.
-    pub async fn expect_event(
-        &mut self,
-        mut pick: impl FnMut(&RoomEvent) -> bool,
-    ) -> Result<RoomEvent> {
+    pub async fn expect_event(&mut self, mut pick: impl FnMut(&RoomEvent) -> bool) -> Result<RoomEvent> {
         self.expect("an event", |message| match message {
             ServerMessage::Event(event) if pick(event) => Some(event.clone()),
             _ => None,
@@ -265,24 +232,20 @@ impl Client {
         room: Room,
         mut pick: impl FnMut(&EventBody) -> bool,
     ) -> Result<RoomEvent> {
-        self.expect_event(|event| event.room == room && pick(&event.body))
-            .await
+        self.expect_event(|event| event.room == room && pick(&event.body)).await
     }
 
     /// Sends a command with a fresh `client_id` and waits for its ack or error.
     pub async fn request(&mut self, command: Command) -> Result<Result<Ack, ErrorFrame>> {
         let client_id = fresh_client_id();
-        self.send(&ClientFrame::with_id(client_id.clone(), command))
-            .await?;
+        self.send(&ClientFrame::with_id(client_id.clone(), command)).await?;
         self.reply_to(&client_id).await
     }
 
     /// Waits for the ack or error answering `client_id`.
     pub async fn reply_to(&mut self, client_id: &ClientId) -> Result<Result<Ack, ErrorFrame>> {
         self.expect("a reply", |message| match message {
-            ServerMessage::Ack(ack) if ack.client_id.as_ref() == Some(client_id) => {
-                Some(Ok(ack.clone()))
-            }
+            ServerMessage::Ack(ack) if ack.client_id.as_ref() == Some(client_id) => Some(Ok(ack.clone())),
             ServerMessage::Error(error) if error.client_id.as_ref() == Some(client_id) => {
                 Some(Err(error.clone()))
             }
@@ -294,9 +257,7 @@ impl Client {
     /// Sends a command that must succeed and returns its ack.
     pub async fn ok(&mut self, command: Command) -> Result<Ack> {
         let kind = command.kind();
-        self.request(command)
-            .await?
-            .map_err(|error| anyhow!("`{kind}` was refused: {error:?}"))
+        self.request(command).await?.map_err(|error| anyhow!("`{kind}` was refused: {error:?}"))
     }
 
     /// Sends a command that must be refused and returns the error.
@@ -310,24 +271,17 @@ impl Client {
 
     /// Says `text` in `room` and returns the stored sequence number.
     pub async fn say(&mut self, in_room: Room, text: &str) -> Result<u64> {
-        let ack = self
-            .ok(Command::Say {
-                room: room(in_room),
-                text: text.to_owned(),
-            })
-            .await?;
+        let ack = self.ok(Command::Say { room: room(in_room), text: text.to_owned() }).await?;
         ack.seq.context("a say ack carries a sequence number")
     }
 
     /// Waits until the server has handled everything this client sent before, and has
     /// queued to it every event produced before that: replies come in order.
     pub async fn sync(&mut self) -> Result<()> {
-        self.request(Command::Typing {
-            room: RoomName("sync".into()),
-        })
-        .await?
-        .err()
-        .context("a sync probe is always refused")?;
+        self.request(Command::Typing { room: RoomName("sync".into()) })
+            .await?
+            .err()
+            .context("a sync probe is always refused")?;
         Ok(())
     }
 
@@ -359,14 +313,8 @@ impl Client {
 
 fn closed(frame: Option<CloseFrame>) -> Closed {
     match frame {
-        Some(frame) => Closed {
-            code: Some(frame.code.into()),
-            reason: frame.reason.to_string(),
-        },
-        None => Closed {
-            code: None,
-            reason: String::new(),
-        },
+        Some(frame) => Closed { code: Some(frame.code.into()), reason: frame.reason.to_string() },
+        None => Closed { code: None, reason: String::new() },
     }
 }
 
@@ -390,10 +338,7 @@ impl HttpResponse {
 
     /// A header's value.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.as_str())
+        self.headers.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
     }
 }
 
@@ -406,8 +351,7 @@ pub async fn http(
     body: Option<&str>,
 ) -> Result<HttpResponse> {
     let mut stream = TcpStream::connect(address).await?;
-    let mut request =
-        format!("{method} {path} HTTP/1.1\r\nhost: {address}\r\nconnection: close\r\n");
+    let mut request = format!("{method} {path} HTTP/1.1\r\nhost: {address}\r\nconnection: close\r\n");
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
@@ -425,9 +369,7 @@ pub async fn http(
         .await
         .context("the HTTP response did not finish in time")??;
     let text = String::from_utf8(response).context("the response is not UTF-8")?;
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .context("a response has a head")?;
+    let (head, body) = text.split_once("\r\n\r\n").context("a response has a head")?;
     let mut lines = head.lines();
     let status = lines
         .next()
@@ -438,19 +380,10 @@ pub async fn http(
         .filter_map(|line| line.split_once(':'))
         .map(|(name, value)| (name.trim().to_lowercase(), value.trim().to_owned()))
         .collect();
-    let chunked = headers
-        .iter()
-        .any(|(name, value)| name == "transfer-encoding" && value.contains("chunked"));
-    let body = if chunked {
-        dechunk(body)
-    } else {
-        body.to_owned()
-    };
-    Ok(HttpResponse {
-        status,
-        headers,
-        body,
-    })
+    let chunked =
+        headers.iter().any(|(name, value)| name == "transfer-encoding" && value.contains("chunked"));
+    let body = if chunked { dechunk(body) } else { body.to_owned() };
+    Ok(HttpResponse { status, headers, body })
 }
 
 fn dechunk(mut body: &str) -> String {

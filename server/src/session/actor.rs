@@ -13,8 +13,8 @@ use std::sync::Arc;
 use axum::extract::ws::Utf8Bytes;
 use caucus_protocol::server::CaucusView;
 use caucus_protocol::{
-    Ack, ClientFrame, ErrorCode, ErrorFrame, EventBody, MemberId, Role, Room, RoomEvent,
-    ServerMessage, SessionId, close,
+    Ack, ClientFrame, ErrorCode, ErrorFrame, EventBody, MemberId, Role, Room, RoomEvent, ServerMessage,
+    SessionId, close,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -132,6 +132,7 @@ impl SessionHandle {
             settings,
             connections: HashMap::new(),
             inbox,
+            purge_retry_at: 0,
         };
         tracker.spawn(actor.run(shutdown));
         Self { id, requests }
@@ -145,14 +146,7 @@ impl SessionHandle {
     /// Admits a new person with `role`.
     pub async fn join(&self, member: MemberId, name: String, role: Role) -> Result<(), JoinError> {
         let (reply, answer) = oneshot::channel();
-        self.send(Request::Join {
-            member,
-            name,
-            role,
-            reply,
-        })
-        .await
-        .map_err(|()| JoinError::ShuttingDown)?;
+        self.send(Request::Join { member, name, role, reply }).await.map_err(|()| JoinError::ShuttingDown)?;
         answer.await.unwrap_or(Err(JoinError::ShuttingDown))
     }
 
@@ -165,14 +159,9 @@ impl SessionHandle {
         outbox: Outbox,
     ) -> Result<(), ConnectError> {
         let (reply, answer) = oneshot::channel();
-        self.send(Request::Connect {
-            member,
-            resume,
-            outbox,
-            reply,
-        })
-        .await
-        .map_err(|()| ConnectError::ShuttingDown)?;
+        self.send(Request::Connect { member, resume, outbox, reply })
+            .await
+            .map_err(|()| ConnectError::ShuttingDown)?;
         answer.await.unwrap_or(Err(ConnectError::ShuttingDown))
     }
 
@@ -184,12 +173,7 @@ impl SessionHandle {
         connection: ConnectionId,
         frame: ClientFrame,
     ) -> Result<(), ()> {
-        self.send(Request::Command {
-            member,
-            connection,
-            frame,
-        })
-        .await
+        self.send(Request::Command { member, connection, frame }).await
     }
 
     /// Tells the actor a connection is gone.
@@ -216,6 +200,8 @@ pub struct ActorSettings {
     pub connections_per_member: usize,
     /// Events replayed per room without a usable cursor.
     pub replay_per_room: u64,
+    /// How long after the end the private rooms are purged, in milliseconds.
+    pub retention_ms: u64,
 }
 
 struct SessionActor {
@@ -227,6 +213,8 @@ struct SessionActor {
     connections: HashMap<MemberId, Vec<Outbox>>,
     /// Requests from connections and the hub.
     inbox: mpsc::Receiver<Request>,
+    /// After a failed purge, when to try again, in Unix milliseconds.
+    purge_retry_at: u64,
 }
 
 /// Serializes a server message once, for any number of connections.
@@ -239,7 +227,7 @@ impl SessionActor {
     async fn run(mut self, shutdown: CancellationToken) {
         debug!("session actor started");
         loop {
-            let deadline = self.session.next_deadline();
+            let deadline = [self.session.next_deadline(), self.purge_due_at()].into_iter().flatten().min();
             let timer = async {
                 match deadline {
                     Some(at) => tokio::time::sleep_until(self.clock.instant_at(at)).await,
@@ -251,7 +239,10 @@ impl SessionActor {
                     Some(request) => self.handle(request).await,
                     None => break,
                 },
-                () = timer => self.tick().await,
+                () = timer => {
+                    self.tick().await;
+                    self.purge_if_due().await;
+                }
                 () = shutdown.cancelled() => break,
             }
         }
@@ -260,35 +251,19 @@ impl SessionActor {
 
     async fn handle(&mut self, request: Request) {
         match request {
-            Request::Join {
-                member,
-                name,
-                role,
-                reply,
-            } => {
+            Request::Join { member, name, role, reply } => {
                 let result = match self.session.decide_join(&member, &name, role) {
-                    Ok(draft) => self
-                        .commit(vec![draft])
-                        .await
-                        .map(|_| ())
-                        .map_err(|()| JoinError::Unavailable),
+                    Ok(draft) => {
+                        self.commit(vec![draft]).await.map(|_| ()).map_err(|()| JoinError::Unavailable)
+                    }
                     Err(refusal) => Err(refusal.into()),
                 };
                 let _ = reply.send(result);
             }
-            Request::Connect {
-                member,
-                resume,
-                outbox,
-                reply,
-            } => {
+            Request::Connect { member, resume, outbox, reply } => {
                 let _ = reply.send(self.connect(member, &resume, outbox));
             }
-            Request::Command {
-                member,
-                connection,
-                frame,
-            } => self.command(&member, connection, frame).await,
+            Request::Command { member, connection, frame } => self.command(&member, connection, frame).await,
             Request::Disconnect { member, connection } => self.disconnect(&member, connection),
             Request::Summarize { reply } => {
                 let _ = reply.send(Summary {
@@ -331,10 +306,7 @@ impl SessionActor {
             outbox.deliver(&encode(&ServerMessage::Event(event.clone())));
         }
         info!(member = %member, connection = outbox.id(), "connected");
-        self.connections
-            .entry(member.clone())
-            .or_default()
-            .push(outbox);
+        self.connections.entry(member.clone()).or_default().push(outbox);
         if open == 0 {
             self.broadcast_presence(&member, true);
         }
@@ -357,9 +329,7 @@ impl SessionActor {
         let ClientFrame { client_id, command } = frame;
         let kind = command.kind();
         let now = self.clock.now_ms();
-        let decision = self
-            .session
-            .decide(member, &command, client_id.as_ref(), now);
+        let decision = self.session.decide(member, &command, client_id.as_ref(), now);
         let reply = match decision {
             Ok(Decision::Apply { drafts, receipt }) => {
                 let first = self.commit(drafts).await;
@@ -371,25 +341,17 @@ impl SessionActor {
                     }),
                     Err(()) => ServerMessage::Error(ErrorFrame {
                         code: ErrorCode::Unavailable,
-                        message:
-                            "the server cannot store this just now; nothing was saved, so retry"
-                                .into(),
+                        message: "the server cannot store this just now; nothing was saved, so retry".into(),
                         client_id,
                     }),
                 }
             }
-            Ok(Decision::Repeat { room, seq }) => ServerMessage::Ack(Ack {
-                client_id,
-                room: Some(room),
-                seq: Some(seq),
-            }),
+            Ok(Decision::Repeat { room, seq }) => {
+                ServerMessage::Ack(Ack { client_id, room: Some(room), seq: Some(seq) })
+            }
             Ok(Decision::Typing { room }) => {
                 self.send_typing(member, room);
-                ServerMessage::Ack(Ack {
-                    client_id,
-                    room: None,
-                    seq: None,
-                })
+                ServerMessage::Ack(Ack { client_id, room: None, seq: None })
             }
             Err(refusal) => {
                 debug!(member = %member, command = kind, code = ?refusal.code(), "refused");
@@ -408,6 +370,34 @@ impl SessionActor {
         if !drafts.is_empty() {
             // A failed store retries on the next loop, because the deadline stays due.
             let _ = self.commit(drafts).await;
+        }
+    }
+
+    /// When the private rooms of an ended session are due to be purged.
+    fn purge_due_at(&self) -> Option<u64> {
+        let ended = self.session.ended_at()?;
+        self.session
+            .has_private_content()
+            .then(|| (ended + self.settings.retention_ms).max(self.purge_retry_at))
+    }
+
+    /// Purges the caucus transcripts, points and seats once retention has run out:
+    /// first from the store, then from memory.
+    async fn purge_if_due(&mut self) {
+        let now = self.clock.now_ms();
+        if self.purge_due_at().is_none_or(|due| due > now) {
+            return;
+        }
+        let rooms = Session::PRIVATE_ROOMS;
+        match self.store.purge(self.session.id(), &rooms).await {
+            Ok(()) => {
+                self.session.purge_private_rooms();
+                info!("purged the caucus transcripts and seats of an ended session");
+            }
+            Err(err) => {
+                warn!(error = %err, "could not purge an ended session; retrying in a minute");
+                self.purge_retry_at = now + 60_000;
+            }
         }
     }
 
@@ -470,19 +460,11 @@ impl SessionActor {
                 self.send_to_member(member, &ServerMessage::Seat { caucus: view });
             }
             EventBody::Removed { member } => {
-                self.close_member(
-                    member,
-                    close::REMOVED,
-                    "a facilitator removed you from this session",
-                );
+                self.close_member(member, close::REMOVED, "a facilitator removed you from this session");
             }
             EventBody::RoleChanged { member, .. } if role_changed => {
                 // Their readable rooms changed; a fresh hello gives them the right view.
-                self.close_member(
-                    member,
-                    close::ROLE_CHANGED,
-                    "your role changed; reconnect to continue",
-                );
+                self.close_member(member, close::ROLE_CHANGED, "your role changed; reconnect to continue");
             }
             _ => {}
         }
@@ -498,33 +480,20 @@ impl SessionActor {
     }
 
     fn broadcast_presence(&mut self, member: &MemberId, online: bool) {
-        let frame = encode(&ServerMessage::Presence {
-            member: member.clone(),
-            online,
-        });
+        let frame = encode(&ServerMessage::Presence { member: member.clone(), online });
         self.deliver(Room::Plenary, &frame);
     }
 
     fn send_typing(&mut self, typist: &MemberId, room: Room) {
-        let frame = encode(&ServerMessage::Typing {
-            room,
-            member: typist.clone(),
-        });
-        self.fan_out(&frame, |session, member| {
-            member != typist && session.can_read(member, room)
-        });
+        let frame = encode(&ServerMessage::Typing { room, member: typist.clone() });
+        self.fan_out(&frame, |session, member| member != typist && session.can_read(member, room));
     }
 
     fn send_to_member(&mut self, member: &MemberId, message: &ServerMessage) {
         self.fan_out(&encode(message), |_, candidate| candidate == member);
     }
 
-    fn send_to_connection(
-        &mut self,
-        member: &MemberId,
-        connection: ConnectionId,
-        message: &ServerMessage,
-    ) {
+    fn send_to_connection(&mut self, member: &MemberId, connection: ConnectionId, message: &ServerMessage) {
         if let Some(outbox) = self
             .connections
             .get(member)

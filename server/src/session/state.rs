@@ -16,8 +16,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use caucus_protocol::server::{CaucusView, SeatView, SessionInfo};
 use caucus_protocol::{
-    Caucus, CaucusLabels, ClientId, Command, ErrorCode, EventBody, Member, MemberId, Phase, Point,
-    Proposal, Role, Room, RoomCursor, RoomEvent, RoomName, SessionId, Settings, Welcome,
+    Caucus, CaucusLabels, ClientId, Command, ErrorCode, EventBody, Member, MemberId, Phase, Point, Proposal,
+    Role, Room, RoomCursor, RoomEvent, RoomName, SessionId, Settings, Welcome,
 };
 
 /// A warning comes one minute before the end of a round, or at half time when the
@@ -40,11 +40,7 @@ pub struct TextLimits {
 
 impl Default for TextLimits {
     fn default() -> Self {
-        Self {
-            message_chars: 4000,
-            name_chars: 80,
-            topic_chars: 300,
-        }
+        Self { message_chars: 4000, name_chars: 80, topic_chars: 300 }
     }
 }
 
@@ -133,10 +129,7 @@ pub enum Decision {
 
 impl Decision {
     fn events(drafts: Vec<Draft>) -> Self {
-        Decision::Apply {
-            drafts,
-            receipt: false,
-        }
+        Decision::Apply { drafts, receipt: false }
     }
 
     fn nothing() -> Self {
@@ -210,6 +203,8 @@ pub struct Session {
     logs: [Vec<RoomEvent>; 4],
     /// `(sender, client_id)` of every stored message, for idempotent retries.
     sent: HashMap<(MemberId, ClientId), (Room, u64)>,
+    /// When the session ended, in Unix milliseconds.
+    ended_at: Option<u64>,
 }
 
 /// What a new session is created with.
@@ -268,7 +263,14 @@ impl Session {
         if let Some(rules) = &setup.ground_rules {
             check_text("the ground rules", rules, limits.message_chars)?;
         }
-        Ok(Self {
+        Ok(Self::restore(setup))
+    }
+
+    /// A session rebuilt from storage: the setup was checked when it was created, so
+    /// it is not checked again against limits that may have changed since.
+    pub fn restore(setup: SessionSetup) -> Self {
+        let limits = setup.limits;
+        Self {
             id: setup.id,
             title: setup.title,
             labels: setup.labels,
@@ -285,7 +287,8 @@ impl Session {
             next_point: [1, 1],
             logs: Default::default(),
             sent: HashMap::new(),
-        })
+            ended_at: None,
+        }
     }
 
     /// The session's id.
@@ -306,6 +309,35 @@ impl Session {
     /// The current phase.
     pub fn phase(&self) -> Phase {
         self.phase
+    }
+
+    /// When the session ended, in Unix milliseconds.
+    pub fn ended_at(&self) -> Option<u64> {
+        self.ended_at
+    }
+
+    /// The rooms whose content is purged when an ended session's retention runs out:
+    /// the caucuses' transcripts and points, and the desk that records who sat where.
+    pub const PRIVATE_ROOMS: [Room; 3] =
+        [Room::Caucus(Caucus::A), Room::Caucus(Caucus::B), Room::Facilitators];
+
+    /// Forgets the private rooms' events, every seat and every point, after the store
+    /// has purged them. The plenary, with the carried points, remains.
+    pub fn purge_private_rooms(&mut self) {
+        for room in Self::PRIVATE_ROOMS {
+            self.logs[room_index(room)].clear();
+        }
+        for person in self.people.values_mut() {
+            person.seat = None;
+        }
+        self.points = [Vec::new(), Vec::new()];
+        self.sent.retain(|_, (room, _)| *room == Room::Plenary);
+    }
+
+    /// Whether the private rooms hold anything.
+    pub fn has_private_content(&self) -> bool {
+        Self::PRIVATE_ROOMS.iter().any(|room| !self.logs[room_index(*room)].is_empty())
+            || self.people.values().any(|person| person.seat.is_some())
     }
 
     /// The latest sequence number of `room`.
@@ -350,26 +382,18 @@ impl Session {
         match room {
             Room::Plenary => Some(0),
             Room::Facilitators => (person.member.role == Role::Facilitator).then_some(0),
-            Room::Caucus(caucus) => person
-                .seat
-                .filter(|seat| seat.caucus == caucus)
-                .map(|seat| seat.since),
+            Room::Caucus(caucus) => person.seat.filter(|seat| seat.caucus == caucus).map(|seat| seat.since),
         }
     }
 
     /// Everyone who may read `room` now, in join order.
     pub fn readers(&self, room: Room) -> impl Iterator<Item = &MemberId> {
-        self.join_order
-            .iter()
-            .filter(move |id| self.can_read(id, room))
+        self.join_order.iter().filter(move |id| self.can_read(id, room))
     }
 
     /// Everyone in the session who has not been removed, in join order.
     pub fn members(&self) -> impl Iterator<Item = &Member> {
-        self.join_order
-            .iter()
-            .filter_map(|id| self.active(id))
-            .map(|person| &person.member)
+        self.join_order.iter().filter_map(|id| self.active(id)).map(|person| &person.member)
     }
 
     /// A stored event, if `seq` is in range.
@@ -384,11 +408,7 @@ impl Session {
         if !matches!(self.phase, Phase::Caucusing { .. }) || timer.expired {
             return None;
         }
-        Some(if timer.warned {
-            timer.deadline
-        } else {
-            timer.warn_at()
-        })
+        Some(if timer.warned { timer.deadline } else { timer.warn_at() })
     }
 
     /// The events that time produces at `now`: the warning, then the end of the round.
@@ -409,10 +429,7 @@ impl Session {
         if !timer.warned && now >= timer.warn_at() {
             return vec![Draft::new(
                 Room::Plenary,
-                EventBody::TimerWarning {
-                    round,
-                    deadline: timer.deadline,
-                },
+                EventBody::TimerWarning { round, deadline: timer.deadline },
             )];
         }
         Vec::new()
@@ -430,12 +447,7 @@ impl Session {
         Ok(Draft::new(
             Room::Plenary,
             EventBody::Joined {
-                member: Member {
-                    id: id.clone(),
-                    name: name.to_owned(),
-                    role,
-                    secretary: false,
-                },
+                member: Member { id: id.clone(), name: name.to_owned(), role, secretary: false },
             },
         ))
     }
@@ -453,20 +465,16 @@ impl Session {
         };
         let facilitator = person.member.role == Role::Facilitator;
         let require_facilitator = |action: &'static str| {
-            if facilitator {
-                Ok(())
-            } else {
-                Err(Refusal::Forbidden(action))
-            }
+            if facilitator { Ok(()) } else { Err(Refusal::Forbidden(action)) }
         };
         if self.phase == Phase::Ended && !matches!(command, Command::Hello { .. }) {
             return Err(Refusal::SessionEnded);
         }
         let limits = self.limits;
         match command {
-            Command::Hello { .. } => Err(Refusal::InvalidValue(
-                "this connection has already said hello".into(),
-            )),
+            Command::Hello { .. } => {
+                Err(Refusal::InvalidValue("this connection has already said hello".into()))
+            }
             Command::Say { room, text } => {
                 if let Some(key) = client_id
                     && let Some(&(room, seq)) = self.sent.get(&(who.clone(), key.clone()))
@@ -487,9 +495,9 @@ impl Session {
                     receipt: true,
                 })
             }
-            Command::Typing { room } => Ok(Decision::Typing {
-                room: self.postable_room(who, facilitator, room)?,
-            }),
+            Command::Typing { room } => {
+                Ok(Decision::Typing { room: self.postable_room(who, facilitator, room)? })
+            }
             Command::ProposeTopic { text } => {
                 self.check_plenary_open(facilitator)?;
                 check_text("the topic", text, limits.topic_chars)?;
@@ -499,10 +507,7 @@ impl Session {
                     by: who.clone(),
                     votes: 0,
                 };
-                Ok(Decision::events(vec![Draft::new(
-                    Room::Plenary,
-                    EventBody::TopicProposed { proposal },
-                )]))
+                Ok(Decision::events(vec![Draft::new(Room::Plenary, EventBody::TopicProposed { proposal })]))
             }
             Command::VoteTopic { proposal, vote } => {
                 self.check_plenary_open(facilitator)?;
@@ -514,19 +519,10 @@ impl Session {
                 if state.voters.contains(who) == *vote {
                     return Ok(Decision::nothing());
                 }
-                let votes = if *vote {
-                    state.proposal.votes + 1
-                } else {
-                    state.proposal.votes - 1
-                };
+                let votes = if *vote { state.proposal.votes + 1 } else { state.proposal.votes - 1 };
                 Ok(Decision::events(vec![Draft::new(
                     Room::Plenary,
-                    EventBody::TopicVoted {
-                        proposal: *proposal,
-                        by: who.clone(),
-                        vote: *vote,
-                        votes,
-                    },
+                    EventBody::TopicVoted { proposal: *proposal, by: who.clone(), vote: *vote, votes },
                 )]))
             }
             Command::SetTopic { text } => {
@@ -565,11 +561,7 @@ impl Session {
                 };
                 Ok(Decision::events(vec![Draft::new(
                     Room::Plenary,
-                    EventBody::CaucusesOpened {
-                        round,
-                        topic: self.topic.clone(),
-                        deadline,
-                    },
+                    EventBody::CaucusesOpened { round, topic: self.topic.clone(), deadline },
                 )]))
             }
             Command::ExtendRound { secs } => {
@@ -608,10 +600,7 @@ impl Session {
             Command::Broadcast { text } => {
                 require_facilitator("broadcast")?;
                 check_text("the announcement", text, limits.message_chars)?;
-                let body = EventBody::Announcement {
-                    from: who.clone(),
-                    text: text.clone(),
-                };
+                let body = EventBody::Announcement { from: who.clone(), text: text.clone() };
                 let drafts = [Room::Plenary, Caucus::A.room(), Caucus::B.room()]
                     .into_iter()
                     .map(|room| Draft::new(room, body.clone()))
@@ -622,17 +611,8 @@ impl Session {
                 let caucus = person.seat.ok_or(Refusal::NoSuchRoom)?.caucus;
                 self.check_caucus_open()?;
                 Ok(Decision::events(vec![
-                    Draft::new(
-                        caucus.room(),
-                        EventBody::HelpRequested {
-                            caucus,
-                            by: Some(who.clone()),
-                        },
-                    ),
-                    Draft::new(
-                        Room::Facilitators,
-                        EventBody::HelpRequested { caucus, by: None },
-                    ),
+                    Draft::new(caucus.room(), EventBody::HelpRequested { caucus, by: Some(who.clone()) }),
+                    Draft::new(Room::Facilitators, EventBody::HelpRequested { caucus, by: None }),
                 ]))
             }
             Command::Remove { member } => {
@@ -644,12 +624,7 @@ impl Session {
                     ));
                 }
                 let mut drafts = self.seat_drafts(member, None);
-                drafts.push(Draft::new(
-                    Room::Plenary,
-                    EventBody::Removed {
-                        member: member.clone(),
-                    },
-                ));
+                drafts.push(Draft::new(Room::Plenary, EventBody::Removed { member: member.clone() }));
                 Ok(Decision::events(drafts))
             }
             Command::SetRole { member, role } => {
@@ -659,9 +634,7 @@ impl Session {
                     return Ok(Decision::nothing());
                 }
                 if *role == Role::Member && self.facilitator_count() == 1 {
-                    return Err(Refusal::InvalidValue(
-                        "a session needs at least one facilitator".into(),
-                    ));
+                    return Err(Refusal::InvalidValue("a session needs at least one facilitator".into()));
                 }
                 Ok(Decision::events(vec![Draft::new(
                     Room::Plenary,
@@ -697,36 +670,22 @@ impl Session {
                     .ok_or(Refusal::NoSuchMessage)?;
                 let since = self.read_window(who, caucus.room()).unwrap_or(u64::MAX);
                 let text = match self.event(caucus.room(), *seq) {
-                    Some(RoomEvent {
-                        body: EventBody::Message { text, .. },
-                        ..
-                    }) if *seq > since => text.clone(),
+                    Some(RoomEvent { body: EventBody::Message { text, .. }, .. }) if *seq > since => {
+                        text.clone()
+                    }
                     _ => return Err(Refusal::NoSuchMessage),
                 };
                 self.check_caucus_open()?;
-                if self.points[caucus_index(caucus)]
-                    .iter()
-                    .any(|point| point.message == Some(*seq))
-                {
+                if self.points[caucus_index(caucus)].iter().any(|point| point.message == Some(*seq)) {
                     return Ok(Decision::nothing());
                 }
-                Ok(Decision::events(vec![self.point_added(
-                    caucus,
-                    who,
-                    text,
-                    Some(*seq),
-                )]))
+                Ok(Decision::events(vec![self.point_added(caucus, who, text, Some(*seq))]))
             }
             Command::WritePoint { room, text } => {
                 let caucus = self.own_caucus(who, room)?;
                 self.check_caucus_open()?;
                 check_text("the point", text, limits.message_chars)?;
-                Ok(Decision::events(vec![self.point_added(
-                    caucus,
-                    who,
-                    text.clone(),
-                    None,
-                )]))
+                Ok(Decision::events(vec![self.point_added(caucus, who, text.clone(), None)]))
             }
             Command::EditPoint { room, point, text } => {
                 let caucus = self.own_caucus(who, room)?;
@@ -735,11 +694,7 @@ impl Session {
                 check_text("the point", text, limits.message_chars)?;
                 Ok(Decision::events(vec![Draft::new(
                     caucus.room(),
-                    EventBody::PointEdited {
-                        point: *point,
-                        text: text.clone(),
-                        by: who.clone(),
-                    },
+                    EventBody::PointEdited { point: *point, text: text.clone(), by: who.clone() },
                 )]))
             }
             Command::WithdrawPoint { room, point } => {
@@ -748,19 +703,14 @@ impl Session {
                 self.find_point(caucus, *point)?;
                 Ok(Decision::events(vec![Draft::new(
                     caucus.room(),
-                    EventBody::PointWithdrawn {
-                        point: *point,
-                        by: who.clone(),
-                    },
+                    EventBody::PointWithdrawn { point: *point, by: who.clone() },
                 )]))
             }
             Command::ReorderPoints { room, order } => {
                 let caucus = self.own_caucus(who, room)?;
                 self.check_caucus_open()?;
-                let current: BTreeSet<u32> = self.points[caucus_index(caucus)]
-                    .iter()
-                    .map(|point| point.id)
-                    .collect();
+                let current: BTreeSet<u32> =
+                    self.points[caucus_index(caucus)].iter().map(|point| point.id).collect();
                 let proposed: BTreeSet<u32> = order.iter().copied().collect();
                 if proposed != current || order.len() != current.len() {
                     return Err(Refusal::InvalidValue(
@@ -769,10 +719,7 @@ impl Session {
                 }
                 Ok(Decision::events(vec![Draft::new(
                     caucus.room(),
-                    EventBody::PointsReordered {
-                        order: order.clone(),
-                        by: who.clone(),
-                    },
+                    EventBody::PointsReordered { order: order.clone(), by: who.clone() },
                 )]))
             }
             Command::AgreePoint { room, point, agree } => {
@@ -789,11 +736,7 @@ impl Session {
                 }
                 Ok(Decision::events(vec![Draft::new(
                     caucus.room(),
-                    EventBody::PointAgreed {
-                        point: *point,
-                        by: who.clone(),
-                        agree: *agree,
-                    },
+                    EventBody::PointAgreed { point: *point, by: who.clone(), agree: *agree },
                 )]))
             }
         }
@@ -808,12 +751,7 @@ impl Session {
             .map(|draft| {
                 let head = &mut heads[room_index(draft.room)];
                 *head += 1;
-                RoomEvent {
-                    room: draft.room,
-                    seq: *head,
-                    at: now,
-                    body: draft.body,
-                }
+                RoomEvent { room: draft.room, seq: *head, at: now, body: draft.body }
             })
             .collect()
     }
@@ -821,44 +759,22 @@ impl Session {
     /// Applies one stored event. Events must arrive in the order [`Session::stamp`]
     /// numbered them.
     pub fn evolve(&mut self, event: RoomEvent) {
-        debug_assert_eq!(
-            event.seq,
-            self.head(event.room) + 1,
-            "events applied out of order"
-        );
+        debug_assert_eq!(event.seq, self.head(event.room) + 1, "events applied out of order");
         match &event.body {
             EventBody::Joined { member } => {
                 self.join_order.push(member.id.clone());
-                self.people.insert(
-                    member.id.clone(),
-                    Person {
-                        member: member.clone(),
-                        seat: None,
-                        removed: false,
-                    },
-                );
+                self.people
+                    .insert(member.id.clone(), Person { member: member.clone(), seat: None, removed: false });
             }
-            EventBody::Message {
-                from,
-                client_id: Some(key),
-                ..
-            } => {
-                self.sent
-                    .insert((from.clone(), key.clone()), (event.room, event.seq));
+            EventBody::Message { from, client_id: Some(key), .. } => {
+                self.sent.insert((from.clone(), key.clone()), (event.room, event.seq));
             }
             EventBody::Message { .. } => {}
-            EventBody::TopicProposed { proposal } => self.proposals.push(ProposalState {
-                proposal: proposal.clone(),
-                voters: BTreeSet::new(),
-            }),
-            EventBody::TopicVoted {
-                proposal, by, vote, ..
-            } => {
-                if let Some(state) = self
-                    .proposals
-                    .iter_mut()
-                    .find(|state| state.proposal.id == *proposal)
-                {
+            EventBody::TopicProposed { proposal } => {
+                self.proposals.push(ProposalState { proposal: proposal.clone(), voters: BTreeSet::new() })
+            }
+            EventBody::TopicVoted { proposal, by, vote, .. } => {
+                if let Some(state) = self.proposals.iter_mut().find(|state| state.proposal.id == *proposal) {
                     if *vote {
                         state.voters.insert(by.clone());
                     } else {
@@ -868,9 +784,7 @@ impl Session {
                 }
             }
             EventBody::TopicSet { text } => self.topic = Some(text.clone()),
-            EventBody::CaucusesOpened {
-                round, deadline, ..
-            } => {
+            EventBody::CaucusesOpened { round, deadline, .. } => {
                 self.phase = Phase::Caucusing { round: *round };
                 self.timer = deadline.map(|deadline| RoundTimer {
                     opened_at: event.at,
@@ -908,11 +822,7 @@ impl Session {
                     person.seat = None;
                 }
             }
-            EventBody::RoleChanged {
-                member,
-                role,
-                secretary,
-            } => {
+            EventBody::RoleChanged { member, role, secretary } => {
                 if let Some(person) = self.people.get_mut(member) {
                     person.member.role = *role;
                     person.member.secretary = *secretary;
@@ -921,12 +831,10 @@ impl Session {
             EventBody::SessionEnded {} => {
                 self.phase = Phase::Ended;
                 self.timer = None;
+                self.ended_at = Some(event.at);
             }
             EventBody::Seated { member, caucus } => {
-                let seat = caucus.map(|caucus| Seat {
-                    caucus,
-                    since: self.head(caucus.room()),
-                });
+                let seat = caucus.map(|caucus| Seat { caucus, since: self.head(caucus.room()) });
                 if let Some(person) = self.people.get_mut(member) {
                     person.seat = seat;
                 }
@@ -1000,19 +908,12 @@ impl Session {
             let (from, reset) = match cursor {
                 // A gap longer than the replay limit is not filled event by event:
                 // the room resets to its latest events instead.
-                Some(cursor)
-                    if cursor >= since && cursor <= head && head - cursor <= replay_limit =>
-                {
+                Some(cursor) if cursor >= since && cursor <= head && head - cursor <= replay_limit => {
                     (cursor, false)
                 }
                 _ => (head.saturating_sub(replay_limit).max(since), true),
             };
-            rooms.push(RoomCursor {
-                room,
-                head,
-                from,
-                reset,
-            });
+            rooms.push(RoomCursor { room, head, from, reset });
             let start = usize::try_from(from).unwrap_or(usize::MAX);
             replay.extend(self.logs[room_index(room)].iter().skip(start));
         }
@@ -1023,10 +924,7 @@ impl Session {
         });
         let seats = (person.member.role == Role::Facilitator).then(|| {
             self.members()
-                .map(|member| SeatView {
-                    member: member.id.clone(),
-                    caucus: self.seat_of(&member.id),
-                })
+                .map(|member| SeatView { member: member.id.clone(), caucus: self.seat_of(&member.id) })
                 .collect()
         });
         let welcome = Welcome {
@@ -1053,26 +951,14 @@ impl Session {
             phase: self.phase,
             topic: self.topic.clone(),
             deadline: self.timer.map(|timer| timer.deadline),
-            proposals: self
-                .proposals
-                .iter()
-                .map(|state| state.proposal.clone())
-                .collect(),
+            proposals: self.proposals.iter().map(|state| state.proposal.clone()).collect(),
         }
     }
 
     /// The room `who` may post to now, or why not. Unknown and unreadable rooms give
     /// the same refusal.
-    fn postable_room(
-        &self,
-        who: &MemberId,
-        facilitator: bool,
-        name: &RoomName,
-    ) -> Result<Room, Refusal> {
-        let room = name
-            .resolve()
-            .filter(|room| self.can_read(who, *room))
-            .ok_or(Refusal::NoSuchRoom)?;
+    fn postable_room(&self, who: &MemberId, facilitator: bool, name: &RoomName) -> Result<Room, Refusal> {
+        let room = name.resolve().filter(|room| self.can_read(who, *room)).ok_or(Refusal::NoSuchRoom)?;
         match room {
             Room::Caucus(_) => self.check_caucus_open()?,
             Room::Plenary => self.check_plenary_open(facilitator)?,
@@ -1103,26 +989,15 @@ impl Session {
     }
 
     fn find_point(&self, caucus: Caucus, id: u32) -> Result<&Point, Refusal> {
-        self.points[caucus_index(caucus)]
-            .iter()
-            .find(|point| point.id == id)
-            .ok_or(Refusal::NoSuchPoint)
+        self.points[caucus_index(caucus)].iter().find(|point| point.id == id).ok_or(Refusal::NoSuchPoint)
     }
 
     fn point_mut(&mut self, room: Room, id: u32) -> Option<&mut Point> {
         let caucus = room.caucus()?;
-        self.points[caucus_index(caucus)]
-            .iter_mut()
-            .find(|point| point.id == id)
+        self.points[caucus_index(caucus)].iter_mut().find(|point| point.id == id)
     }
 
-    fn point_added(
-        &self,
-        caucus: Caucus,
-        who: &MemberId,
-        text: String,
-        message: Option<u64>,
-    ) -> Draft {
+    fn point_added(&self, caucus: Caucus, who: &MemberId, text: String, message: Option<u64>) -> Draft {
         Draft::new(
             caucus.room(),
             EventBody::PointAdded {
@@ -1138,9 +1013,7 @@ impl Session {
     }
 
     fn facilitator_count(&self) -> usize {
-        self.members()
-            .filter(|member| member.role == Role::Facilitator)
-            .count()
+        self.members().filter(|member| member.role == Role::Facilitator).count()
     }
 
     /// The events that seat `member` in `caucus` (or none): the facilitators see the
@@ -1150,28 +1023,13 @@ impl Session {
         if old == caucus {
             return Vec::new();
         }
-        let mut drafts = vec![Draft::new(
-            Room::Facilitators,
-            EventBody::Seated {
-                member: member.clone(),
-                caucus,
-            },
-        )];
+        let mut drafts =
+            vec![Draft::new(Room::Facilitators, EventBody::Seated { member: member.clone(), caucus })];
         if let Some(old) = old {
-            drafts.push(Draft::new(
-                old.room(),
-                EventBody::CaucusLeft {
-                    member: member.clone(),
-                },
-            ));
+            drafts.push(Draft::new(old.room(), EventBody::CaucusLeft { member: member.clone() }));
         }
         if let Some(new) = caucus {
-            drafts.push(Draft::new(
-                new.room(),
-                EventBody::CaucusJoined {
-                    member: member.clone(),
-                },
-            ));
+            drafts.push(Draft::new(new.room(), EventBody::CaucusJoined { member: member.clone() }));
         }
         drafts
     }
@@ -1182,12 +1040,8 @@ impl Session {
         let mut drafts = vec![Draft::new(Room::Plenary, EventBody::Reconvened { round })];
         for caucus in Caucus::BOTH {
             // Only agreement from someone still in the caucus counts.
-            let agreed = |point: &Point| {
-                point
-                    .agreed_by
-                    .iter()
-                    .any(|member| self.seat_of(member) == Some(caucus))
-            };
+            let agreed =
+                |point: &Point| point.agreed_by.iter().any(|member| self.seat_of(member) == Some(caucus));
             let points = self.points[caucus_index(caucus)]
                 .iter()
                 .filter(|point| !self.settings.carry_needs_agreement || agreed(point))
@@ -1195,12 +1049,7 @@ impl Session {
                 .collect();
             drafts.push(Draft::new(
                 Room::Plenary,
-                EventBody::Feedback {
-                    round,
-                    caucus,
-                    label: self.labels.of(caucus).to_owned(),
-                    points,
-                },
+                EventBody::Feedback { round, caucus, label: self.labels.of(caucus).to_owned(), points },
             ));
         }
         drafts
@@ -1209,9 +1058,7 @@ impl Session {
 
 fn check_round_secs(secs: u32) -> Result<u32, Refusal> {
     if secs == 0 || secs > MAX_ROUND_SECS {
-        return Err(Refusal::InvalidValue(format!(
-            "a duration is 1 to {MAX_ROUND_SECS} seconds"
-        )));
+        return Err(Refusal::InvalidValue(format!("a duration is 1 to {MAX_ROUND_SECS} seconds")));
     }
     Ok(secs)
 }

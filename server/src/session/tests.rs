@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use caucus_protocol::{
-    Caucus, CaucusLabels, ClientId, Command, ErrorCode, EventBody, MemberId, Phase, Role, Room,
-    RoomEvent, RoomName, SessionId, Settings,
+    Caucus, CaucusLabels, ClientId, Command, ErrorCode, EventBody, MemberId, Phase, Role, Room, RoomEvent,
+    RoomName, SessionId, Settings,
 };
 
 use super::state::{Decision, Refusal, Session, SessionSetup, TextLimits};
@@ -30,19 +30,13 @@ impl Fixture {
         let session = Session::new(SessionSetup {
             id: SessionId::new("s-test").unwrap(),
             title: "Practice circle".into(),
-            labels: CaucusLabels {
-                a: "Racially minoritised caucus".into(),
-                b: "White caucus".into(),
-            },
+            labels: CaucusLabels { a: "Racially minoritised caucus".into(), b: "White caucus".into() },
             settings,
             ground_rules: None,
             limits: TextLimits::default(),
         })
         .unwrap();
-        let mut fixture = Self {
-            session,
-            now: START,
-        };
+        let mut fixture = Self { session, now: START };
         fixture.join("f-ada", Role::Facilitator);
         for member in ["m-1", "m-2", "m-3", "m-4"] {
             fixture.join(member, Role::Member);
@@ -74,10 +68,7 @@ impl Fixture {
         client_id: Option<&str>,
     ) -> Result<Vec<RoomEvent>, Refusal> {
         let client_id = client_id.map(|key| ClientId::new(key).unwrap());
-        match self
-            .session
-            .decide(&id(who), &command, client_id.as_ref(), self.now)?
-        {
+        match self.session.decide(&id(who), &command, client_id.as_ref(), self.now)? {
             Decision::Apply { drafts, .. } => Ok(self.store(drafts)),
             Decision::Repeat { .. } | Decision::Typing { .. } => Ok(Vec::new()),
         }
@@ -96,31 +87,15 @@ impl Fixture {
     }
 
     fn heads(&self) -> Vec<u64> {
-        Room::ALL
-            .iter()
-            .map(|room| self.session.head(*room))
-            .collect()
+        Room::ALL.iter().map(|room| self.session.head(*room)).collect()
     }
 
     fn seat(&mut self, who: &str, caucus: Caucus) {
-        self.apply(
-            "f-ada",
-            Command::Move {
-                member: id(who),
-                caucus: Some(caucus),
-            },
-        );
+        self.apply("f-ada", Command::Move { member: id(who), caucus: Some(caucus) });
     }
 
     fn say(&mut self, who: &str, room_name: &str, text: &str) -> RoomEvent {
-        self.apply(
-            who,
-            Command::Say {
-                room: room(room_name),
-                text: text.into(),
-            },
-        )
-        .remove(0)
+        self.apply(who, Command::Say { room: room(room_name), text: text.into() }).remove(0)
     }
 
     fn open(&mut self, duration_secs: Option<u32>) {
@@ -176,38 +151,14 @@ fn caucus_rooms_are_read_only_by_their_current_members() {
 #[test]
 fn no_such_room_and_not_your_room_are_the_same_refusal() {
     let mut fixture = Fixture::caucusing();
-    let other = fixture.refusal(
-        "m-1",
-        Command::Say {
-            room: room("caucus_b"),
-            text: "hello".into(),
-        },
-    );
-    let missing = fixture.refusal(
-        "m-1",
-        Command::Say {
-            room: room("caucus_z"),
-            text: "hello".into(),
-        },
-    );
-    let facilitator = fixture.refusal(
-        "f-ada",
-        Command::Say {
-            room: room("caucus_a"),
-            text: "hello".into(),
-        },
-    );
+    let other = fixture.refusal("m-1", Command::Say { room: room("caucus_b"), text: "hello".into() });
+    let missing = fixture.refusal("m-1", Command::Say { room: room("caucus_z"), text: "hello".into() });
+    let facilitator = fixture.refusal("f-ada", Command::Say { room: room("caucus_a"), text: "hello".into() });
     assert_eq!(other, ErrorCode::NoSuchRoom);
     assert_eq!(missing, ErrorCode::NoSuchRoom);
     assert_eq!(facilitator, ErrorCode::NoSuchRoom);
     // Even with empty text, an outsider learns only that the room is not theirs.
-    let empty = fixture.refusal(
-        "m-1",
-        Command::Say {
-            room: room("caucus_b"),
-            text: " ".into(),
-        },
-    );
+    let empty = fixture.refusal("m-1", Command::Say { room: room("caucus_b"), text: " ".into() });
     assert_eq!(empty, ErrorCode::NoSuchRoom);
 }
 
@@ -215,27 +166,9 @@ fn no_such_room_and_not_your_room_are_the_same_refusal() {
 fn flagging_another_caucus_message_and_a_missing_one_look_the_same() {
     let mut fixture = Fixture::caucusing();
     let said = fixture.say("m-3", "caucus_b", "in b");
-    let across = fixture.refusal(
-        "m-1",
-        Command::Flag {
-            room: room("caucus_b"),
-            seq: said.seq,
-        },
-    );
-    let missing = fixture.refusal(
-        "m-1",
-        Command::Flag {
-            room: room("caucus_a"),
-            seq: 999,
-        },
-    );
-    let plenary = fixture.refusal(
-        "m-1",
-        Command::Flag {
-            room: room("plenary"),
-            seq: 1,
-        },
-    );
+    let across = fixture.refusal("m-1", Command::Flag { room: room("caucus_b"), seq: said.seq });
+    let missing = fixture.refusal("m-1", Command::Flag { room: room("caucus_a"), seq: 999 });
+    let plenary = fixture.refusal("m-1", Command::Flag { room: room("plenary"), seq: 1 });
     assert_eq!(across, ErrorCode::NoSuchMessage);
     assert_eq!(missing, ErrorCode::NoSuchMessage);
     assert_eq!(plenary, ErrorCode::NoSuchMessage);
@@ -245,10 +178,7 @@ fn flagging_another_caucus_message_and_a_missing_one_look_the_same() {
 fn members_cannot_run_facilitator_commands() {
     let mut fixture = Fixture::caucusing();
     let commands = [
-        Command::Move {
-            member: id("m-2"),
-            caucus: None,
-        },
+        Command::Move { member: id("m-2"), caucus: None },
         Command::Reconvene { round: 1 },
         Command::EndSession {},
         Command::Broadcast { text: "hi".into() },
@@ -266,56 +196,14 @@ fn members_cannot_run_facilitator_commands() {
 fn reconvene_carries_flagged_points_in_order_without_authors() {
     let mut fixture = Fixture::caucusing();
     let first = fixture.say("m-1", "caucus_a", "we need time to name harm");
-    fixture.apply(
-        "m-2",
-        Command::WritePoint {
-            room: room("caucus_a"),
-            text: "written point".into(),
-        },
-    );
-    fixture.apply(
-        "m-1",
-        Command::Flag {
-            room: room("caucus_a"),
-            seq: first.seq,
-        },
-    );
-    fixture.apply(
-        "m-3",
-        Command::WritePoint {
-            room: room("caucus_b"),
-            text: "to withdraw".into(),
-        },
-    );
-    fixture.apply(
-        "m-4",
-        Command::WithdrawPoint {
-            room: room("caucus_b"),
-            point: 1,
-        },
-    );
-    fixture.apply(
-        "m-4",
-        Command::WritePoint {
-            room: room("caucus_b"),
-            text: "draft".into(),
-        },
-    );
-    fixture.apply(
-        "m-3",
-        Command::EditPoint {
-            room: room("caucus_b"),
-            point: 2,
-            text: "final wording".into(),
-        },
-    );
-    fixture.apply(
-        "m-1",
-        Command::ReorderPoints {
-            room: room("caucus_a"),
-            order: vec![2, 1],
-        },
-    );
+    fixture.apply("m-2", Command::WritePoint { room: room("caucus_a"), text: "written point".into() });
+    fixture.apply("m-1", Command::Flag { room: room("caucus_a"), seq: first.seq });
+    fixture.apply("m-3", Command::WritePoint { room: room("caucus_b"), text: "to withdraw".into() });
+    fixture.apply("m-4", Command::WithdrawPoint { room: room("caucus_b"), point: 1 });
+    fixture.apply("m-4", Command::WritePoint { room: room("caucus_b"), text: "draft".into() });
+    fixture
+        .apply("m-3", Command::EditPoint { room: room("caucus_b"), point: 2, text: "final wording".into() });
+    fixture.apply("m-1", Command::ReorderPoints { room: room("caucus_a"), order: vec![2, 1] });
 
     let events = fixture.apply("f-ada", Command::Reconvene { round: 1 });
     assert!(events.iter().all(|event| event.room == Room::Plenary));
@@ -323,13 +211,7 @@ fn reconvene_carries_flagged_points_in_order_without_authors() {
     assert_eq!(
         feedback(&events),
         vec![
-            (
-                Caucus::A,
-                vec![
-                    "we need time to name harm".to_owned(),
-                    "written point".to_owned()
-                ]
-            ),
+            (Caucus::A, vec!["we need time to name harm".to_owned(), "written point".to_owned()]),
             (Caucus::B, vec!["final wording".to_owned()]),
         ]
     );
@@ -349,105 +231,45 @@ fn a_second_reconvene_of_the_same_round_changes_nothing() {
     let again = fixture.apply("f-ada", Command::Reconvene { round: 1 });
     assert!(again.is_empty());
     assert_eq!(fixture.heads(), heads);
-    assert_eq!(
-        fixture.refusal("f-ada", Command::Reconvene { round: 2 }),
-        ErrorCode::WrongPhase
-    );
+    assert_eq!(fixture.refusal("f-ada", Command::Reconvene { round: 2 }), ErrorCode::WrongPhase);
 }
 
 #[test]
 fn posts_to_a_closed_caucus_are_refused() {
     let mut fixture = Fixture::caucusing();
     fixture.apply("f-ada", Command::Reconvene { round: 1 });
-    let code = fixture.refusal(
-        "m-1",
-        Command::Say {
-            room: room("caucus_a"),
-            text: "too late".into(),
-        },
-    );
+    let code = fixture.refusal("m-1", Command::Say { room: room("caucus_a"), text: "too late".into() });
     assert_eq!(code, ErrorCode::CaucusClosed);
-    let code = fixture.refusal(
-        "m-1",
-        Command::WritePoint {
-            room: room("caucus_a"),
-            text: "too late".into(),
-        },
-    );
+    let code =
+        fixture.refusal("m-1", Command::WritePoint { room: room("caucus_a"), text: "too late".into() });
     assert_eq!(code, ErrorCode::CaucusClosed);
 }
 
 #[test]
 fn a_point_needing_agreement_carries_only_when_another_member_agrees() {
-    let mut fixture = Fixture::new(Settings {
-        carry_needs_agreement: true,
-        ..Settings::default()
-    });
+    let mut fixture = Fixture::new(Settings { carry_needs_agreement: true, ..Settings::default() });
     fixture.seat("m-1", Caucus::A);
     fixture.seat("m-2", Caucus::A);
     fixture.open(None);
     for text in ["agreed", "alone"] {
-        fixture.apply(
-            "m-1",
-            Command::WritePoint {
-                room: room("caucus_a"),
-                text: text.into(),
-            },
-        );
+        fixture.apply("m-1", Command::WritePoint { room: room("caucus_a"), text: text.into() });
     }
-    let own = fixture.refusal(
-        "m-1",
-        Command::AgreePoint {
-            room: room("caucus_a"),
-            point: 2,
-            agree: true,
-        },
-    );
+    let own = fixture.refusal("m-1", Command::AgreePoint { room: room("caucus_a"), point: 2, agree: true });
     assert_eq!(own, ErrorCode::InvalidValue);
-    fixture.apply(
-        "m-2",
-        Command::AgreePoint {
-            room: room("caucus_a"),
-            point: 1,
-            agree: true,
-        },
-    );
+    fixture.apply("m-2", Command::AgreePoint { room: room("caucus_a"), point: 1, agree: true });
     let events = fixture.apply("f-ada", Command::Reconvene { round: 1 });
     assert_eq!(feedback(&events)[0], (Caucus::A, vec!["agreed".to_owned()]));
 }
 
 #[test]
 fn editing_a_point_clears_its_agreements() {
-    let mut fixture = Fixture::new(Settings {
-        carry_needs_agreement: true,
-        ..Settings::default()
-    });
+    let mut fixture = Fixture::new(Settings { carry_needs_agreement: true, ..Settings::default() });
     fixture.seat("m-1", Caucus::A);
     fixture.seat("m-2", Caucus::A);
     fixture.open(None);
-    fixture.apply(
-        "m-1",
-        Command::WritePoint {
-            room: room("caucus_a"),
-            text: "v1".into(),
-        },
-    );
-    fixture.apply(
-        "m-2",
-        Command::AgreePoint {
-            room: room("caucus_a"),
-            point: 1,
-            agree: true,
-        },
-    );
-    fixture.apply(
-        "m-1",
-        Command::EditPoint {
-            room: room("caucus_a"),
-            point: 1,
-            text: "v2".into(),
-        },
-    );
+    fixture.apply("m-1", Command::WritePoint { room: room("caucus_a"), text: "v1".into() });
+    fixture.apply("m-2", Command::AgreePoint { room: room("caucus_a"), point: 1, agree: true });
+    fixture.apply("m-1", Command::EditPoint { room: room("caucus_a"), point: 1, text: "v2".into() });
     let events = fixture.apply("f-ada", Command::Reconvene { round: 1 });
     assert_eq!(feedback(&events)[0], (Caucus::A, Vec::<String>::new()));
 }
@@ -461,10 +283,7 @@ fn the_timer_warns_one_minute_before_the_end_then_tells_facilitators() {
     assert_eq!(fixture.session.next_deadline(), Some(deadline - 60_000));
     assert!(fixture.tick(deadline - 60_001).is_empty());
     let warning = fixture.tick(deadline - 60_000);
-    assert!(matches!(
-        warning[0].body,
-        EventBody::TimerWarning { round: 2, .. }
-    ));
+    assert!(matches!(warning[0].body, EventBody::TimerWarning { round: 2, .. }));
     assert_eq!(fixture.session.next_deadline(), Some(deadline));
     let up = fixture.tick(deadline);
     assert_eq!(up.len(), 1);
@@ -484,62 +303,27 @@ fn the_timer_warns_one_minute_before_the_end_then_tells_facilitators() {
 
 #[test]
 fn short_rounds_warn_at_half_time_and_can_reconvene_on_their_own() {
-    let mut fixture = Fixture::new(Settings {
-        auto_reconvene: true,
-        ..Settings::default()
-    });
+    let mut fixture = Fixture::new(Settings { auto_reconvene: true, ..Settings::default() });
     fixture.seat("m-1", Caucus::A);
     fixture.open(Some(60));
-    fixture.apply(
-        "m-1",
-        Command::WritePoint {
-            room: room("caucus_a"),
-            text: "carried by the clock".into(),
-        },
-    );
+    fixture.apply("m-1", Command::WritePoint { room: room("caucus_a"), text: "carried by the clock".into() });
     assert_eq!(fixture.session.next_deadline(), Some(START + 30_000));
-    assert!(matches!(
-        fixture.tick(START + 30_000)[0].body,
-        EventBody::TimerWarning { .. }
-    ));
+    assert!(matches!(fixture.tick(START + 30_000)[0].body, EventBody::TimerWarning { .. }));
     let end = fixture.tick(START + 60_000);
     assert_eq!(fixture.session.phase(), Phase::Reconvened { round: 1 });
-    assert_eq!(
-        feedback(&end)[0],
-        (Caucus::A, vec!["carried by the clock".to_owned()])
-    );
+    assert_eq!(feedback(&end)[0], (Caucus::A, vec!["carried by the clock".to_owned()]));
 }
 
 #[test]
 fn a_retried_say_is_stored_once() {
     let mut fixture = Fixture::new(Settings::default());
-    let command = Command::Say {
-        room: room("plenary"),
-        text: "hello".into(),
-    };
-    let first = fixture
-        .try_apply_with_id("m-1", command.clone(), Some("c-1"))
-        .unwrap();
-    let decision = fixture
-        .session
-        .decide(
-            &id("m-1"),
-            &command,
-            Some(&ClientId::new("c-1").unwrap()),
-            START,
-        )
-        .unwrap();
-    assert_eq!(
-        decision,
-        Decision::Repeat {
-            room: Room::Plenary,
-            seq: first[0].seq,
-        }
-    );
+    let command = Command::Say { room: room("plenary"), text: "hello".into() };
+    let first = fixture.try_apply_with_id("m-1", command.clone(), Some("c-1")).unwrap();
+    let decision =
+        fixture.session.decide(&id("m-1"), &command, Some(&ClientId::new("c-1").unwrap()), START).unwrap();
+    assert_eq!(decision, Decision::Repeat { room: Room::Plenary, seq: first[0].seq });
     // Another sender may use the same key.
-    let other = fixture
-        .try_apply_with_id("m-2", command, Some("c-1"))
-        .unwrap();
+    let other = fixture.try_apply_with_id("m-2", command, Some("c-1")).unwrap();
     assert_eq!(other[0].seq, first[0].seq + 1);
 }
 
@@ -549,10 +333,7 @@ fn members_moved_into_a_caucus_read_only_what_comes_after() {
     fixture.say("m-1", "caucus_a", "before m-3 arrived");
     fixture.seat("m-3", Caucus::A);
     fixture.say("m-1", "caucus_a", "after m-3 arrived");
-    let (welcome, replay) = fixture
-        .session
-        .welcome(&id("m-3"), &BTreeMap::new(), Vec::new(), 100)
-        .unwrap();
+    let (welcome, replay) = fixture.session.welcome(&id("m-3"), &BTreeMap::new(), Vec::new(), 100).unwrap();
     let texts: Vec<_> = replay
         .iter()
         .filter_map(|event| match &event.body {
@@ -561,21 +342,10 @@ fn members_moved_into_a_caucus_read_only_what_comes_after() {
         })
         .collect();
     assert_eq!(texts, vec!["after m-3 arrived"]);
-    assert!(
-        !welcome
-            .rooms
-            .iter()
-            .any(|cursor| cursor.room == Caucus::B.room())
-    );
+    assert!(!welcome.rooms.iter().any(|cursor| cursor.room == Caucus::B.room()));
     // A flag of the earlier message is refused like any unknown message.
     assert_eq!(
-        fixture.refusal(
-            "m-3",
-            Command::Flag {
-                room: room("caucus_a"),
-                seq: 1,
-            }
-        ),
+        fixture.refusal("m-3", Command::Flag { room: room("caucus_a"), seq: 1 }),
         ErrorCode::NoSuchMessage
     );
 }
@@ -585,28 +355,13 @@ fn resume_cursors_never_cross_into_another_caucus() {
     let mut fixture = Fixture::caucusing();
     fixture.say("m-3", "caucus_b", "b secret");
     let cursors = BTreeMap::from([("caucus_b".to_owned(), 0), ("plenary".to_owned(), 0)]);
-    let (welcome, replay) = fixture
-        .session
-        .welcome(&id("m-1"), &cursors, Vec::new(), 100)
-        .unwrap();
+    let (welcome, replay) = fixture.session.welcome(&id("m-1"), &cursors, Vec::new(), 100).unwrap();
     assert!(replay.iter().all(|event| event.room != Caucus::B.room()));
-    assert!(
-        welcome
-            .rooms
-            .iter()
-            .all(|cursor| cursor.room != Caucus::B.room())
-    );
+    assert!(welcome.rooms.iter().all(|cursor| cursor.room != Caucus::B.room()));
     // A cursor ahead of the room is reset, not trusted.
     let ahead = BTreeMap::from([("plenary".to_owned(), 10_000)]);
-    let (welcome, _) = fixture
-        .session
-        .welcome(&id("m-1"), &ahead, Vec::new(), 100)
-        .unwrap();
-    let plenary = welcome
-        .rooms
-        .iter()
-        .find(|cursor| cursor.room == Room::Plenary)
-        .unwrap();
+    let (welcome, _) = fixture.session.welcome(&id("m-1"), &ahead, Vec::new(), 100).unwrap();
+    let plenary = welcome.rooms.iter().find(|cursor| cursor.room == Room::Plenary).unwrap();
     assert!(plenary.reset);
 }
 
@@ -614,16 +369,9 @@ fn resume_cursors_never_cross_into_another_caucus() {
 fn facilitators_see_seats_but_not_caucus_content() {
     let mut fixture = Fixture::caucusing();
     fixture.say("m-1", "caucus_a", "private words");
-    let (welcome, replay) = fixture
-        .session
-        .welcome(&id("f-ada"), &BTreeMap::new(), Vec::new(), 100)
-        .unwrap();
+    let (welcome, replay) = fixture.session.welcome(&id("f-ada"), &BTreeMap::new(), Vec::new(), 100).unwrap();
     let seats = welcome.seats.unwrap();
-    assert!(
-        seats
-            .iter()
-            .any(|seat| seat.member == id("m-1") && seat.caucus == Some(Caucus::A))
-    );
+    assert!(seats.iter().any(|seat| seat.member == id("m-1") && seat.caucus == Some(Caucus::A)));
     assert!(welcome.caucus.is_none());
     let json = serde_json::to_string(&replay).unwrap();
     assert!(!json.contains("private words"));
@@ -633,31 +381,16 @@ fn facilitators_see_seats_but_not_caucus_content() {
 fn help_requests_tell_facilitators_the_caucus_only() {
     let mut fixture = Fixture::caucusing();
     let events = fixture.apply("m-1", Command::AskForHelp {});
-    let desk: Vec<_> = events
-        .iter()
-        .filter(|event| event.room == Room::Facilitators)
-        .collect();
+    let desk: Vec<_> = events.iter().filter(|event| event.room == Room::Facilitators).collect();
     assert_eq!(desk.len(), 1);
-    assert_eq!(
-        desk[0].body,
-        EventBody::HelpRequested {
-            caucus: Caucus::A,
-            by: None,
-        }
-    );
+    assert_eq!(desk[0].body, EventBody::HelpRequested { caucus: Caucus::A, by: None });
 }
 
 #[test]
 fn the_plenary_is_quiet_for_members_during_a_round() {
     let mut fixture = Fixture::caucusing();
     assert_eq!(
-        fixture.refusal(
-            "m-1",
-            Command::Say {
-                room: room("plenary"),
-                text: "hello?".into(),
-            }
-        ),
+        fixture.refusal("m-1", Command::Say { room: room("plenary"), text: "hello?".into() }),
         ErrorCode::PlenaryQuiet
     );
     fixture.say("f-ada", "plenary", "five minutes left");
@@ -665,26 +398,13 @@ fn the_plenary_is_quiet_for_members_during_a_round() {
 
 #[test]
 fn self_choice_can_be_switched_off() {
-    let mut fixture = Fixture::new(Settings {
-        self_choice: false,
-        ..Settings::default()
-    });
+    let mut fixture = Fixture::new(Settings { self_choice: false, ..Settings::default() });
     assert_eq!(
-        fixture.refusal(
-            "m-1",
-            Command::ChooseCaucus {
-                caucus: Some(Caucus::A),
-            }
-        ),
+        fixture.refusal("m-1", Command::ChooseCaucus { caucus: Some(Caucus::A) }),
         ErrorCode::SelfChoiceOff
     );
     let mut open = Fixture::new(Settings::default());
-    let events = open.apply(
-        "m-1",
-        Command::ChooseCaucus {
-            caucus: Some(Caucus::B),
-        },
-    );
+    let events = open.apply("m-1", Command::ChooseCaucus { caucus: Some(Caucus::B) });
     // The choice reaches the facilitators' desk and the caucus, never the plenary.
     assert!(events.iter().all(|event| event.room != Room::Plenary));
     assert_eq!(open.session.seat_of(&id("m-1")), Some(Caucus::B));
@@ -693,65 +413,19 @@ fn self_choice_can_be_switched_off() {
 #[test]
 fn topics_are_proposed_voted_and_set() {
     let mut fixture = Fixture::new(Settings::default());
-    fixture.apply(
-        "m-1",
-        Command::ProposeTopic {
-            text: "Microaggressions at work".into(),
-        },
-    );
-    fixture.apply(
-        "m-2",
-        Command::VoteTopic {
-            proposal: 1,
-            vote: true,
-        },
-    );
-    let events = fixture.apply(
-        "m-3",
-        Command::VoteTopic {
-            proposal: 1,
-            vote: true,
-        },
-    );
-    assert!(matches!(
-        events[0].body,
-        EventBody::TopicVoted { votes: 2, .. }
-    ));
+    fixture.apply("m-1", Command::ProposeTopic { text: "Microaggressions at work".into() });
+    fixture.apply("m-2", Command::VoteTopic { proposal: 1, vote: true });
+    let events = fixture.apply("m-3", Command::VoteTopic { proposal: 1, vote: true });
+    assert!(matches!(events[0].body, EventBody::TopicVoted { votes: 2, .. }));
     // Voting twice changes nothing.
-    assert!(
-        fixture
-            .apply(
-                "m-3",
-                Command::VoteTopic {
-                    proposal: 1,
-                    vote: true
-                }
-            )
-            .is_empty()
-    );
+    assert!(fixture.apply("m-3", Command::VoteTopic { proposal: 1, vote: true }).is_empty());
     assert_eq!(
-        fixture.refusal(
-            "m-3",
-            Command::VoteTopic {
-                proposal: 9,
-                vote: true,
-            }
-        ),
+        fixture.refusal("m-3", Command::VoteTopic { proposal: 9, vote: true }),
         ErrorCode::NoSuchProposal
     );
-    fixture.apply(
-        "f-ada",
-        Command::SetTopic {
-            text: "Microaggressions at work".into(),
-        },
-    );
+    fixture.apply("f-ada", Command::SetTopic { text: "Microaggressions at work".into() });
     fixture.seat("m-1", Caucus::A);
-    let opened = fixture.apply(
-        "f-ada",
-        Command::OpenCaucuses {
-            duration_secs: None,
-        },
-    );
+    let opened = fixture.apply("f-ada", Command::OpenCaucuses { duration_secs: None });
     assert!(
         matches!(&opened[0].body, EventBody::CaucusesOpened { topic: Some(topic), .. } if topic == "Microaggressions at work")
     );
@@ -760,24 +434,12 @@ fn topics_are_proposed_voted_and_set() {
 #[test]
 fn ending_mid_round_carries_points_and_makes_the_session_read_only() {
     let mut fixture = Fixture::caucusing();
-    fixture.apply(
-        "m-1",
-        Command::WritePoint {
-            room: room("caucus_a"),
-            text: "kept".into(),
-        },
-    );
+    fixture.apply("m-1", Command::WritePoint { room: room("caucus_a"), text: "kept".into() });
     let events = fixture.apply("f-ada", Command::EndSession {});
     assert_eq!(feedback(&events)[0].1, vec!["kept".to_owned()]);
     assert_eq!(fixture.session.phase(), Phase::Ended);
     assert_eq!(
-        fixture.refusal(
-            "m-1",
-            Command::Say {
-                room: room("plenary"),
-                text: "hello".into(),
-            }
-        ),
+        fixture.refusal("m-1", Command::Say { room: room("plenary"), text: "hello".into() }),
         ErrorCode::SessionEnded
     );
 }
@@ -785,19 +447,10 @@ fn ending_mid_round_carries_points_and_makes_the_session_read_only() {
 #[test]
 fn text_limits_give_empty_and_too_long() {
     let mut fixture = Fixture::new(Settings::default());
-    let say = |text: String| Command::Say {
-        room: room("plenary"),
-        text,
-    };
+    let say = |text: String| Command::Say { room: room("plenary"), text };
     assert_eq!(fixture.refusal("m-1", say(String::new())), ErrorCode::Empty);
-    assert_eq!(
-        fixture.refusal("m-1", say(" \n\t".into())),
-        ErrorCode::Empty
-    );
-    assert_eq!(
-        fixture.refusal("m-1", say("é".repeat(4001))),
-        ErrorCode::TooLong
-    );
+    assert_eq!(fixture.refusal("m-1", say(" \n\t".into())), ErrorCode::Empty);
+    assert_eq!(fixture.refusal("m-1", say("é".repeat(4001))), ErrorCode::TooLong);
     let stored = fixture.say("m-1", "plenary", &"é".repeat(4000));
     assert!(matches!(stored.body, EventBody::Message { .. }));
 }
@@ -809,15 +462,7 @@ fn removed_people_lose_their_seat_and_every_room() {
     assert!(!fixture.session.can_read(&id("m-1"), Room::Plenary));
     assert!(!fixture.session.can_read(&id("m-1"), Caucus::A.room()));
     assert!(fixture.session.is_removed(&id("m-1")));
-    assert_eq!(
-        fixture.refusal(
-            "f-ada",
-            Command::Remove {
-                member: id("f-ada")
-            }
-        ),
-        ErrorCode::InvalidValue
-    );
+    assert_eq!(fixture.refusal("f-ada", Command::Remove { member: id("f-ada") }), ErrorCode::InvalidValue);
 }
 
 #[test]
@@ -828,67 +473,32 @@ fn a_gap_longer_than_the_replay_limit_resets_the_room() {
     }
     let head = fixture.session.head(Room::Plenary);
     let cursors = BTreeMap::from([("plenary".to_owned(), head - 8)]);
-    let (welcome, replay) = fixture
-        .session
-        .welcome(&id("m-2"), &cursors, Vec::new(), 5)
-        .unwrap();
+    let (welcome, replay) = fixture.session.welcome(&id("m-2"), &cursors, Vec::new(), 5).unwrap();
     let plenary = &welcome.rooms[0];
     assert!(plenary.reset);
     assert_eq!(plenary.from, head - 5);
     assert_eq!(replay.len(), 5);
     let near = BTreeMap::from([("plenary".to_owned(), head - 3)]);
-    let (welcome, replay) = fixture
-        .session
-        .welcome(&id("m-2"), &near, Vec::new(), 5)
-        .unwrap();
+    let (welcome, replay) = fixture.session.welcome(&id("m-2"), &near, Vec::new(), 5).unwrap();
     assert!(!welcome.rooms[0].reset);
     assert_eq!(replay.len(), 3);
 }
 
 #[test]
 fn an_editor_cannot_agree_to_their_own_wording_and_leavers_agreements_lapse() {
-    let mut fixture = Fixture::new(Settings {
-        carry_needs_agreement: true,
-        ..Settings::default()
-    });
+    let mut fixture = Fixture::new(Settings { carry_needs_agreement: true, ..Settings::default() });
     for member in ["m-1", "m-2", "m-3"] {
         fixture.seat(member, Caucus::A);
     }
     fixture.open(None);
     for text in ["edited", "agreed by a leaver"] {
-        fixture.apply(
-            "m-1",
-            Command::WritePoint {
-                room: room("caucus_a"),
-                text: text.into(),
-            },
-        );
+        fixture.apply("m-1", Command::WritePoint { room: room("caucus_a"), text: text.into() });
     }
-    fixture.apply(
-        "m-2",
-        Command::EditPoint {
-            room: room("caucus_a"),
-            point: 1,
-            text: "m-2's wording".into(),
-        },
-    );
-    let own = fixture.refusal(
-        "m-2",
-        Command::AgreePoint {
-            room: room("caucus_a"),
-            point: 1,
-            agree: true,
-        },
-    );
+    fixture
+        .apply("m-2", Command::EditPoint { room: room("caucus_a"), point: 1, text: "m-2's wording".into() });
+    let own = fixture.refusal("m-2", Command::AgreePoint { room: room("caucus_a"), point: 1, agree: true });
     assert_eq!(own, ErrorCode::InvalidValue);
-    fixture.apply(
-        "m-3",
-        Command::AgreePoint {
-            room: room("caucus_a"),
-            point: 2,
-            agree: true,
-        },
-    );
+    fixture.apply("m-3", Command::AgreePoint { room: room("caucus_a"), point: 2, agree: true });
     fixture.seat("m-3", Caucus::B);
     let events = fixture.apply("f-ada", Command::Reconvene { round: 1 });
     assert_eq!(feedback(&events)[0], (Caucus::A, Vec::<String>::new()));

@@ -1,14 +1,23 @@
-//! Where sessions' events are kept. The session actor appends every event here and
-//! acknowledges nothing until the append succeeds.
+//! Where sessions and their events are kept. The session actor appends every event
+//! here and acknowledges nothing until the append has committed.
 //!
-//! [`MemoryStore`] keeps everything in memory and is what the server runs on today.
-//! A durable store implements the same trait.
+//! - [`SqliteStore`] is the default: one SQLite file in the data folder, one writer
+//!   thread with group commit, WAL and `synchronous=FULL`.
+//! - [`MemoryStore`] keeps everything in memory, for tests that need no disk.
+//!
+//! Both can be loaded back at start-up: the server folds each session's events, in the
+//! order they were stored, back into its state.
+
+mod sqlite;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use caucus_protocol::{RoomEvent, SessionId};
+use caucus_protocol::{CaucusLabels, MemberId, Room, RoomEvent, SessionId, Settings};
 use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+
+pub use sqlite::{SqliteOptions, SqliteStore};
 
 /// Why the store could not take a write. The command is refused with `unavailable`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -18,47 +27,171 @@ pub struct StoreError {
     pub reason: String,
 }
 
-/// A place to keep sessions' events.
+impl StoreError {
+    pub(crate) fn new(reason: impl std::fmt::Display) -> Self {
+        Self { reason: reason.to_string() }
+    }
+}
+
+/// A session as created: everything needed to rebuild it before its events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    /// The session's id.
+    pub id: SessionId,
+    /// Its title.
+    pub title: String,
+    /// The caucus labels.
+    pub labels: CaucusLabels,
+    /// Its settings.
+    pub settings: Settings,
+    /// Ground rules.
+    pub ground_rules: Option<String>,
+    /// The invite code members join with.
+    pub invite_code: String,
+    /// The facilitator who created it.
+    pub created_by: MemberId,
+    /// When, in Unix milliseconds.
+    pub created_at: u64,
+}
+
+/// A stored session and its events, in the order they were appended.
+#[derive(Debug, Clone)]
+pub struct StoredSession {
+    /// How it was created.
+    pub record: SessionRecord,
+    /// Its events.
+    pub events: Vec<RoomEvent>,
+}
+
+/// A place to keep sessions and their events.
 pub trait Store: Send + Sync + std::fmt::Debug + 'static {
-    /// Appends `events` to `session`, all or nothing. Returns once they are kept.
+    /// Records a new session.
+    fn create_session<'a>(&'a self, record: &'a SessionRecord) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Appends `events` to `session`, all or nothing. Returns once they are durable.
     fn append<'a>(
         &'a self,
         session: &'a SessionId,
         events: &'a [RoomEvent],
     ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Deletes every event of `rooms` in `session`, leaving nothing readable behind in
+    /// the store's files.
+    fn purge<'a>(
+        &'a self,
+        session: &'a SessionId,
+        rooms: &'a [Room],
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Replaces stored events in place (same room and sequence number), for erasure.
+    fn rewrite<'a>(
+        &'a self,
+        session: &'a SessionId,
+        events: &'a [RoomEvent],
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Records that a person's data was erased, without the erased content.
+    fn record_erasure<'a>(
+        &'a self,
+        member: &'a MemberId,
+        session: &'a SessionId,
+        at: u64,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Every stored session with its events, for start-up.
+    fn load(&self) -> Result<Vec<StoredSession>, StoreError>;
 }
 
-/// Keeps events in memory, for as long as the process lives.
+/// Keeps everything in memory, for as long as the process lives.
 #[derive(Debug, Default, Clone)]
 pub struct MemoryStore {
-    sessions: Arc<Mutex<HashMap<SessionId, Vec<RoomEvent>>>>,
+    inner: Arc<Mutex<MemoryInner>>,
+}
+
+#[derive(Debug, Default)]
+struct MemoryInner {
+    sessions: Vec<SessionRecord>,
+    events: HashMap<SessionId, Vec<RoomEvent>>,
+    erasures: Vec<(MemberId, SessionId, u64)>,
 }
 
 impl MemoryStore {
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemoryInner> {
+        self.inner.lock().unwrap_or_else(|poison| poison.into_inner())
+    }
+
     /// Every event stored for `session`, in the order they were appended.
     pub fn events(&self, session: &SessionId) -> Vec<RoomEvent> {
-        let sessions = self
-            .sessions
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        sessions.get(session).cloned().unwrap_or_default()
+        self.lock().events.get(session).cloned().unwrap_or_default()
     }
 }
 
+fn done<'a>() -> BoxFuture<'a, Result<(), StoreError>> {
+    Box::pin(std::future::ready(Ok(())))
+}
+
 impl Store for MemoryStore {
+    fn create_session<'a>(&'a self, record: &'a SessionRecord) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.lock().sessions.push(record.clone());
+        done()
+    }
+
     fn append<'a>(
         &'a self,
         session: &'a SessionId,
         events: &'a [RoomEvent],
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        let mut sessions = self
+        self.lock().events.entry(session.clone()).or_default().extend_from_slice(events);
+        done()
+    }
+
+    fn purge<'a>(
+        &'a self,
+        session: &'a SessionId,
+        rooms: &'a [Room],
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        if let Some(events) = self.lock().events.get_mut(session) {
+            events.retain(|event| !rooms.contains(&event.room));
+        }
+        done()
+    }
+
+    fn rewrite<'a>(
+        &'a self,
+        session: &'a SessionId,
+        events: &'a [RoomEvent],
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        if let Some(stored) = self.lock().events.get_mut(session) {
+            for event in events {
+                if let Some(old) =
+                    stored.iter_mut().find(|old| old.room == event.room && old.seq == event.seq)
+                {
+                    *old = event.clone();
+                }
+            }
+        }
+        done()
+    }
+
+    fn record_erasure<'a>(
+        &'a self,
+        member: &'a MemberId,
+        session: &'a SessionId,
+        at: u64,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.lock().erasures.push((member.clone(), session.clone(), at));
+        done()
+    }
+
+    fn load(&self) -> Result<Vec<StoredSession>, StoreError> {
+        let inner = self.lock();
+        Ok(inner
             .sessions
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        sessions
-            .entry(session.clone())
-            .or_default()
-            .extend_from_slice(events);
-        Box::pin(std::future::ready(Ok(())))
+            .iter()
+            .map(|record| StoredSession {
+                record: record.clone(),
+                events: inner.events.get(&record.id).cloned().unwrap_or_default(),
+            })
+            .collect())
     }
 }

@@ -6,11 +6,10 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, ensure};
 use caucus_protocol::api::{CreateSession, Joined, SessionCreated};
-use caucus_protocol::{CaucusLabels, MemberId, SessionId, Settings};
+use caucus_protocol::{CaucusLabels, MemberId, RoomEvent, SessionId, Settings};
 use caucus_server::Server;
 use caucus_server::config::{Config, Secret};
 use caucus_server::hub::Hub;
-use caucus_server::store::MemoryStore;
 use caucus_tests::{Client, http};
 use tokio_util::sync::CancellationToken;
 
@@ -18,7 +17,6 @@ use tokio_util::sync::CancellationToken;
 pub struct TestServer {
     pub address: SocketAddr,
     pub hub: Arc<Hub>,
-    pub store: MemoryStore,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     _data: tempfile::TempDir,
@@ -29,9 +27,7 @@ pub fn test_config(data: &tempfile::TempDir) -> Config {
     Config {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         data_dir: data.path().to_owned(),
-        jwt_secret: Some(Secret(
-            b"an-only-for-tests-signing-key-of-32+-bytes".to_vec(),
-        )),
+        jwt_secret: Some(Secret(b"an-only-for-tests-signing-key-of-32+-bytes".to_vec())),
         ..Config::default()
     }
 }
@@ -46,63 +42,44 @@ impl TestServer {
         let mut config = test_config(&data);
         adjust(&mut config);
         config.validate().expect("the test config is valid");
-        let store = MemoryStore::default();
-        let server = Server::bind_with_store(config, Arc::new(store.clone()))
-            .await
-            .expect("the server binds");
+        let server = Server::bind(config).await.expect("the server binds");
         let address = server.local_addr();
         let hub = server.hub().clone();
         let shutdown = server.shutdown_token();
         let task = tokio::spawn(server.run());
-        Self {
-            address,
-            hub,
-            store,
-            shutdown,
-            task,
-            _data: data,
-        }
+        Self { address, hub, shutdown, task, _data: data }
+    }
+
+    /// Every event the store holds for `session`, read back from the store itself.
+    pub fn stored_events(&self, session: &SessionId) -> Vec<RoomEvent> {
+        let sessions = self.hub.store().load().expect("the store loads");
+        sessions
+            .into_iter()
+            .find(|stored| stored.record.id == *session)
+            .map(|stored| stored.events)
+            .unwrap_or_default()
     }
 
     pub fn facilitator_token(&self, name: &str) -> String {
-        self.hub
-            .auth()
-            .mint_facilitator(name)
-            .expect("a valid name")
+        self.hub.auth().mint_facilitator(name).expect("a valid name")
     }
 
     pub async fn client(&self) -> Client {
-        Client::connect(self.address)
-            .await
-            .expect("the WebSocket opens")
+        Client::connect(self.address).await.expect("the WebSocket opens")
     }
 
     /// Creates a session over HTTP as facilitator `token`.
     pub async fn create_session(&self, token: &str, settings: Settings) -> Result<SessionCreated> {
         let body = serde_json::to_string(&CreateSession {
             title: "Anti-racism practice circle".into(),
-            caucuses: CaucusLabels {
-                a: "Racially minoritised caucus".into(),
-                b: "White caucus".into(),
-            },
+            caucuses: CaucusLabels { a: "Racially minoritised caucus".into(), b: "White caucus".into() },
             settings,
             ground_rules: Some("What is said in a caucus stays in it.".into()),
         })?;
         let auth = format!("Bearer {token}");
-        let response = http(
-            self.address,
-            "POST",
-            "/api/sessions",
-            &[("authorization", &auth)],
-            Some(&body),
-        )
-        .await?;
-        ensure!(
-            response.status == 201,
-            "creating a session failed: {} {}",
-            response.status,
-            response.body
-        );
+        let response =
+            http(self.address, "POST", "/api/sessions", &[("authorization", &auth)], Some(&body)).await?;
+        ensure!(response.status == 201, "creating a session failed: {} {}", response.status, response.body);
         response.json()
     }
 
@@ -110,12 +87,7 @@ impl TestServer {
     pub async fn join(&self, invite_code: &str, name: &str) -> Result<Joined> {
         let body = serde_json::json!({ "invite_code": invite_code, "name": name }).to_string();
         let response = http(self.address, "POST", "/api/join", &[], Some(&body)).await?;
-        ensure!(
-            response.status == 200,
-            "joining failed: {} {}",
-            response.status,
-            response.body
-        );
+        ensure!(response.status == 200, "joining failed: {} {}", response.status, response.body);
         response.json()
     }
 
@@ -154,11 +126,7 @@ impl Scene {
         Ok(Self {
             session: created.session,
             invite: created.invite_code,
-            facilitator: Person {
-                id: welcome.you.id,
-                token,
-                client,
-            },
+            facilitator: Person { id: welcome.you.id, token, client },
             server,
         })
     }
@@ -167,15 +135,8 @@ impl Scene {
     pub async fn member(&self, name: &str) -> Result<Person> {
         let joined = self.server.join(&self.invite, name).await?;
         let mut client = self.server.client().await;
-        client
-            .hello(&self.session, &joined.token)
-            .await
-            .with_context(|| format!("{name} says hello"))?;
-        Ok(Person {
-            id: joined.member,
-            token: joined.token,
-            client,
-        })
+        client.hello(&self.session, &joined.token).await.with_context(|| format!("{name} says hello"))?;
+        Ok(Person { id: joined.member, token: joined.token, client })
     }
 
     /// Connects another client for an existing person.

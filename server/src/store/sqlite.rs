@@ -1,0 +1,431 @@
+//! The embedded SQLite store: one file in the data folder, written by one thread.
+//!
+//! Writes queue to the writer thread, which takes everything waiting (up to a batch),
+//! applies each write in its own savepoint, and commits the batch as one transaction:
+//! group commit. A caller hears back only after the commit, so an acknowledged event is
+//! on disk (WAL, `synchronous=FULL`). One failing write fails alone; a failing commit
+//! fails the batch, and nothing of it is applied.
+//!
+//! Deleted content is overwritten (`secure_delete`) and the WAL is truncated after
+//! purges and erasures, so that purged text does not linger in the files.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use caucus_protocol::{EventBody, MemberId, Room, RoomEvent, SessionId};
+use futures::future::BoxFuture;
+use rusqlite::{Connection, TransactionBehavior, params};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{error, info, warn};
+
+use super::{SessionRecord, Store, StoreError, StoredSession};
+
+/// The most writes one transaction takes.
+const MAX_BATCH: usize = 256;
+/// Writes that may wait for the writer before callers wait too.
+const QUEUE: usize = 4096;
+
+/// Versioned schema migrations; `PRAGMA user_version` counts those applied.
+const MIGRATIONS: &[&str] = &[
+    // 1: sessions, their events, and the record of erasures.
+    "CREATE TABLE sessions (
+        id          TEXT PRIMARY KEY,
+        invite_code TEXT NOT NULL UNIQUE,
+        created_at  INTEGER NOT NULL,
+        record      TEXT NOT NULL
+    );
+    CREATE TABLE events (
+        id      INTEGER PRIMARY KEY,
+        session TEXT NOT NULL REFERENCES sessions(id),
+        room    TEXT NOT NULL,
+        seq     INTEGER NOT NULL,
+        at      INTEGER NOT NULL,
+        body    TEXT NOT NULL
+    );
+    CREATE UNIQUE INDEX events_by_room ON events(session, room, seq);
+    CREATE TABLE erasures (
+        id      INTEGER PRIMARY KEY,
+        member  TEXT NOT NULL,
+        session TEXT NOT NULL,
+        at      INTEGER NOT NULL
+    );",
+];
+
+/// How to open the store.
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    /// The database file.
+    pub path: PathBuf,
+    /// Commit many writes per transaction. Off, every write is its own transaction.
+    pub group_commit: bool,
+    /// How long a write waits for a lock held by someone else before failing.
+    pub busy_timeout: Duration,
+}
+
+/// The SQLite store. Cheap to share; the writer thread stops when the last handle goes.
+#[derive(Debug)]
+pub struct SqliteStore {
+    /// Sent by session actors and the hub; received by the writer thread.
+    writes: mpsc::Sender<Write>,
+    path: PathBuf,
+}
+
+#[derive(Debug)]
+enum Work {
+    CreateSession(SessionRecord),
+    Append(SessionId, Vec<RoomEvent>),
+    Purge(SessionId, Vec<Room>),
+    Rewrite(SessionId, Vec<RoomEvent>),
+    Erasure(MemberId, SessionId, u64),
+}
+
+#[derive(Debug)]
+struct Write {
+    work: Work,
+    done: oneshot::Sender<Result<(), StoreError>>,
+}
+
+fn open_connection(path: &Path, busy_timeout: Duration) -> Result<Connection, StoreError> {
+    let connection = Connection::open(path)
+        .map_err(|err| StoreError::new(format!("cannot open {}: {err}", path.display())))?;
+    connection.busy_timeout(busy_timeout).map_err(StoreError::new)?;
+    connection
+        .execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;
+             PRAGMA secure_delete = ON;
+             PRAGMA foreign_keys = ON;",
+        )
+        .map_err(StoreError::new)?;
+    Ok(connection)
+}
+
+fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
+    let applied: i64 =
+        connection.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(StoreError::new)?;
+    let applied = usize::try_from(applied).unwrap_or(usize::MAX);
+    if applied > MIGRATIONS.len() {
+        return Err(StoreError::new(format!(
+            "the database has schema version {applied}, newer than this server knows ({}); run a newer caucus",
+            MIGRATIONS.len()
+        )));
+    }
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(applied) {
+        let transaction = connection.transaction().map_err(StoreError::new)?;
+        transaction.execute_batch(migration).map_err(StoreError::new)?;
+        transaction.pragma_update(None, "user_version", (index + 1) as i64).map_err(StoreError::new)?;
+        transaction.commit().map_err(StoreError::new)?;
+        info!(version = index + 1, "applied a schema migration");
+    }
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database, runs pending migrations, and starts
+    /// the writer thread.
+    pub fn open(options: SqliteOptions) -> Result<Self, StoreError> {
+        if let Some(parent) = options.path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|err| StoreError::new(format!("cannot create {}: {err}", parent.display())))?;
+        }
+        let mut connection = open_connection(&options.path, options.busy_timeout)?;
+        migrate(&mut connection)?;
+        let (writes, queue) = mpsc::channel(QUEUE);
+        let batch = if options.group_commit { MAX_BATCH } else { 1 };
+        std::thread::Builder::new()
+            .name("caucus-store".into())
+            .spawn(move || run_writer(connection, queue, batch))
+            .map_err(|err| StoreError::new(format!("cannot start the store's writer: {err}")))?;
+        Ok(Self { writes, path: options.path })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn submit(&self, work: Work) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let (done, answer) = oneshot::channel();
+            self.writes
+                .send(Write { work, done })
+                .await
+                .map_err(|_| StoreError::new("the store's writer has stopped"))?;
+            answer.await.unwrap_or_else(|_| Err(StoreError::new("the store's writer has stopped")))
+        })
+    }
+}
+
+/// The writer thread: takes queued writes in batches and commits each batch once.
+fn run_writer(mut connection: Connection, mut queue: mpsc::Receiver<Write>, batch_limit: usize) {
+    while let Some(first) = queue.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < batch_limit {
+            match queue.try_recv() {
+                Ok(write) => batch.push(write),
+                Err(_) => break,
+            }
+        }
+        let results = commit(&mut connection, &batch);
+        let scrub = batch.iter().any(|write| matches!(write.work, Work::Purge(..) | Work::Rewrite(..)));
+        for (write, result) in batch.into_iter().zip(results) {
+            let _ = write.done.send(result);
+        }
+        if scrub {
+            // Old page images of purged or erased rows live on in the WAL until it is
+            // checkpointed and truncated.
+            if let Err(err) = connection.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
+                warn!(error = %err, "could not truncate the WAL after a purge");
+            }
+        }
+    }
+}
+
+/// Applies a batch in one transaction. Returns one result per write.
+fn commit(connection: &mut Connection, batch: &[Write]) -> Vec<Result<(), StoreError>> {
+    let failed_all = |err: rusqlite::Error| {
+        error!(error = %err, writes = batch.len(), "a store commit failed");
+        batch.iter().map(|_| Err(StoreError::new(&err))).collect()
+    };
+    let mut transaction = match connection.transaction_with_behavior(TransactionBehavior::Immediate) {
+        Ok(transaction) => transaction,
+        Err(err) => return failed_all(err),
+    };
+    let mut results = Vec::with_capacity(batch.len());
+    for write in batch {
+        let result = transaction.savepoint().and_then(|savepoint| {
+            apply(&savepoint, &write.work)?;
+            savepoint.commit()
+        });
+        results.push(result.map_err(|err| {
+            warn!(error = %err, "a store write was refused");
+            StoreError::new(err)
+        }));
+    }
+    match transaction.commit() {
+        Ok(()) => results,
+        Err(err) => failed_all(err),
+    }
+}
+
+fn apply(connection: &Connection, work: &Work) -> rusqlite::Result<()> {
+    match work {
+        Work::CreateSession(record) => {
+            let json = serde_json::to_string(record).expect("records serialize");
+            connection.execute(
+                "INSERT INTO sessions (id, invite_code, created_at, record) VALUES (?1, ?2, ?3, ?4)",
+                params![record.id.as_str(), record.invite_code, record.created_at as i64, json],
+            )?;
+        }
+        Work::Append(session, events) => {
+            let mut insert = connection.prepare_cached(
+                "INSERT INTO events (session, room, seq, at, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for event in events {
+                let body = serde_json::to_string(&event.body).expect("events serialize");
+                insert.execute(params![
+                    session.as_str(),
+                    event.room.as_str(),
+                    event.seq as i64,
+                    event.at as i64,
+                    body
+                ])?;
+            }
+        }
+        Work::Purge(session, rooms) => {
+            let mut delete =
+                connection.prepare_cached("DELETE FROM events WHERE session = ?1 AND room = ?2")?;
+            for room in rooms {
+                delete.execute(params![session.as_str(), room.as_str()])?;
+            }
+        }
+        Work::Rewrite(session, events) => {
+            let mut update = connection.prepare_cached(
+                "UPDATE events SET body = ?4 WHERE session = ?1 AND room = ?2 AND seq = ?3",
+            )?;
+            for event in events {
+                let body = serde_json::to_string(&event.body).expect("events serialize");
+                update.execute(params![session.as_str(), event.room.as_str(), event.seq as i64, body])?;
+            }
+        }
+        Work::Erasure(member, session, at) => {
+            connection.execute(
+                "INSERT INTO erasures (member, session, at) VALUES (?1, ?2, ?3)",
+                params![member.as_str(), session.as_str(), *at as i64],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn load_all(connection: &Connection) -> rusqlite::Result<Vec<StoredSession>> {
+    let mut sessions = connection.prepare("SELECT record FROM sessions ORDER BY created_at, id")?;
+    let records: Vec<String> = sessions.query_map([], |row| row.get(0))?.collect::<rusqlite::Result<_>>()?;
+    let mut events =
+        connection.prepare("SELECT room, seq, at, body FROM events WHERE session = ?1 ORDER BY id")?;
+    let mut loaded = Vec::with_capacity(records.len());
+    for json in records {
+        let record: SessionRecord = serde_json::from_str(&json).map_err(|err| bad_row(&err))?;
+        let rows = events.query_map([record.id.as_str()], |row| {
+            let room: String = row.get(0)?;
+            let seq: i64 = row.get(1)?;
+            let at: i64 = row.get(2)?;
+            let body: String = row.get(3)?;
+            Ok((room, seq, at, body))
+        })?;
+        let mut list = Vec::new();
+        for row in rows {
+            let (room, seq, at, body) = row?;
+            let room = Room::from_name(&room).ok_or_else(|| bad_row(&format!("unknown room {room}")))?;
+            let body: EventBody = serde_json::from_str(&body).map_err(|err| bad_row(&err))?;
+            list.push(RoomEvent { room, seq: seq as u64, at: at as u64, body });
+        }
+        loaded.push(StoredSession { record, events: list });
+    }
+    Ok(loaded)
+}
+
+fn bad_row(err: &dyn std::fmt::Display) -> rusqlite::Error {
+    rusqlite::Error::ToSqlConversionFailure(format!("a stored row does not decode: {err}").into())
+}
+
+impl Store for SqliteStore {
+    fn create_session<'a>(&'a self, record: &'a SessionRecord) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.submit(Work::CreateSession(record.clone()))
+    }
+
+    fn append<'a>(
+        &'a self,
+        session: &'a SessionId,
+        events: &'a [RoomEvent],
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.submit(Work::Append(session.clone(), events.to_vec()))
+    }
+
+    fn purge<'a>(
+        &'a self,
+        session: &'a SessionId,
+        rooms: &'a [Room],
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.submit(Work::Purge(session.clone(), rooms.to_vec()))
+    }
+
+    fn rewrite<'a>(
+        &'a self,
+        session: &'a SessionId,
+        events: &'a [RoomEvent],
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.submit(Work::Rewrite(session.clone(), events.to_vec()))
+    }
+
+    fn record_erasure<'a>(
+        &'a self,
+        member: &'a MemberId,
+        session: &'a SessionId,
+        at: u64,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.submit(Work::Erasure(member.clone(), session.clone(), at))
+    }
+
+    fn load(&self) -> Result<Vec<StoredSession>, StoreError> {
+        // A separate read connection: the writer thread owns its own.
+        let connection = open_connection(&self.path, Duration::from_secs(5))?;
+        load_all(&connection).map_err(StoreError::new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use caucus_protocol::{CaucusLabels, Settings};
+
+    use super::*;
+
+    fn record(id: &str) -> SessionRecord {
+        SessionRecord {
+            id: SessionId::new(id).unwrap(),
+            title: "t".into(),
+            labels: CaucusLabels { a: "A".into(), b: "B".into() },
+            settings: Settings::default(),
+            ground_rules: None,
+            invite_code: format!("invite-{id}"),
+            created_by: MemberId::new("f-ada").unwrap(),
+            created_at: 1,
+        }
+    }
+
+    fn message(room: Room, seq: u64, text: &str) -> RoomEvent {
+        RoomEvent {
+            room,
+            seq,
+            at: 10,
+            body: EventBody::Message {
+                from: MemberId::new("m-1").unwrap(),
+                text: text.into(),
+                client_id: None,
+            },
+        }
+    }
+
+    fn open(dir: &tempfile::TempDir) -> SqliteStore {
+        SqliteStore::open(SqliteOptions {
+            path: dir.path().join("caucus.db"),
+            group_commit: true,
+            busy_timeout: Duration::from_millis(100),
+        })
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn events_come_back_in_the_order_they_were_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir);
+        let session = record("s-1");
+        store.create_session(&session).await.unwrap();
+        let events =
+            [message(Room::Plenary, 1, "one"), message(Room::Caucus(caucus_protocol::Caucus::A), 1, "two")];
+        store.append(&session.id, &events).await.unwrap();
+        store.append(&session.id, &[message(Room::Plenary, 2, "three")]).await.unwrap();
+        drop(store);
+        let loaded = open(&dir).load().unwrap();
+        assert_eq!(loaded.len(), 1);
+        assert_eq!(loaded[0].record, session);
+        let texts: Vec<_> = loaded[0]
+            .events
+            .iter()
+            .map(|event| match &event.body {
+                EventBody::Message { text, .. } => text.as_str(),
+                _ => "",
+            })
+            .collect();
+        assert_eq!(texts, ["one", "two", "three"]);
+    }
+
+    #[tokio::test]
+    async fn a_duplicate_sequence_number_is_refused_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir);
+        let session = record("s-1");
+        store.create_session(&session).await.unwrap();
+        store.append(&session.id, &[message(Room::Plenary, 1, "one")]).await.unwrap();
+        let again = [message(Room::Plenary, 2, "two"), message(Room::Plenary, 1, "dup")];
+        assert!(store.append(&session.id, &again).await.is_err());
+        assert_eq!(store.load().unwrap()[0].events.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn migrations_run_once_and_a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(open(&dir));
+        drop(open(&dir));
+        let connection = Connection::open(dir.path().join("caucus.db")).unwrap();
+        connection.pragma_update(None, "user_version", 99).unwrap();
+        drop(connection);
+        let err = SqliteStore::open(SqliteOptions {
+            path: dir.path().join("caucus.db"),
+            group_commit: true,
+            busy_timeout: Duration::from_millis(100),
+        })
+        .unwrap_err();
+        assert!(err.reason.contains("newer than this server"), "{err}");
+    }
+}
