@@ -216,18 +216,24 @@ impl Connection {
 
     /// Handles one text frame. Returns how the connection ends, if it must.
     async fn on_text(&mut self, text: &str) -> Option<Ending> {
+        // Decoding first lets a rate-limited refusal echo the frame's client_id.
+        let decoded = ClientFrame::decode(text);
         if self.rate.check().is_err() {
             if self.strikes.check().is_err() {
                 return Some(Ending::close(close::POLICY_VIOLATION, "too many frames too fast"));
             }
+            let client_id = match &decoded {
+                Ok(frame) => frame.client_id.clone(),
+                Err(err) => err.client_id.clone(),
+            };
             self.reply_error(
                 ErrorCode::RateLimited,
                 "too many frames too fast; slow down or the connection will close",
-                None,
+                client_id,
             );
             return None;
         }
-        let frame = match ClientFrame::decode(text) {
+        let frame = match decoded {
             Ok(frame) => frame,
             Err(err) => {
                 self.reply_error(ErrorCode::BadFrame, &err.message, err.client_id);

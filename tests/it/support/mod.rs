@@ -17,9 +17,10 @@ use tokio_util::sync::CancellationToken;
 pub struct TestServer {
     pub address: SocketAddr,
     pub hub: Arc<Hub>,
+    pub config: Config,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
-    _data: tempfile::TempDir,
+    data: Arc<tempfile::TempDir>,
 }
 
 /// The configuration tests run with: a free port, a throwaway data folder, a fixed key.
@@ -42,12 +43,35 @@ impl TestServer {
         let mut config = test_config(&data);
         adjust(&mut config);
         config.validate().expect("the test config is valid");
-        let server = Server::bind(config).await.expect("the server binds");
+        Self::launch(config, Arc::new(data)).await
+    }
+
+    async fn launch(config: Config, data: Arc<tempfile::TempDir>) -> Self {
+        let server = Server::bind(config.clone()).await.expect("the server binds");
         let address = server.local_addr();
         let hub = server.hub().clone();
         let shutdown = server.shutdown_token();
         let task = tokio::spawn(server.run());
-        Self { address, hub, shutdown, task, _data: data }
+        Self { address, hub, config, shutdown, task, data }
+    }
+
+    /// Stops the server gracefully and starts a new one on the same data folder, as an
+    /// operator's restart would. The new one listens on another free port.
+    pub async fn restart(self) -> Self {
+        self.restart_after(std::time::Duration::ZERO).await
+    }
+
+    /// Like [`TestServer::restart`], staying down for `pause` in between.
+    pub async fn restart_after(self, pause: std::time::Duration) -> Self {
+        let (config, data) = (self.config.clone(), self.data.clone());
+        self.stop().await.expect("the server stops cleanly");
+        tokio::time::sleep(pause).await;
+        Self::launch(config, data).await
+    }
+
+    /// The data folder.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.data.path()
     }
 
     /// Every event the store holds for `session`, read back from the store itself.
