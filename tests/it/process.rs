@@ -2,76 +2,20 @@
 //! where it listens, `caucus token facilitator` prints only a token, and SIGTERM closes
 //! every connection with 1001 and exits cleanly.
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command as Process, Stdio};
-use std::sync::OnceLock;
+use std::process::Command as Process;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use caucus_protocol::{Command, Settings, close};
 use caucus_tests::{Client, http};
 
-/// Builds the `caucus` binary once per test run and returns its path.
-fn caucus_binary() -> &'static PathBuf {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Process::new(cargo)
-            .args(["build", "--quiet", "-p", "caucus-server", "--bin", "caucus"])
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "building the caucus binary failed");
-        let exe = std::env::current_exe().expect("the test binary has a path");
-        let target = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>/deps");
-        target.join("caucus")
-    })
-}
-
-struct Running {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(data: &std::path::Path) -> Result<Running> {
-    let mut child = Process::new(caucus_binary())
-        .arg("serve")
-        .env("CAUCUS_LISTEN", "127.0.0.1:0")
-        .env("CAUCUS_DATA_DIR", data)
-        .env_remove("CAUCUS_JWT_SECRET")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting caucus serve")?;
-    let stdout = child.stdout.take().context("stdout is piped")?;
-    let mut lines = BufReader::new(stdout).lines();
-    let first = lines.next().context("caucus serve printed nothing")??;
-    let url = first
-        .split("listening on ")
-        .nth(1)
-        .with_context(|| format!("unexpected first line: {first}"))?
-        .trim()
-        .to_owned();
-    let rest: Vec<String> = lines.by_ref().take(5).collect::<Result<_, _>>()?;
-    if !rest.iter().any(|line| line.contains("#token=")) {
-        bail!("no facilitator sign-in link in {rest:?}");
-    }
-    std::thread::spawn(move || for _ in lines {});
-    Ok(Running { child, url })
-}
+use crate::support::binary::{caucus_binary, serve};
 
 #[tokio::test]
 async fn the_binary_serves_mints_tokens_and_shuts_down_on_sigterm() -> Result<()> {
     let data = tempfile::tempdir()?;
-    let mut running = serve(data.path())?;
-    let address = running.url.trim_start_matches("http://").parse()?;
+    let mut running = serve(data.path(), None)?;
+    let address = running.address;
     let health = http(address, "GET", "/healthz", &[], None).await?;
     assert_eq!(health.status, 200);
 

@@ -300,6 +300,11 @@ impl Client {
         self.raw.join("\n")
     }
 
+    /// The raw WebSocket, for tests that read and write at the same time.
+    pub fn into_socket(self) -> WebSocketStream<MaybeTlsStream<TcpStream>> {
+        self.socket
+    }
+
     /// Closes the connection cleanly.
     pub async fn close(mut self) {
         let _ = self.socket.close(None).await;

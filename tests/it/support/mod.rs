@@ -1,6 +1,8 @@
 //! Test support: a real server on a free port, and a session with a facilitator and
 //! members connected to it.
 
+pub mod binary;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
