@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::codes::ErrorCode;
 use crate::ids::{MemberId, SessionId};
-use crate::session::{CaucusLabels, Settings};
+use crate::session::{Caucus, CaucusLabels, Settings};
 
 /// `POST /api/sessions`, with a facilitator's `Authorization: Bearer` token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,6 +64,75 @@ pub struct Joined {
     pub member: MemberId,
     /// A token for `hello`, scoped to this session.
     pub token: String,
+}
+
+/// `GET /api/sessions/{id}/minutes`: the record a secretary keeps. It holds the
+/// plenary and each round's carried points, never anything else from a caucus.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Minutes {
+    /// The session.
+    pub session: SessionId,
+    /// Its title.
+    pub title: String,
+    /// The caucus labels.
+    pub caucuses: CaucusLabels,
+    /// Whether the session has ended.
+    pub ended: bool,
+    /// Each round: its topic and what each caucus carried.
+    pub rounds: Vec<MinutesRound>,
+    /// The plenary, in order: messages, announcements and topic decisions.
+    pub transcript: Vec<MinutesEntry>,
+}
+
+/// One round in the minutes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MinutesRound {
+    /// The round number.
+    pub round: u32,
+    /// Its topic.
+    pub topic: Option<String>,
+    /// When it opened, in Unix milliseconds.
+    pub opened_at: u64,
+    /// What each caucus carried, in caucus order.
+    pub feedback: Vec<CarriedPoints>,
+}
+
+/// A caucus's carried points.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CarriedPoints {
+    /// The caucus.
+    pub caucus: Caucus,
+    /// Its label.
+    pub label: String,
+    /// The points, in order.
+    pub points: Vec<String>,
+}
+
+/// One line of the plenary transcript.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MinutesEntry {
+    /// When, in Unix milliseconds.
+    pub at: u64,
+    /// Who, by display name; `null` for the session itself.
+    pub by: Option<String>,
+    /// What kind of line.
+    pub kind: MinutesKind,
+    /// The text.
+    pub text: String,
+}
+
+/// What a transcript line records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MinutesKind {
+    /// A plenary message.
+    Message,
+    /// A facilitator's announcement.
+    Announcement,
+    /// A topic proposal.
+    TopicProposed,
+    /// The topic a facilitator set.
+    TopicSet,
 }
 
 /// Every HTTP error body: `{"error": {"code": ..., "message": ...}}`.

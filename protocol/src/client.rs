@@ -198,6 +198,22 @@ pub enum Command {
         /// The message's sequence number.
         seq: u64,
     },
+    /// Pages back through a room's history. The reply is a `history` message.
+    History {
+        /// A room the sender may read.
+        room: RoomName,
+        /// Return events before this sequence number; `null` for the latest.
+        before: Option<u64>,
+        /// How many events at most, 1 to 500.
+        limit: u32,
+    },
+    /// Facilitator: erases a person's data in this session: their name and the text of
+    /// their messages, proposals and announcements. They are removed, too. Points their
+    /// caucus carried stay, attributed to the caucus.
+    EraseMember {
+        /// Whose data to erase.
+        member: MemberId,
+    },
     /// Caucus member: writes a feedback point directly.
     WritePoint {
         /// The caucus room.
@@ -262,6 +278,8 @@ impl Command {
             Command::SetSecretary { .. } => "set_secretary",
             Command::Flag { .. } => "flag",
             Command::WritePoint { .. } => "write_point",
+            Command::History { .. } => "history",
+            Command::EraseMember { .. } => "erase_member",
             Command::EditPoint { .. } => "edit_point",
             Command::WithdrawPoint { .. } => "withdraw_point",
             Command::ReorderPoints { .. } => "reorder_points",

@@ -38,6 +38,15 @@ pub enum ServerMessage {
         /// Who is typing.
         member: MemberId,
     },
+    /// The reply to `history`: a page of a room's events, oldest first.
+    History {
+        /// The room.
+        room: Room,
+        /// The events, oldest first.
+        events: Vec<RoomEvent>,
+        /// Whether older events the person may read remain.
+        more: bool,
+    },
     /// This person's own caucus changed (they chose, or a facilitator moved them). It
     /// carries their new caucus's members and current points, or `null` for none.
     Seat {
@@ -242,6 +251,12 @@ pub enum EventBody {
     /// Plenary: a facilitator removed someone from the session.
     Removed {
         /// Who.
+        member: MemberId,
+    },
+    /// Plenary: a facilitator erased this person's data. Their name and the text of
+    /// everything they said now read `(erased)`, in history too.
+    Erased {
+        /// Whose data was erased.
         member: MemberId,
     },
     /// Plenary: someone's role or secretary flag changed.

@@ -5,7 +5,9 @@
 //! `<!-- golden: client -->` (a [`ClientFrame`]), `<!-- golden: server -->` (a
 //! [`ServerMessage`]), or `<!-- golden: api:NAME -->` for an HTTP body.
 
-use caucus_protocol::api::{ApiError, CreateSession, InviteInfo, JoinRequest, Joined, SessionCreated};
+use caucus_protocol::api::{
+    ApiError, CreateSession, InviteInfo, JoinRequest, Joined, Minutes, SessionCreated,
+};
 use caucus_protocol::{ClientFrame, ServerMessage};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -74,6 +76,7 @@ fn every_protocol_example_round_trips() {
             "api:join_request" => round_trip::<JoinRequest>(example),
             "api:joined" => round_trip::<Joined>(example),
             "api:error" => round_trip::<ApiError>(example),
+            "api:minutes" => round_trip::<Minutes>(example),
             other => panic!("PROTOCOL.md line {}: unknown golden kind `{other}`", example.line),
         };
         assert_eq!(encoded, original, "PROTOCOL.md line {}: re-encoding changed the JSON", example.line);
@@ -119,12 +122,18 @@ fn every_command_and_event_kind_has_an_example() {
         "withdraw_point",
         "reorder_points",
         "agree_point",
+        "history",
+        "erase_member",
     ];
     for command in commands {
         let wanted = format!("client:{command}");
         assert!(types.contains(&wanted), "PROTOCOL.md has no example of the `{command}` command");
     }
-    let server = ["welcome", "ack", "error", "presence", "typing", "seat"];
+    assert!(
+        examples.iter().any(|example| example.kind == "api:minutes"),
+        "PROTOCOL.md has no example of the minutes"
+    );
+    let server = ["welcome", "ack", "error", "presence", "typing", "seat", "history"];
     for message in server {
         let wanted = format!("server:{message}");
         assert!(types.iter().any(|t| t == &wanted), "PROTOCOL.md has no example of the `{message}` message");
@@ -154,6 +163,7 @@ fn every_command_and_event_kind_has_an_example() {
         "point_withdrawn",
         "points_reordered",
         "point_agreed",
+        "erased",
     ];
     for event in events {
         let wanted = format!("server:event:{event}");

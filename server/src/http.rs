@@ -6,15 +6,15 @@ use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use caucus_protocol::ErrorCode;
 use caucus_protocol::api::{
     ApiError, ApiErrorBody, CreateSession, InviteInfo, JoinRequest, Joined, SessionCreated,
 };
+use caucus_protocol::{ErrorCode, SessionId};
 
 use crate::auth::origin_allowed;
 use crate::connection;
@@ -29,6 +29,7 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/api/sessions", post(create_session))
         .route("/api/join", post(join))
         .route("/api/invites/{code}", get(invite))
+        .route("/api/sessions/{id}/minutes", get(minutes))
         .with_state(hub)
 }
 
@@ -136,4 +137,56 @@ async fn invite(
     Path(code): Path<String>,
 ) -> Result<Json<InviteInfo>, ApiFailure> {
     Ok(Json(hub.invite(&code).await?))
+}
+
+/// `?format=markdown` or `?format=json` (the default).
+#[derive(Debug, serde::Deserialize)]
+struct MinutesQuery {
+    #[serde(default)]
+    format: Option<String>,
+}
+
+async fn minutes(
+    State(hub): State<Arc<Hub>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(query): Query<MinutesQuery>,
+) -> Result<Response, ApiFailure> {
+    let unauthorized =
+        |message: String| ApiFailure::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message);
+    let token = bearer(&headers)
+        .ok_or_else(|| unauthorized("send your token as `Authorization: Bearer <token>`".into()))?;
+    let (_, member) = hub.auth().verify(token).map_err(|err| unauthorized(err.to_string()))?;
+    let refused = || {
+        ApiFailure::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
+            "only the session's facilitators and secretary can export its minutes",
+        )
+    };
+    let session = SessionId::new(id).ok().and_then(|id| hub.session(&id)).ok_or_else(refused)?;
+    let minutes = session.minutes(member).await.ok_or_else(refused)?;
+    let filename = format!("attachment; filename=\"minutes-{}", minutes.session);
+    match query.format.as_deref() {
+        None | Some("json") => {
+            let disposition =
+                HeaderValue::from_str(&format!("{filename}.json\"")).expect("ids are header-safe");
+            Ok(([(header::CONTENT_DISPOSITION, disposition)], Json(minutes)).into_response())
+        }
+        Some("markdown" | "md") => {
+            let disposition =
+                HeaderValue::from_str(&format!("{filename}.md\"")).expect("ids are header-safe");
+            let content_type = HeaderValue::from_static("text/markdown; charset=utf-8");
+            Ok((
+                [(header::CONTENT_TYPE, content_type), (header::CONTENT_DISPOSITION, disposition)],
+                crate::minutes::to_markdown(&minutes),
+            )
+                .into_response())
+        }
+        Some(other) => Err(ApiFailure::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidValue,
+            format!("unknown format `{other}`; use `json` or `markdown`"),
+        )),
+    }
 }

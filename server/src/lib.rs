@@ -13,6 +13,7 @@
 //! - [`hub`]: live sessions by id and invite code.
 //! - [`connection`]: one WebSocket: hello, read loop, bounded outbound queue, closes.
 //! - [`http`]: the axum router: `/ws`, `/api/...`, `/healthz`, the web client.
+//! - [`minutes`]: the minutes export rendered as Markdown.
 //! - [`store`]: where sessions and events are kept: `Store`, SQLite by default.
 //! - [`clock`]: Unix-millisecond session time tied to tokio's clock.
 //!
@@ -24,6 +25,7 @@ pub mod config;
 pub mod connection;
 pub mod http;
 pub mod hub;
+pub mod minutes;
 pub mod session;
 pub mod store;
 

@@ -13,4 +13,5 @@ mod facilitation;
 mod flow;
 mod privacy;
 mod process;
+mod records;
 mod timer;

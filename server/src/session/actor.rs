@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use axum::extract::ws::Utf8Bytes;
+use caucus_protocol::api::Minutes;
 use caucus_protocol::server::CaucusView;
 use caucus_protocol::{
     Ack, ClientFrame, ErrorCode, ErrorFrame, EventBody, MemberId, Role, Room, RoomEvent, ServerMessage,
@@ -100,6 +101,10 @@ enum Request {
     Summarize {
         reply: oneshot::Sender<Summary>,
     },
+    Minutes {
+        member: MemberId,
+        reply: oneshot::Sender<Option<Minutes>>,
+    },
 }
 
 /// Why a person could not join.
@@ -181,6 +186,13 @@ impl SessionHandle {
         let _ = self.send(Request::Disconnect { member, connection }).await;
     }
 
+    /// The minutes, if `member` may export them (a facilitator or the secretary).
+    pub async fn minutes(&self, member: MemberId) -> Option<Minutes> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Request::Minutes { member, reply }).await.ok()?;
+        answer.await.ok().flatten()
+    }
+
     /// The session's title and ground rules.
     pub async fn summarize(&self) -> Option<Summary> {
         let (reply, answer) = oneshot::channel();
@@ -215,6 +227,14 @@ struct SessionActor {
     inbox: mpsc::Receiver<Request>,
     /// After a failed purge, when to try again, in Unix milliseconds.
     purge_retry_at: u64,
+}
+
+fn unavailable(client_id: Option<caucus_protocol::ClientId>) -> ServerMessage {
+    ServerMessage::Error(ErrorFrame {
+        code: ErrorCode::Unavailable,
+        message: "the server cannot store this just now; nothing was saved, so retry".into(),
+        client_id,
+    })
 }
 
 /// Serializes a server message once, for any number of connections.
@@ -265,6 +285,10 @@ impl SessionActor {
             }
             Request::Command { member, connection, frame } => self.command(&member, connection, frame).await,
             Request::Disconnect { member, connection } => self.disconnect(&member, connection),
+            Request::Minutes { member, reply } => {
+                let minutes = self.session.may_export_minutes(&member).then(|| self.session.minutes());
+                let _ = reply.send(minutes);
+            }
             Request::Summarize { reply } => {
                 let _ = reply.send(Summary {
                     title: self.session.title().to_owned(),
@@ -339,11 +363,7 @@ impl SessionActor {
                         room: first.filter(|_| receipt).map(|(room, _)| room),
                         seq: first.filter(|_| receipt).map(|(_, seq)| seq),
                     }),
-                    Err(()) => ServerMessage::Error(ErrorFrame {
-                        code: ErrorCode::Unavailable,
-                        message: "the server cannot store this just now; nothing was saved, so retry".into(),
-                        client_id,
-                    }),
+                    Err(()) => unavailable(client_id),
                 }
             }
             Ok(Decision::Repeat { room, seq }) => {
@@ -353,6 +373,14 @@ impl SessionActor {
                 self.send_typing(member, room);
                 ServerMessage::Ack(Ack { client_id, room: None, seq: None })
             }
+            Ok(Decision::History { room, events, more }) => {
+                self.send_to_connection(member, connection, &ServerMessage::History { room, events, more });
+                ServerMessage::Ack(Ack { client_id, room: None, seq: None })
+            }
+            Ok(Decision::Erase { member: erased, drafts }) => match self.erase(&erased, drafts, now).await {
+                Ok(()) => ServerMessage::Ack(Ack { client_id, room: None, seq: None }),
+                Err(()) => unavailable(client_id),
+            },
             Err(refusal) => {
                 debug!(member = %member, command = kind, code = ?refusal.code(), "refused");
                 ServerMessage::Error(ErrorFrame {
@@ -363,6 +391,24 @@ impl SessionActor {
             }
         };
         self.send_to_connection(member, connection, &reply);
+    }
+
+    /// Erases a person's data: rewrites their events in the store, then in memory, then
+    /// records the erasure (without the content) and stores their removal. Each step
+    /// can be repeated, so a failure part way is mended by erasing again.
+    async fn erase(&mut self, member: &MemberId, drafts: Vec<Draft>, now: u64) -> Result<(), ()> {
+        let rewrites = self.session.erasure_rewrites(member);
+        if let Err(err) = self.store.rewrite(self.session.id(), &rewrites).await {
+            warn!(error = %err, "could not erase; nothing changed");
+            return Err(());
+        }
+        info!(member = %member, events = rewrites.len(), "erased a person's data");
+        self.session.apply_rewrites(rewrites);
+        if let Err(err) = self.store.record_erasure(member, self.session.id(), now).await {
+            warn!(error = %err, "erased, but could not record the erasure");
+            return Err(());
+        }
+        self.commit(drafts).await.map(|_| ())
     }
 
     async fn tick(&mut self) {

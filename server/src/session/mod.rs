@@ -8,7 +8,7 @@ mod state;
 
 pub(crate) use actor::encode;
 pub use actor::{ActorSettings, ConnectError, JoinError, SessionHandle, Summary};
-pub use state::{Decision, Draft, Refusal, Session, SessionSetup, TextLimits, check_text};
+pub use state::{Decision, Draft, ERASED, Refusal, Session, SessionSetup, TextLimits, check_text};
 
 #[cfg(test)]
 mod tests;

@@ -14,6 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use caucus_protocol::api::{CarriedPoints, Minutes, MinutesEntry, MinutesKind, MinutesRound};
 use caucus_protocol::server::{CaucusView, SeatView, SessionInfo};
 use caucus_protocol::{
     Caucus, CaucusLabels, ClientId, Command, ErrorCode, EventBody, Member, MemberId, Phase, Point, Proposal,
@@ -25,6 +26,10 @@ use caucus_protocol::{
 const WARNING_BEFORE_MS: u64 = 60_000;
 /// The longest round, or extension, the server accepts: one day.
 const MAX_ROUND_SECS: u32 = 24 * 60 * 60;
+/// The most events one `history` page returns.
+const MAX_HISTORY_PAGE: u32 = 500;
+/// What erased names and texts read.
+pub const ERASED: &str = "(erased)";
 
 /// Length limits on what people type, in characters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -125,6 +130,11 @@ pub enum Decision {
     Repeat { room: Room, seq: u64 },
     /// Tell the room's other readers that the sender is typing. Nothing is stored.
     Typing { room: Room },
+    /// Send the sender a page of history. Nothing is stored.
+    History { room: Room, events: Vec<RoomEvent>, more: bool },
+    /// Erase `member`'s data: rewrite the events [`Session::erasure_rewrites`] names,
+    /// then store and apply `drafts` (their removal and the `erased` notice).
+    Erase { member: MemberId, drafts: Vec<Draft> },
 }
 
 impl Decision {
@@ -467,7 +477,7 @@ impl Session {
         let require_facilitator = |action: &'static str| {
             if facilitator { Ok(()) } else { Err(Refusal::Forbidden(action)) }
         };
-        if self.phase == Phase::Ended && !matches!(command, Command::Hello { .. }) {
+        if self.phase == Phase::Ended && !matches!(command, Command::Hello { .. } | Command::History { .. }) {
             return Err(Refusal::SessionEnded);
         }
         let limits = self.limits;
@@ -494,6 +504,36 @@ impl Session {
                     )],
                     receipt: true,
                 })
+            }
+            Command::History { room, before, limit } => {
+                let room =
+                    room.resolve().filter(|room| self.can_read(who, *room)).ok_or(Refusal::NoSuchRoom)?;
+                if !(1..=MAX_HISTORY_PAGE).contains(limit) {
+                    return Err(Refusal::InvalidValue(format!("limit is 1 to {MAX_HISTORY_PAGE}")));
+                }
+                let since = self.read_window(who, room).unwrap_or(u64::MAX);
+                let end = before.unwrap_or(u64::MAX).min(self.head(room) + 1).max(since + 1);
+                let start = end.saturating_sub(u64::from(*limit)).max(since + 1);
+                let events = (start..end).filter_map(|seq| self.event(room, seq)).cloned().collect();
+                Ok(Decision::History { room, events, more: start > since + 1 })
+            }
+            Command::EraseMember { member } => {
+                require_facilitator("erase a person's data")?;
+                if !self.people.contains_key(member) {
+                    return Err(Refusal::NoSuchMember);
+                }
+                if member == who {
+                    return Err(Refusal::InvalidValue(
+                        "you cannot erase yourself; ask another facilitator".into(),
+                    ));
+                }
+                let mut drafts = Vec::new();
+                if self.active(member).is_some() {
+                    drafts.extend(self.seat_drafts(member, None));
+                    drafts.push(Draft::new(Room::Plenary, EventBody::Removed { member: member.clone() }));
+                }
+                drafts.push(Draft::new(Room::Plenary, EventBody::Erased { member: member.clone() }));
+                Ok(Decision::Erase { member: member.clone(), drafts })
             }
             Command::Typing { room } => {
                 Ok(Decision::Typing { room: self.postable_room(who, facilitator, room)? })
@@ -875,11 +915,123 @@ impl Session {
                 }
             }
             EventBody::Announcement { .. }
+            | EventBody::Erased { .. }
             | EventBody::CaucusJoined { .. }
             | EventBody::CaucusLeft { .. }
             | EventBody::HelpRequested { .. } => {}
         }
         self.logs[room_index(event.room)].push(event);
+    }
+
+    /// The stored events that erasing `member` rewrites, already rewritten: their name,
+    /// and the text of their messages, proposals and announcements, in every room.
+    pub fn erasure_rewrites(&self, member: &MemberId) -> Vec<RoomEvent> {
+        let erased = || ERASED.to_owned();
+        let mut rewrites = Vec::new();
+        for event in self.logs.iter().flatten() {
+            let body = match &event.body {
+                EventBody::Joined { member: joined } if joined.id == *member && joined.name != ERASED => {
+                    EventBody::Joined { member: Member { name: erased(), ..joined.clone() } }
+                }
+                EventBody::Message { from, client_id, text } if from == member && text != ERASED => {
+                    EventBody::Message { from: from.clone(), text: erased(), client_id: client_id.clone() }
+                }
+                EventBody::TopicProposed { proposal }
+                    if proposal.by == *member && proposal.text != ERASED =>
+                {
+                    EventBody::TopicProposed { proposal: Proposal { text: erased(), ..proposal.clone() } }
+                }
+                EventBody::Announcement { from, text } if from == member && text != ERASED => {
+                    EventBody::Announcement { from: from.clone(), text: erased() }
+                }
+                _ => continue,
+            };
+            rewrites.push(RoomEvent { body, ..event.clone() });
+        }
+        rewrites
+    }
+
+    /// Puts rewritten events in place of the originals, once the store has them.
+    pub fn apply_rewrites(&mut self, rewrites: Vec<RoomEvent>) {
+        for event in rewrites {
+            match &event.body {
+                EventBody::Joined { member } => {
+                    if let Some(person) = self.people.get_mut(&member.id) {
+                        person.member.name = member.name.clone();
+                    }
+                }
+                EventBody::TopicProposed { proposal } => {
+                    if let Some(state) =
+                        self.proposals.iter_mut().find(|state| state.proposal.id == proposal.id)
+                    {
+                        state.proposal.text = proposal.text.clone();
+                    }
+                }
+                _ => {}
+            }
+            let index = usize::try_from(event.seq - 1).unwrap_or(usize::MAX);
+            if let Some(slot) = self.logs[room_index(event.room)].get_mut(index) {
+                *slot = event;
+            }
+        }
+    }
+
+    /// The minutes: the plenary transcript, each round's topic and carried points.
+    /// Built from the plenary alone, so no caucus content beyond carried points.
+    pub fn minutes(&self) -> Minutes {
+        let name = |id: &MemberId| self.people.get(id).map(|person| person.member.name.clone());
+        let mut rounds: Vec<MinutesRound> = Vec::new();
+        let mut transcript = Vec::new();
+        for event in &self.logs[room_index(Room::Plenary)] {
+            let entry = |by: Option<String>, kind: MinutesKind, text: &str| MinutesEntry {
+                at: event.at,
+                by,
+                kind,
+                text: text.to_owned(),
+            };
+            match &event.body {
+                EventBody::Message { from, text, .. } => {
+                    transcript.push(entry(name(from), MinutesKind::Message, text))
+                }
+                EventBody::Announcement { from, text } => {
+                    transcript.push(entry(name(from), MinutesKind::Announcement, text));
+                }
+                EventBody::TopicProposed { proposal } => {
+                    transcript.push(entry(name(&proposal.by), MinutesKind::TopicProposed, &proposal.text));
+                }
+                EventBody::TopicSet { text } => transcript.push(entry(None, MinutesKind::TopicSet, text)),
+                EventBody::CaucusesOpened { round, topic, .. } => rounds.push(MinutesRound {
+                    round: *round,
+                    topic: topic.clone(),
+                    opened_at: event.at,
+                    feedback: Vec::new(),
+                }),
+                EventBody::Feedback { round, caucus, label, points } => {
+                    if let Some(entry) = rounds.iter_mut().find(|entry| entry.round == *round) {
+                        entry.feedback.push(CarriedPoints {
+                            caucus: *caucus,
+                            label: label.clone(),
+                            points: points.clone(),
+                        });
+                    }
+                }
+                _ => {}
+            }
+        }
+        Minutes {
+            session: self.id.clone(),
+            title: self.title.clone(),
+            caucuses: self.labels.clone(),
+            ended: self.phase == Phase::Ended,
+            rounds,
+            transcript,
+        }
+    }
+
+    /// Whether `who` may export the minutes: facilitators and the secretary.
+    pub fn may_export_minutes(&self, who: &MemberId) -> bool {
+        self.active(who)
+            .is_some_and(|person| person.member.role == Role::Facilitator || person.member.secretary)
     }
 
     /// The welcome for `who`, and the events to replay after it, room by room.

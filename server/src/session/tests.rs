@@ -70,7 +70,12 @@ impl Fixture {
         let client_id = client_id.map(|key| ClientId::new(key).unwrap());
         match self.session.decide(&id(who), &command, client_id.as_ref(), self.now)? {
             Decision::Apply { drafts, .. } => Ok(self.store(drafts)),
-            Decision::Repeat { .. } | Decision::Typing { .. } => Ok(Vec::new()),
+            Decision::Repeat { .. } | Decision::Typing { .. } | Decision::History { .. } => Ok(Vec::new()),
+            Decision::Erase { member, drafts } => {
+                let rewrites = self.session.erasure_rewrites(&member);
+                self.session.apply_rewrites(rewrites);
+                Ok(self.store(drafts))
+            }
         }
     }
 
