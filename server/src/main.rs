@@ -29,6 +29,13 @@ enum Commands {
         #[command(subcommand)]
         kind: TokenCommand,
     },
+    /// Copy the database to a new file, safely, while the server runs.
+    Backup {
+        /// The file to write; it must not exist yet.
+        destination: PathBuf,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -83,6 +90,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let config = args.load()?;
             init_tracing(config.log_format);
             tokio::runtime::Runtime::new().context("cannot start the async runtime")?.block_on(serve(config))
+        }
+        Commands::Backup { destination, config } => {
+            let config = config.load()?;
+            caucus_server::store::backup(&config.database_path(), &destination)?;
+            eprintln!("backed up {} to {}", config.database_path().display(), destination.display());
+            Ok(())
         }
         Commands::Token { kind: TokenCommand::Facilitator { name, config } } => {
             let config = config.load()?;

@@ -102,3 +102,47 @@ async fn shutdown_closes_every_connection_with_1001() -> Result<()> {
     stopping.await??;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_backup_taken_while_the_server_runs_restores_its_sessions() -> Result<()> {
+    let data = tempfile::tempdir()?;
+    let running = serve(data.path(), None)?;
+    let body = r#"{"title":"Backed up","caucuses":{"a":"A","b":"B"}}"#;
+    let auth = format!("Bearer {}", running.sign_in);
+    let created =
+        http(running.address, "POST", "/api/sessions", &[("authorization", &auth)], Some(body)).await?;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let created: caucus_protocol::api::SessionCreated = created.json()?;
+
+    let copy = tempfile::tempdir()?;
+    let destination = copy.path().join("caucus.db");
+    let backup = |destination: &std::path::Path| {
+        Process::new(caucus_binary())
+            .arg("backup")
+            .arg(destination)
+            .env("CAUCUS_DATA_DIR", data.path())
+            .env_remove("CAUCUS_JWT_SECRET")
+            .output()
+    };
+    let output = backup(&destination)?;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let again = backup(&destination)?;
+    assert!(!again.status.success());
+    assert!(String::from_utf8(again.stderr)?.contains("already exists"));
+
+    // Restoring is putting the file in a data folder: a server started there has it.
+    let restored = caucus_server::store::SqliteStore::open(caucus_server::store::SqliteOptions {
+        path: destination,
+        group_commit: true,
+        busy_timeout: Duration::from_secs(1),
+    })?;
+    use caucus_server::store::Store;
+    let sessions = restored.load()?;
+    assert!(
+        sessions
+            .iter()
+            .any(|stored| stored.record.id == created.session && stored.record.title == "Backed up")
+    );
+    assert!(!sessions[0].events.is_empty(), "the facilitator's join came with it");
+    Ok(())
+}

@@ -17,7 +17,7 @@ use caucus_protocol::{CaucusLabels, MemberId, Room, RoomEvent, SessionId, Settin
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
-pub use sqlite::{SqliteOptions, SqliteStore};
+pub use sqlite::{SqliteOptions, SqliteStore, backup};
 
 /// Why the store could not take a write. The command is refused with `unavailable`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -289,6 +289,21 @@ fn bad_row(err: &dyn std::fmt::Display) -> rusqlite::Error {
     rusqlite::Error::ToSqlConversionFailure(format!("a stored row does not decode: {err}").into())
 }
 
+/// Copies a live database to `destination` with SQLite's online backup, which is safe
+/// while the server runs and writes. Refuses to overwrite an existing file.
+pub fn backup(database: &Path, destination: &Path) -> Result<(), StoreError> {
+    if destination.exists() {
+        return Err(StoreError::new(format!("{} already exists; choose a new file", destination.display())));
+    }
+    if !database.exists() {
+        return Err(StoreError::new(format!("there is no database at {}", database.display())));
+    }
+    let source = open_connection(database, Duration::from_secs(5))?;
+    source
+        .backup(rusqlite::MAIN_DB, destination, None::<fn(rusqlite::backup::Progress)>)
+        .map_err(|err| StoreError::new(format!("the backup failed: {err}")))
+}
+
 impl Store for SqliteStore {
     fn create_session<'a>(&'a self, record: &'a SessionRecord) -> BoxFuture<'a, Result<(), StoreError>> {
         self.submit(Work::CreateSession(record.clone()))
