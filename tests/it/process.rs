@@ -146,3 +146,16 @@ async fn a_backup_taken_while_the_server_runs_restores_its_sessions() -> Result<
     assert!(!sessions[0].events.is_empty(), "the facilitator's join came with it");
     Ok(())
 }
+
+#[test]
+fn the_benchmark_harness_runs_and_reports() -> Result<()> {
+    let output = Process::new(env!("CARGO_BIN_EXE_caucus-bench"))
+        .args(["durable", "--sessions", "2", "--clients", "1", "--messages", "5", "--runs", "1"])
+        .output()?;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8(output.stdout)?;
+    assert!(stdout.contains("| 1 | group | 2 × 1 × 5 |"), "{stdout}");
+    assert!(stdout.contains("| 1 | one per message | 2 × 1 × 5 |"), "{stdout}");
+    assert!(stdout.contains("median acked messages/s"), "{stdout}");
+    Ok(())
+}
