@@ -49,11 +49,11 @@ pub enum ErrorCode {
     RateLimited,
     /// The server cannot store anything just now. Nothing was stored; retry later.
     Unavailable,
-    /// HTTP only: the request lacks a valid facilitator token.
+    /// HTTP only: the request lacks a valid token.
     Unauthorized,
     /// HTTP only: the invite code is unknown or no longer valid.
     NoSuchInvite,
-    /// HTTP only: this facilitator has created as many sessions as the server allows.
+    /// HTTP only: this facilitator already runs as many live sessions as allowed.
     LimitReached,
 }
 

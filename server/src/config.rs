@@ -56,7 +56,7 @@ pub struct Limits {
     pub outbound_queue: usize,
     /// Events replayed per room on `hello` when the client has no usable cursor.
     pub replay_per_room: u64,
-    /// Live sessions one facilitator may have created.
+    /// Live (not ended) sessions one facilitator may run at once.
     pub sessions_per_facilitator: usize,
 }
 

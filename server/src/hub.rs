@@ -30,7 +30,7 @@ pub enum HubError {
     NoSuchInvite,
     #[error(transparent)]
     Refused(#[from] Refusal),
-    #[error("you have created {0} sessions, the most one facilitator may create on this server")]
+    #[error("you already run {0} live sessions, the most allowed; end one first")]
     TooManySessions(usize),
     #[error("the server cannot store this just now; nothing was saved, so retry")]
     Unavailable,
@@ -70,8 +70,8 @@ pub struct Hub {
     clock: Clock,
     sessions: DashMap<SessionId, SessionHandle>,
     invites: DashMap<String, SessionId>,
-    /// Sessions each facilitator created, for the per-facilitator cap.
-    created_by: DashMap<MemberId, usize>,
+    /// Who created each session, for the per-facilitator cap on live sessions.
+    created_by: DashMap<SessionId, MemberId>,
     /// Cancelled once, at shutdown; every actor and connection watches it.
     shutdown: CancellationToken,
     /// Every actor and connection task is spawned on it so shutdown can wait for them.
@@ -147,8 +147,13 @@ impl Hub {
         }
         let facilitator = MemberId::new(creator.sub.clone()).map_err(|_| HubError::NotFacilitator)?;
         let cap = self.config.limits.sessions_per_facilitator;
-        let created = self.created_by.get(&facilitator).map_or(0, |count| *count);
-        if created >= cap {
+        let live = self
+            .created_by
+            .iter()
+            .filter(|entry| *entry.value() == facilitator)
+            .filter(|entry| self.session(entry.key()).is_some_and(|session| !session.has_ended()))
+            .count();
+        if live >= cap {
             return Err(HubError::TooManySessions(cap));
         }
         let record = SessionRecord {
@@ -218,7 +223,7 @@ impl Hub {
         );
         self.sessions.insert(record.id.clone(), handle.clone());
         self.invites.insert(record.invite_code.clone(), record.id.clone());
-        *self.created_by.entry(record.created_by.clone()).or_default() += 1;
+        self.created_by.insert(record.id.clone(), record.created_by.clone());
         handle
     }
 

@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::extract::ws::Utf8Bytes;
 use caucus_protocol::api::Minutes;
@@ -36,6 +37,9 @@ pub struct SessionHandle {
     /// Sent by connections and the hub; received only by the actor. The channel closes
     /// when the actor stops, at shutdown.
     requests: mpsc::Sender<Request>,
+    /// Set by the actor once the session has ended; read by the hub for the
+    /// per-facilitator cap on live sessions.
+    ended: Arc<AtomicBool>,
 }
 
 /// Why a connection could not enter a session.
@@ -130,6 +134,7 @@ impl SessionHandle {
     ) -> Self {
         let (requests, inbox) = mpsc::channel(REQUEST_QUEUE);
         let id = session.id().clone();
+        let ended = Arc::new(AtomicBool::new(session.ended_at().is_some()));
         let actor = SessionActor {
             session,
             store,
@@ -138,9 +143,15 @@ impl SessionHandle {
             connections: HashMap::new(),
             inbox,
             purge_retry_at: 0,
+            ended: ended.clone(),
         };
         tracker.spawn(actor.run(shutdown));
-        Self { id, requests }
+        Self { id, requests, ended }
+    }
+
+    /// Whether the session has ended.
+    pub fn has_ended(&self) -> bool {
+        self.ended.load(Ordering::Relaxed)
     }
 
     /// The session's id.
@@ -227,6 +238,8 @@ struct SessionActor {
     inbox: mpsc::Receiver<Request>,
     /// After a failed purge, when to try again, in Unix milliseconds.
     purge_retry_at: u64,
+    /// Shared with the handles: whether the session has ended.
+    ended: Arc<AtomicBool>,
 }
 
 fn unavailable(client_id: Option<caucus_protocol::ClientId>) -> ServerMessage {
@@ -405,7 +418,7 @@ impl SessionActor {
         info!(member = %member, events = rewrites.len(), "erased a person's data");
         self.session.apply_rewrites(rewrites);
         if let Err(err) = self.store.record_erasure(member, self.session.id(), now).await {
-            warn!(error = %err, "erased, but could not record the erasure");
+            warn!(error = %err, "erased, but could not record the erasure; erasing again completes it");
             return Err(());
         }
         self.commit(drafts).await.map(|_| ())
@@ -505,6 +518,7 @@ impl SessionActor {
                 });
                 self.send_to_member(member, &ServerMessage::Seat { caucus: view });
             }
+            EventBody::SessionEnded {} => self.ended.store(true, Ordering::Relaxed),
             EventBody::Removed { member } => {
                 self.close_member(member, close::REMOVED, "a facilitator removed you from this session");
             }

@@ -477,7 +477,10 @@ impl Session {
         let require_facilitator = |action: &'static str| {
             if facilitator { Ok(()) } else { Err(Refusal::Forbidden(action)) }
         };
-        if self.phase == Phase::Ended && !matches!(command, Command::Hello { .. } | Command::History { .. }) {
+        // Reading and erasure go on after the end; nothing else does.
+        let after_end =
+            matches!(command, Command::Hello { .. } | Command::History { .. } | Command::EraseMember { .. });
+        if self.phase == Phase::Ended && !after_end {
             return Err(Refusal::SessionEnded);
         }
         let limits = self.limits;
@@ -526,6 +529,9 @@ impl Session {
                     return Err(Refusal::InvalidValue(
                         "you cannot erase yourself; ask another facilitator".into(),
                     ));
+                }
+                if self.is_removed(member) && self.erasure_rewrites(member).is_empty() {
+                    return Ok(Decision::nothing());
                 }
                 let mut drafts = Vec::new();
                 if self.active(member).is_some() {

@@ -508,3 +508,15 @@ fn an_editor_cannot_agree_to_their_own_wording_and_leavers_agreements_lapse() {
     let events = fixture.apply("f-ada", Command::Reconvene { round: 1 });
     assert_eq!(feedback(&events)[0], (Caucus::A, Vec::<String>::new()));
 }
+
+#[test]
+fn erasure_works_after_the_end_and_a_second_one_changes_nothing() {
+    let mut fixture = Fixture::new(Settings::default());
+    fixture.say("m-1", "plenary", "words to erase");
+    fixture.apply("f-ada", Command::EndSession {});
+    let events = fixture.apply("f-ada", Command::EraseMember { member: id("m-1") });
+    assert!(events.iter().any(|event| matches!(event.body, EventBody::Erased { .. })));
+    let json = serde_json::to_string(&fixture.session.minutes()).unwrap();
+    assert!(!json.contains("words to erase"), "{json}");
+    assert!(fixture.apply("f-ada", Command::EraseMember { member: id("m-1") }).is_empty());
+}
