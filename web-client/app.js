@@ -1,0 +1,776 @@
+// Caucus in the browser: members and facilitators, over one WebSocket.
+//
+// Everything people type is put on the page as text nodes, never as markup. The app
+// keeps, per room, the events it has seen, and resumes from them after any drop.
+
+const $ = (selector) => document.querySelector(selector);
+
+/** Builds an element. Children that are strings become text nodes, never HTML. */
+function h(tag, attributes = {}, ...children) {
+  const element = document.createElement(tag);
+  for (const [key, value] of Object.entries(attributes)) {
+    if (value === false || value === null || value === undefined) continue;
+    if (key.startsWith("on")) element.addEventListener(key.slice(2), value);
+    else if (key === "class") element.className = value;
+    else if (value === true) element.setAttribute(key, "");
+    else element.setAttribute(key, String(value));
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    element.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return element;
+}
+
+const ROOM_NAMES = { plenary: "Plenary", caucus_a: "Caucus A", caucus_b: "Caucus B", facilitators: "Facilitators' desk" };
+const store = {
+  get: (key) => localStorage.getItem(`caucus.${key}`),
+  set: (key, value) => localStorage.setItem(`caucus.${key}`, value),
+  remove: (key) => localStorage.removeItem(`caucus.${key}`),
+};
+
+function announce(text) {
+  const announcer = $("#announcer");
+  announcer.textContent = "";
+  setTimeout(() => { announcer.textContent = text; }, 50);
+}
+
+function setStatus(text, kind) {
+  const status = $("#status");
+  status.textContent = text;
+  status.className = `status ${kind || ""}`;
+}
+
+function time(ms) {
+  return new Date(ms).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+}
+
+async function api(method, path, body, token) {
+  const headers = { "content-type": "application/json" };
+  if (token) headers.authorization = `Bearer ${token}`;
+  const response = await fetch(path, { method, headers, body: body ? JSON.stringify(body) : undefined });
+  const text = await response.text();
+  let data = null;
+  try { data = JSON.parse(text); } catch { data = null; }
+  if (!response.ok) {
+    throw new Error(data?.error?.message || `the server answered ${response.status}`);
+  }
+  return data;
+}
+
+// ---------------------------------------------------------------------------------
+// Landing, sign-in, creating a session and joining one.
+
+function route() {
+  const hash = new URLSearchParams(location.hash.slice(1));
+  if (hash.has("token")) {
+    store.set("facilitator", hash.get("token"));
+    history.replaceState(null, "", location.pathname);
+    return showCreate();
+  }
+  if (hash.has("invite")) return showJoin(hash.get("invite"));
+  if (hash.has("session")) {
+    const session = hash.get("session");
+    const token = store.get(`session.${session}`);
+    if (token) return new Live(session, token).start();
+  }
+  if (store.get("facilitator")) return showCreate();
+  return showLanding();
+}
+
+function page(...children) {
+  const main = $("#main");
+  main.replaceChildren(...children);
+  $("#session-bar").hidden = true;
+}
+
+function showLanding() {
+  document.title = "Caucus";
+  page(h("section", { class: "card narrow" },
+    h("h2", {}, "Welcome to Caucus"),
+    h("p", {}, "Open the invite link your facilitator sent you to join a session."),
+    h("p", { class: "note" }, "Facilitators: open the sign-in link the server printed when it started, or one made with `caucus token facilitator`.")));
+}
+
+function field(label, input) {
+  const id = `f-${Math.random().toString(36).slice(2, 9)}`;
+  input.id = id;
+  return [h("label", { for: id }, label), input];
+}
+
+function showCreate() {
+  document.title = "Create a session · Caucus";
+  const title = h("input", { type: "text", required: true, maxlength: 80, autocomplete: "off" });
+  const labelA = h("input", { type: "text", required: true, value: "Racially minoritised caucus" });
+  const labelB = h("input", { type: "text", required: true, value: "White caucus" });
+  const rules = h("textarea", {}, "What is said in a caucus stays in the caucus. Speak from your own experience.");
+  const selfChoice = h("input", { type: "checkbox", checked: true });
+  const autoReconvene = h("input", { type: "checkbox" });
+  const agreement = h("input", { type: "checkbox" });
+  const error = h("p", { class: "error", role: "alert" });
+  const form = h("form", { class: "card narrow", "aria-labelledby": "create-heading" },
+    h("h2", { id: "create-heading" }, "Create a session"),
+    ...field("Title", title),
+    ...field("Label of caucus A", labelA),
+    ...field("Label of caucus B", labelB),
+    ...field("Ground rules (members accept these before joining)", rules),
+    h("fieldset", {}, h("legend", {}, "Settings"),
+      h("label", { class: "inline" }, selfChoice, "Members choose their own caucus"),
+      h("label", { class: "inline" }, autoReconvene, "Reconvene on its own when the timer ends"),
+      h("label", { class: "inline" }, agreement, "A point carries only when another member agrees")),
+    error,
+    h("button", { type: "submit" }, "Create session"));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    error.textContent = "";
+    try {
+      const token = store.get("facilitator");
+      const created = await api("POST", "/api/sessions", {
+        title: title.value,
+        caucuses: { a: labelA.value, b: labelB.value },
+        settings: { self_choice: selfChoice.checked, auto_reconvene: autoReconvene.checked, carry_needs_agreement: agreement.checked },
+        ground_rules: rules.value.trim() ? rules.value : null,
+      }, token);
+      store.set(`session.${created.session}`, token);
+      store.set(`invite.${created.session}`, created.invite_url);
+      location.hash = `session=${created.session}`;
+    } catch (err) {
+      error.textContent = `Could not create the session: ${err.message}`;
+    }
+  });
+  page(form);
+  title.focus();
+}
+
+async function showJoin(code) {
+  document.title = "Join · Caucus";
+  let invite;
+  try {
+    invite = await api("GET", `/api/invites/${encodeURIComponent(code)}`);
+  } catch (err) {
+    page(h("section", { class: "card narrow" }, h("h2", {}, "This invite does not work"), h("p", { class: "error", role: "alert" }, err.message)));
+    return;
+  }
+  const name = h("input", { type: "text", required: true, maxlength: 80, autocomplete: "name" });
+  const accept = h("input", { type: "checkbox", required: true });
+  const error = h("p", { class: "error", role: "alert" });
+  const form = h("form", { class: "card narrow", "aria-labelledby": "join-heading" },
+    h("h2", { id: "join-heading" }, `Join “${invite.title}”`),
+    ...field("Your name, as others will see it", name),
+    invite.ground_rules ? [h("h3", {}, "Ground rules"), h("p", { class: "rules" }, invite.ground_rules)] : null,
+    h("label", { class: "inline" }, accept, "I have read and accept the ground rules"),
+    error,
+    h("button", { type: "submit" }, "Join"));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    error.textContent = "";
+    if (!accept.checked) { error.textContent = "Please accept the ground rules to join."; return; }
+    try {
+      const joined = await api("POST", "/api/join", { invite_code: code, name: name.value });
+      store.set(`session.${joined.session}`, joined.token);
+      location.hash = `session=${joined.session}`;
+    } catch (err) {
+      error.textContent = `Could not join: ${err.message}`;
+    }
+  });
+  page(form);
+  name.focus();
+}
+
+// ---------------------------------------------------------------------------------
+// A live session.
+
+class Live {
+  constructor(session, token) {
+    this.session = session;
+    this.token = token;
+    this.rooms = new Map(); // room -> Map(seq -> event)
+    this.view = "plenary";
+    this.retry = 0;
+    this.pending = new Map(); // client_id -> callback(error)
+    this.nextId = 1;
+    this.help = [];
+    this.built = false;
+  }
+
+  start() {
+    document.title = "Caucus";
+    this.connect();
+    this.timer = setInterval(() => this.renderCountdown(), 1000);
+  }
+
+  cursors() {
+    const resume = {};
+    for (const [room, events] of this.rooms) {
+      if (events.size) resume[room] = Math.max(...events.keys());
+    }
+    return resume;
+  }
+
+  connect() {
+    setStatus(this.welcome ? "Reconnecting…" : "Connecting…", "offline");
+    const socket = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`);
+    this.socket = socket;
+    socket.addEventListener("open", () => {
+      socket.send(JSON.stringify({ type: "hello", session: this.session, token: this.token, resume: this.cursors() }));
+    });
+    socket.addEventListener("message", (message) => this.receive(JSON.parse(message.data)));
+    socket.addEventListener("close", (event) => this.closed(event));
+  }
+
+  closed(event) {
+    if (this.socket?.readyState === WebSocket.OPEN) return;
+    const final = { 4001: true, 4002: true, 4003: true, 4004: true };
+    if (final[event.code]) {
+      setStatus("Disconnected", "offline");
+      const reasons = {
+        4001: "Your sign-in is not valid.",
+        4002: "Your sign-in has expired. Ask a facilitator for a new invite.",
+        4003: "This session is not available.",
+        4004: "A facilitator removed you from this session.",
+      };
+      page(h("section", { class: "card narrow" }, h("h2", {}, "You are no longer connected"),
+        h("p", { role: "alert" }, reasons[event.code] || event.reason)));
+      clearInterval(this.timer);
+      return;
+    }
+    const delay = Math.min(10000, 500 * 2 ** this.retry++);
+    setStatus(`Offline — reconnecting in ${Math.round(delay / 1000) || 1} s`, "offline");
+    setTimeout(() => this.connect(), delay);
+  }
+
+  send(command, onError) {
+    const client_id = `w${Date.now().toString(36)}-${this.nextId++}`;
+    if (onError) this.pending.set(client_id, onError);
+    if (this.socket?.readyState !== WebSocket.OPEN) {
+      onError?.({ message: "You are offline; try again once reconnected." });
+      return;
+    }
+    this.socket.send(JSON.stringify({ ...command, client_id }));
+  }
+
+  receive(message) {
+    switch (message.type) {
+      case "welcome": return this.welcomed(message);
+      case "event": return this.event(message);
+      case "ack": this.pending.delete(message.client_id); return;
+      case "error": {
+        const callback = this.pending.get(message.client_id);
+        this.pending.delete(message.client_id);
+        if (callback) callback(message); else this.flash(message.message);
+        return;
+      }
+      case "presence":
+        if (message.online) this.online.add(message.member); else this.online.delete(message.member);
+        return this.renderSide();
+      case "seat": {
+        const previous = this.seat;
+        this.seat = message.caucus?.caucus ?? null;
+        this.caucus = message.caucus;
+        if (previous && previous !== this.seat) this.rooms.delete(`caucus_${previous}`);
+        // A new caucus is read from the moment of joining: everything in it is live.
+        if (this.seat && !this.rooms.has(this.myRoom())) {
+          this.rooms.set(this.myRoom(), new Map());
+          this.replayUntil[this.myRoom()] = 0;
+        }
+        if (this.view.startsWith("caucus_") && this.view !== this.myRoom()) this.view = this.myRoom() || "plenary";
+        if (this.phase.name === "caucusing" && this.seat) this.view = this.myRoom();
+        announce(this.seat ? `You are now in ${this.labels[this.seat]}.` : "You are now in the plenary only.");
+        return this.render();
+      }
+      case "typing": return;
+      case "history": return;
+      default: return;
+    }
+  }
+
+  welcomed(welcome) {
+    this.retry = 0;
+    setStatus("Online", "online");
+    const first = !this.welcome;
+    this.welcome = welcome;
+    this.me = welcome.you;
+    this.seat = welcome.seat;
+    this.caucus = welcome.caucus ?? null;
+    this.info = welcome.session;
+    this.labels = welcome.session.caucuses;
+    this.phase = welcome.session.phase;
+    this.topic = welcome.session.topic;
+    this.deadline = welcome.session.deadline;
+    this.proposals = new Map(welcome.session.proposals.map((proposal) => [proposal.id, { ...proposal, mine: false }]));
+    this.members = new Map(welcome.members.map((member) => [member.id, member]));
+    this.online = new Set(welcome.online);
+    this.seats = new Map((welcome.seats || []).map((seat) => [seat.member, seat.caucus]));
+    this.replayUntil = {};
+    const readable = new Set(welcome.rooms.map((cursor) => cursor.room));
+    for (const room of [...this.rooms.keys()]) if (!readable.has(room)) this.rooms.delete(room);
+    for (const cursor of welcome.rooms) {
+      if (cursor.reset || !this.rooms.has(cursor.room)) this.rooms.set(cursor.room, new Map());
+      this.replayUntil[cursor.room] = cursor.head;
+    }
+    if (first && this.phase.name === "caucusing" && this.seat) this.view = this.myRoom();
+    if (!this.readable(this.view)) this.view = "plenary";
+    this.render();
+  }
+
+  myRoom() { return this.seat ? `caucus_${this.seat}` : null; }
+  readable(room) { return room === "console" ? this.isFacilitator() : this.rooms.has(room); }
+  isFacilitator() { return this.me?.role === "facilitator"; }
+  name(id) { return this.members.get(id)?.name ?? "someone"; }
+  roomLabel(room) {
+    if (room === "caucus_a") return this.labels.a;
+    if (room === "caucus_b") return this.labels.b;
+    return ROOM_NAMES[room] || room;
+  }
+
+  event(event) {
+    const log = this.rooms.get(event.room);
+    if (!log || log.has(event.seq)) return; // a room we no longer read, or a duplicate
+    log.set(event.seq, event);
+    // The welcome's snapshot already holds the effect of replayed events.
+    if (event.seq > (this.replayUntil[event.room] ?? 0)) this.applyLive(event);
+    if (event.kind === "message" && event.from !== this.me.id && event.seq > (this.replayUntil[event.room] ?? 0)) {
+      announce(`${this.name(event.from)} in ${this.roomLabel(event.room)}: ${event.text}`);
+    }
+    this.scheduleRender();
+  }
+
+  applyLive(event) {
+    switch (event.kind) {
+      case "joined": this.members.set(event.member.id, event.member); break;
+      case "removed": this.members.delete(event.member); this.seats.delete(event.member); break;
+      case "erased": {
+        const member = this.members.get(event.member);
+        if (member) member.name = "(erased)";
+        for (const log of this.rooms.values()) for (const item of log.values()) {
+          if ((item.kind === "message" || item.kind === "announcement") && item.from === event.member) item.text = "(erased)";
+        }
+        break;
+      }
+      case "role_changed": {
+        const member = this.members.get(event.member);
+        if (member) { member.role = event.role; member.secretary = event.secretary; }
+        break;
+      }
+      case "topic_proposed": this.proposals.set(event.proposal.id, { ...event.proposal }); break;
+      case "topic_voted": {
+        const proposal = this.proposals.get(event.proposal);
+        if (proposal) { proposal.votes = event.votes; if (event.by === this.me.id) proposal.mine = event.vote; }
+        break;
+      }
+      case "topic_set": this.topic = event.text; announce(`The topic is now: ${event.text}`); break;
+      case "caucuses_opened":
+        this.phase = { name: "caucusing", round: event.round };
+        this.deadline = event.deadline;
+        if (this.seat) this.view = this.myRoom();
+        announce(`Round ${event.round} has started.`);
+        break;
+      case "timer_warning": this.deadline = event.deadline; announce("The round ends soon."); break;
+      case "round_extended": this.deadline = event.deadline; announce("The round was extended."); break;
+      case "reconvened":
+        this.phase = { name: "reconvened", round: event.round };
+        this.deadline = null;
+        this.view = "plenary";
+        if (this.caucus) this.caucus.points = [];
+        announce("The caucuses have reconvened in the plenary.");
+        break;
+      case "session_ended": this.phase = { name: "ended" }; this.deadline = null; announce("The session has ended."); break;
+      case "seated": this.seats.set(event.member, event.caucus); break;
+      case "help_requested":
+        if (event.room === "facilitators") { this.help.push(event); announce(`${this.labels[event.caucus]} asks for a facilitator.`); }
+        break;
+      case "caucus_joined": if (this.caucus && !this.caucus.members.includes(event.member)) this.caucus.members.push(event.member); break;
+      case "caucus_left": if (this.caucus) this.caucus.members = this.caucus.members.filter((id) => id !== event.member); break;
+      case "point_added": this.caucus?.points.push(event.point); break;
+      case "point_edited": {
+        const point = this.caucus?.points.find((p) => p.id === event.point);
+        if (point) { point.text = event.text; point.by = event.by; point.agreed_by = []; }
+        break;
+      }
+      case "point_withdrawn": if (this.caucus) this.caucus.points = this.caucus.points.filter((p) => p.id !== event.point); break;
+      case "points_reordered":
+        if (this.caucus) this.caucus.points.sort((x, y) => event.order.indexOf(x.id) - event.order.indexOf(y.id));
+        break;
+      case "point_agreed": {
+        const point = this.caucus?.points.find((p) => p.id === event.point);
+        if (point) {
+          point.agreed_by = point.agreed_by.filter((id) => id !== event.by);
+          if (event.agree) point.agreed_by.push(event.by);
+        }
+        break;
+      }
+      default: break;
+    }
+  }
+
+  scheduleRender() {
+    if (this.renderQueued) return;
+    this.renderQueued = true;
+    requestAnimationFrame(() => { this.renderQueued = false; this.render(); });
+  }
+
+  flash(text) {
+    const box = $("#flash");
+    if (box) box.textContent = text;
+  }
+
+  // -------------------------------------------------------------------------------
+  // Rendering.
+
+  render() {
+    if (!this.welcome) return;
+    if (!this.built) this.build();
+    $("#session-bar").hidden = false;
+    $("#session-title").textContent = this.info.title;
+    document.title = `${this.info.title} · Caucus`;
+    const phase = this.phase.name === "caucusing" ? `Round ${this.phase.round}: caucusing`
+      : this.phase.name === "reconvened" ? `Round ${this.phase.round}: reconvened`
+      : this.phase.name === "ended" ? "Ended" : "Gathering";
+    $("#phase").textContent = phase;
+    $("#topic").textContent = this.topic ? `Topic: ${this.topic}` : "No topic yet";
+    this.renderCountdown();
+    this.renderNav();
+    this.renderRoom();
+    this.renderSide();
+  }
+
+  build() {
+    this.built = true;
+    const composer = h("textarea", { id: "composer", rows: 2, maxlength: 4000, "aria-describedby": "composer-note" });
+    composer.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && !event.shiftKey) { event.preventDefault(); form.requestSubmit(); }
+    });
+    const form = h("form", { id: "composer-form", "aria-label": "Send a message" },
+      h("label", { for: "composer", id: "composer-label" }, "Message"),
+      composer,
+      h("p", { id: "composer-note", class: "note" }, "Enter sends; Shift+Enter starts a new line."),
+      h("button", { type: "submit" }, "Send"),
+      h("p", { id: "flash", class: "error", role: "alert" }));
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const text = composer.value;
+      if (!text.trim()) return;
+      $("#flash").textContent = "";
+      this.send({ type: "say", room: this.view, text }, (error) => { $("#flash").textContent = error.message; composer.value = text; });
+      composer.value = "";
+    });
+    $("#main").replaceChildren(h("div", { class: "layout" },
+      h("nav", { class: "rooms", "aria-label": "Rooms" }, h("ul", { id: "room-list" })),
+      h("section", { id: "room", "aria-labelledby": "room-heading" },
+        h("h2", { id: "room-heading" }),
+        h("ol", { id: "messages", class: "messages", tabindex: 0, "aria-label": "Messages" }),
+        h("div", { id: "console", hidden: true }),
+        form),
+      h("aside", { id: "side", "aria-label": "Session" })));
+  }
+
+  renderCountdown() {
+    const element = $("#countdown");
+    if (!element) return;
+    if (!this.deadline || this.phase?.name !== "caucusing") { element.textContent = ""; return; }
+    const left = Math.max(0, Math.round((this.deadline - Date.now()) / 1000));
+    element.textContent = left > 0 ? `${Math.floor(left / 60)}:${String(left % 60).padStart(2, "0")} left` : "Time is up";
+    element.classList.toggle("warning", left <= 60);
+  }
+
+  renderNav() {
+    const rooms = ["plenary"];
+    if (this.myRoom() && this.rooms.has(this.myRoom())) rooms.push(this.myRoom());
+    if (this.isFacilitator()) rooms.push("console");
+    $("#room-list").replaceChildren(...rooms.map((room) => h("li", {},
+      h("button", {
+        type: "button",
+        "aria-current": room === this.view ? "page" : false,
+        onclick: () => { this.view = room; this.render(); $("#room-heading").focus?.(); },
+      }, room === "console" ? "Facilitator console" : this.roomLabel(room)))));
+  }
+
+  renderRoom() {
+    const room = this.view;
+    const heading = $("#room-heading");
+    const form = $("#composer-form");
+    const consoleView = $("#console");
+    if (room === "console") {
+      heading.textContent = "Facilitator console";
+      // Keep what a facilitator is typing in the console across re-renders.
+      const focused = document.activeElement?.id;
+      const typed = [...consoleView.querySelectorAll("input[id]")].map((input) => [input.id, input.value]);
+      consoleView.replaceChildren(...this.renderConsole());
+      for (const [id, value] of typed) { const input = document.getElementById(id); if (input && !input.readOnly) input.value = value; }
+      if (focused) document.getElementById(focused)?.focus();
+      consoleView.hidden = false;
+      $("#messages").hidden = true;
+      form.hidden = true;
+      return;
+    }
+    consoleView.hidden = true;
+    $("#messages").hidden = false;
+    heading.textContent = this.roomLabel(room);
+    const canPost = this.phase.name !== "ended"
+      && (room !== "plenary" || this.phase.name !== "caucusing" || this.isFacilitator())
+      && (!room.startsWith("caucus_") || this.phase.name === "caucusing");
+    form.hidden = !canPost;
+    $("#composer-label").textContent = `Message to ${this.roomLabel(room)}`;
+    const events = [...(this.rooms.get(room)?.values() ?? [])].sort((x, y) => x.seq - y.seq);
+    const items = events.map((event) => this.renderEvent(event)).filter(Boolean);
+    const list = $("#messages");
+    const atBottom = list.scrollTop + list.clientHeight >= list.scrollHeight - 40;
+    list.replaceChildren(...(items.length ? items : [h("li", { class: "empty" }, "Nothing here yet.")]));
+    if (atBottom) list.scrollTop = list.scrollHeight;
+  }
+
+  renderEvent(event) {
+    const when = h("span", { class: "when" }, time(event.at));
+    switch (event.kind) {
+      case "message": {
+        const flaggable = event.room.startsWith("caucus_") && this.phase.name === "caucusing";
+        return h("li", { "data-seq": event.seq },
+          h("span", { class: "who" }, this.name(event.from)), event.text, when,
+          flaggable ? h("button", {
+            type: "button", class: "secondary flag",
+            "aria-label": `Flag as a point: ${event.text.slice(0, 40)}`,
+            onclick: () => this.send({ type: "flag", room: event.room, seq: event.seq }),
+          }, "Flag") : null);
+      }
+      case "announcement":
+        return h("li", { class: "announcement" }, h("span", { class: "who" }, `Announcement from ${this.name(event.from)}:`), event.text, when);
+      case "joined": return h("li", { class: "notice" }, `${event.member.name} joined.`);
+      case "topic_set": return h("li", { class: "notice" }, `Topic set: ${event.text}`);
+      case "topic_proposed": return h("li", { class: "notice" }, `${this.name(event.proposal.by)} proposed a topic: ${event.proposal.text}`);
+      case "caucuses_opened": return h("li", { class: "notice" }, `Round ${event.round} opened.`);
+      case "reconvened": return h("li", { class: "notice" }, `Round ${event.round} reconvened.`);
+      case "feedback":
+        return h("li", { class: "notice" }, `${event.label} carried ${event.points.length} point${event.points.length === 1 ? "" : "s"} from round ${event.round}.`);
+      case "session_ended": return h("li", { class: "notice" }, "The session ended.");
+      case "caucus_joined": return h("li", { class: "notice" }, `${this.name(event.member)} joined this caucus.`);
+      case "caucus_left": return h("li", { class: "notice" }, `${this.name(event.member)} left this caucus.`);
+      case "help_requested": return event.by ? h("li", { class: "notice" }, `${this.name(event.by)} asked for a facilitator.`) : null;
+      case "point_added": return h("li", { class: "notice" }, `${this.name(event.point.by)} added a point: ${event.point.text}`);
+      default: return null;
+    }
+  }
+
+  renderSide() {
+    const side = $("#side");
+    if (!side) return;
+    const parts = [];
+    if (this.view.startsWith("caucus_")) parts.push(this.renderPoints());
+    if (this.view === "plenary") {
+      parts.push(this.renderFeedback(), this.renderProposals(), this.renderChoice());
+    }
+    parts.push(this.renderPeople());
+    side.replaceChildren(...parts.filter(Boolean));
+  }
+
+  renderChoice() {
+    if (this.isFacilitator() || this.phase.name === "ended") return null;
+    const current = this.seat ? this.labels[this.seat] : "none yet";
+    const body = [h("h3", {}, "Your caucus"), h("p", {}, `Chosen privately. Now: ${current}.`)];
+    if (this.info.settings.self_choice) {
+      for (const caucus of ["a", "b"]) {
+        body.push(h("button", {
+          type: "button", class: this.seat === caucus ? "" : "secondary",
+          "aria-pressed": this.seat === caucus ? "true" : "false",
+          onclick: () => this.send({ type: "choose_caucus", caucus }),
+        }, `Choose ${this.labels[caucus]}`));
+      }
+    } else {
+      body.push(h("p", { class: "note" }, "A facilitator assigns caucuses in this session."));
+    }
+    return h("section", { class: "card", "aria-label": "Your caucus" }, ...body);
+  }
+
+  renderProposals() {
+    if (this.phase.name === "ended") return null;
+    const input = h("input", { type: "text", id: "propose", maxlength: 300 });
+    const form = h("form", { class: "row" },
+      h("div", {}, h("label", { for: "propose" }, "Propose a topic"), input),
+      h("button", { type: "submit" }, "Propose"));
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      if (input.value.trim()) this.send({ type: "propose_topic", text: input.value });
+      input.value = "";
+    });
+    const proposals = [...this.proposals.values()];
+    return h("section", { class: "card", "aria-labelledby": "topics-heading" },
+      h("h3", { id: "topics-heading" }, "Topics"),
+      proposals.length ? h("ul", { class: "proposals" }, ...proposals.map((proposal) => h("li", {},
+        h("span", {}, proposal.text), ` — ${proposal.votes} vote${proposal.votes === 1 ? "" : "s"} `,
+        h("button", {
+          type: "button", class: "secondary", "aria-pressed": proposal.mine ? "true" : "false",
+          "aria-label": `${proposal.mine ? "Withdraw vote for" : "Vote for"} ${proposal.text}`,
+          onclick: () => this.send({ type: "vote_topic", proposal: proposal.id, vote: !proposal.mine }),
+        }, proposal.mine ? "Unvote" : "Vote"),
+        this.isFacilitator() ? h("button", {
+          type: "button", "aria-label": `Set the topic to ${proposal.text}`,
+          onclick: () => this.send({ type: "set_topic", text: proposal.text }),
+        }, "Set as topic") : null))) : h("p", { class: "empty" }, "No proposals yet."),
+      this.phase.name === "caucusing" && !this.isFacilitator() ? null : form);
+  }
+
+  renderFeedback() {
+    const feedback = [...(this.rooms.get("plenary")?.values() ?? [])].filter((event) => event.kind === "feedback");
+    if (!feedback.length) return null;
+    return h("section", { class: "card feedback", id: "feedback", "aria-labelledby": "feedback-heading" },
+      h("h3", { id: "feedback-heading" }, "Feedback from the caucuses"),
+      ...feedback.map((event) => h("div", {},
+        h("h4", {}, `${event.label}, round ${event.round}`),
+        event.points.length ? h("ol", {}, ...event.points.map((point) => h("li", {}, point))) : h("p", { class: "empty" }, "No points carried."))));
+  }
+
+  renderPoints() {
+    const room = this.view;
+    const points = this.caucus?.points ?? [];
+    const open = this.phase.name === "caucusing";
+    const input = h("input", { type: "text", id: "new-point", maxlength: 4000 });
+    const form = h("form", { class: "row" },
+      h("div", {}, h("label", { for: "new-point" }, "Write a point"), input),
+      h("button", { type: "submit" }, "Add point"));
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      if (input.value.trim()) this.send({ type: "write_point", room, text: input.value });
+      input.value = "";
+    });
+    const move = (index, by) => {
+      const order = points.map((p) => p.id);
+      const [id] = order.splice(index, 1);
+      order.splice(index + by, 0, id);
+      this.send({ type: "reorder_points", room, order });
+    };
+    const needsAgreement = this.info.settings.carry_needs_agreement;
+    return h("section", { class: "card", id: "points", "aria-labelledby": "points-heading" },
+      h("h3", { id: "points-heading" }, "Points to feed back"),
+      h("p", { class: "note" }, "Only these leave the caucus at reconvene, attributed to the caucus, never to a person."),
+      points.length ? h("ol", { class: "points" }, ...points.map((point, index) => h("li", {},
+        h("span", {}, point.text),
+        needsAgreement ? h("span", { class: "note" }, ` (${point.agreed_by.length ? "agreed" : "needs another member's agreement"})`) : null,
+        open ? h("div", { class: "actions" },
+          h("button", { type: "button", class: "secondary", "aria-label": `Edit point ${index + 1}`, onclick: () => {
+            const text = prompt("Edit the point", point.text);
+            if (text && text.trim()) this.send({ type: "edit_point", room, point: point.id, text });
+          } }, "Edit"),
+          h("button", { type: "button", class: "secondary", "aria-label": `Withdraw point ${index + 1}`,
+            onclick: () => this.send({ type: "withdraw_point", room, point: point.id }) }, "Withdraw"),
+          index > 0 ? h("button", { type: "button", class: "secondary", "aria-label": `Move point ${index + 1} up`, onclick: () => move(index, -1) }, "Up") : null,
+          index < points.length - 1 ? h("button", { type: "button", class: "secondary", "aria-label": `Move point ${index + 1} down`, onclick: () => move(index, 1) }, "Down") : null,
+          needsAgreement && point.by !== this.me.id ? h("button", {
+            type: "button", class: "secondary", "aria-pressed": point.agreed_by.includes(this.me.id) ? "true" : "false",
+            onclick: () => this.send({ type: "agree_point", room, point: point.id, agree: !point.agreed_by.includes(this.me.id) }),
+          }, point.agreed_by.includes(this.me.id) ? "Withdraw agreement" : "Agree") : null) : null))) : h("p", { class: "empty" }, "No points yet."),
+      open ? form : null,
+      open ? h("button", { type: "button", class: "secondary", onclick: () => {
+        this.send({ type: "ask_for_help" });
+        announce("A facilitator has been asked to come.");
+      } }, "Ask for a facilitator") : null);
+  }
+
+  renderPeople() {
+    const inRoom = this.view.startsWith("caucus_") ? (this.caucus?.members ?? []) : [...this.members.keys()];
+    return h("section", { class: "card", "aria-labelledby": "people-heading" },
+      h("h3", { id: "people-heading" }, `Here (${inRoom.filter((id) => this.online.has(id)).length} online)`),
+      h("ul", { class: "people" }, ...inRoom.map((id) => h("li", {},
+        h("span", { class: `dot ${this.online.has(id) ? "on" : ""}`, "aria-hidden": "true" }),
+        this.name(id), this.online.has(id) ? "" : h("span", { class: "visually-hidden" }, " (offline)"),
+        this.members.get(id)?.role === "facilitator" ? h("span", { class: "note" }, " · facilitator") : null))));
+  }
+
+  renderConsole() {
+    const parts = [];
+    const invite = store.get(`invite.${this.session}`);
+    if (invite) {
+      const box = h("input", { type: "text", id: "invite-link", readonly: true, value: invite });
+      parts.push(h("section", { class: "card" }, h("h3", {}, "Invite link"),
+        h("div", { class: "invite" }, h("label", { for: "invite-link", class: "visually-hidden" }, "Invite link"), box,
+          h("button", { type: "button", onclick: async () => {
+            box.select();
+            try { await navigator.clipboard.writeText(invite); announce("Invite link copied."); } catch { document.execCommand?.("copy"); }
+          } }, "Copy"))));
+    }
+    const ended = this.phase.name === "ended";
+    if (!ended) {
+      const minutes = h("input", { type: "number", id: "duration", min: 1, max: 1440, value: 20 });
+      const round = this.phase.name === "caucusing" ? this.phase.round : null;
+      const extend = h("input", { type: "number", id: "extend", min: 1, max: 120, value: 5 });
+      parts.push(h("section", { class: "card", "aria-labelledby": "round-heading" }, h("h3", { id: "round-heading" }, "Round"),
+        round === null
+          ? h("div", { class: "row" }, h("div", {}, h("label", { for: "duration" }, "Length in minutes (empty for no timer)"), minutes),
+            h("button", { type: "button", onclick: () => {
+              const value = parseInt(minutes.value, 10);
+              this.send({ type: "open_caucuses", duration_secs: Number.isFinite(value) && value > 0 ? value * 60 : null });
+            } }, this.phase.name === "reconvened" ? "Open the next round" : "Open the caucuses"))
+          : [h("div", { class: "row" }, h("div", {}, h("label", { for: "extend" }, "Add minutes"), extend),
+              this.deadline ? h("button", { type: "button", class: "secondary",
+                onclick: () => this.send({ type: "extend_round", secs: Math.max(1, parseInt(extend.value, 10) || 5) * 60 }) }, "Extend") : null),
+            h("button", { type: "button", onclick: () => this.send({ type: "reconvene", round }) }, "Reconvene")],
+        h("button", { type: "button", class: "danger", onclick: () => {
+          if (confirm("End the session for everyone? It becomes read-only.")) this.send({ type: "end_session" });
+        } }, "End the session")));
+      const broadcast = h("input", { type: "text", id: "broadcast", maxlength: 4000 });
+      const broadcastForm = h("form", { class: "row" },
+        h("div", {}, h("label", { for: "broadcast" }, "Broadcast to every room"), broadcast),
+        h("button", { type: "submit" }, "Broadcast"));
+      broadcastForm.addEventListener("submit", (event) => {
+        event.preventDefault();
+        if (broadcast.value.trim()) this.send({ type: "broadcast", text: broadcast.value });
+        broadcast.value = "";
+      });
+      const topic = h("input", { type: "text", id: "set-topic", maxlength: 300 });
+      const topicForm = h("form", { class: "row" },
+        h("div", {}, h("label", { for: "set-topic" }, "Set the topic"), topic), h("button", { type: "submit" }, "Set topic"));
+      topicForm.addEventListener("submit", (event) => {
+        event.preventDefault();
+        if (topic.value.trim()) this.send({ type: "set_topic", text: topic.value });
+        topic.value = "";
+      });
+      parts.push(h("section", { class: "card" }, topicForm, broadcastForm));
+    }
+    parts.push(this.renderRosters());
+    if (this.help.length) {
+      parts.push(h("section", { class: "card", "aria-labelledby": "help-heading" }, h("h3", { id: "help-heading" }, "Help requests"),
+        h("ul", { class: "help" }, ...this.help.map((request) => h("li", {}, `${this.labels[request.caucus]} asked for a facilitator at ${time(request.at)}.`)))));
+    }
+    parts.push(h("section", { class: "card" }, h("h3", {}, "Minutes"),
+      h("p", { class: "note" }, "The plenary, each round's topic and the points each caucus carried. Never anything else from a caucus."),
+      h("button", { type: "button", onclick: () => this.downloadMinutes("markdown") }, "Download minutes (Markdown)"),
+      h("button", { type: "button", class: "secondary", onclick: () => this.downloadMinutes("json") }, "Download minutes (JSON)")));
+    return parts;
+  }
+
+  renderRosters() {
+    const groups = { none: [], a: [], b: [] };
+    for (const member of this.members.values()) groups[this.seats.get(member.id) ?? "none"].push(member);
+    const titles = { none: "Plenary only", a: this.labels.a, b: this.labels.b };
+    const roster = (key) => h("div", {},
+      h("h4", {}, `${titles[key]} (${groups[key].length})`),
+      groups[key].length ? h("ul", { class: "people" }, ...groups[key].map((member) => {
+        const select = h("select", { "aria-label": `Move ${member.name} to` },
+          ...["none", "a", "b"].map((target) => h("option", { value: target, selected: target === key }, titles[target])));
+        return h("li", {},
+          h("span", { class: `dot ${this.online.has(member.id) ? "on" : ""}`, "aria-hidden": "true" }), member.name, " ",
+          select,
+          h("button", { type: "button", class: "secondary", "aria-label": `Move ${member.name}`, onclick: () =>
+            this.send({ type: "move", member: member.id, caucus: select.value === "none" ? null : select.value }) }, "Move"));
+      })) : h("p", { class: "empty" }, "Nobody."));
+    return h("section", { class: "card", "aria-labelledby": "rosters-heading" },
+      h("h3", { id: "rosters-heading" }, "Who is where"),
+      h("p", { class: "note" }, "You see who sits where, never what a caucus says."),
+      roster("none"), roster("a"), roster("b"));
+  }
+
+  async downloadMinutes(format) {
+    try {
+      const response = await fetch(`/api/sessions/${this.session}/minutes?format=${format}`, { headers: { authorization: `Bearer ${this.token}` } });
+      if (!response.ok) throw new Error((await response.json()).error.message);
+      const blob = await response.blob();
+      const link = h("a", { href: URL.createObjectURL(blob), download: `minutes-${this.session}.${format === "json" ? "json" : "md"}` });
+      document.body.append(link);
+      link.click();
+      link.remove();
+    } catch (err) {
+      this.flash(`Could not download the minutes: ${err.message}`);
+    }
+  }
+}
+
+window.addEventListener("hashchange", route);
+route();
