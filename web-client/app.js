@@ -92,6 +92,24 @@ function showLanding() {
     h("p", { class: "note" }, "Facilitators: open the sign-in link the server printed when it started, or one made with `caucus token facilitator`.")));
 }
 
+/**
+ * Re-renders `container` with `render()`, keeping what a person was typing and where
+ * their focus was: events arrive while people type, and must not wipe their words.
+ */
+function rerender(container, render) {
+  const active = container.contains(document.activeElement) ? document.activeElement : null;
+  const focusKey = active?.id ? `#${CSS.escape(active.id)}` : active?.dataset.key ? `[data-key="${CSS.escape(active.dataset.key)}"]` : null;
+  const typed = [...container.querySelectorAll("input[id], textarea[id]")]
+    .filter((input) => !input.readOnly && input.type !== "checkbox")
+    .map((input) => [input.id, input.value]);
+  container.replaceChildren(...render());
+  for (const [id, value] of typed) {
+    const input = document.getElementById(id);
+    if (input && !input.readOnly) input.value = value;
+  }
+  if (focusKey) container.querySelector(focusKey)?.focus();
+}
+
 function field(label, input) {
   const id = `f-${Math.random().toString(36).slice(2, 9)}`;
   input.id = id;
@@ -492,12 +510,7 @@ class Live {
     const consoleView = $("#console");
     if (room === "console") {
       heading.textContent = "Facilitator console";
-      // Keep what a facilitator is typing in the console across re-renders.
-      const focused = document.activeElement?.id;
-      const typed = [...consoleView.querySelectorAll("input[id]")].map((input) => [input.id, input.value]);
-      consoleView.replaceChildren(...this.renderConsole());
-      for (const [id, value] of typed) { const input = document.getElementById(id); if (input && !input.readOnly) input.value = value; }
-      if (focused) document.getElementById(focused)?.focus();
+      rerender(consoleView, () => this.renderConsole());
       consoleView.hidden = false;
       $("#messages").hidden = true;
       form.hidden = true;
@@ -515,7 +528,7 @@ class Live {
     const items = events.map((event) => this.renderEvent(event)).filter(Boolean);
     const list = $("#messages");
     const atBottom = list.scrollTop + list.clientHeight >= list.scrollHeight - 40;
-    list.replaceChildren(...(items.length ? items : [h("li", { class: "empty" }, "Nothing here yet.")]));
+    rerender(list, () => (items.length ? items : [h("li", { class: "empty" }, "Nothing here yet.")]));
     if (atBottom) list.scrollTop = list.scrollHeight;
   }
 
@@ -527,7 +540,7 @@ class Live {
         return h("li", { "data-seq": event.seq },
           h("span", { class: "who" }, this.name(event.from)), event.text, when,
           flaggable ? h("button", {
-            type: "button", class: "secondary flag",
+            type: "button", class: "secondary flag", "data-key": `flag-${event.room}-${event.seq}`,
             "aria-label": `Flag as a point: ${event.text.slice(0, 40)}`,
             onclick: () => this.send({ type: "flag", room: event.room, seq: event.seq }),
           }, "Flag") : null);
@@ -559,7 +572,7 @@ class Live {
       parts.push(this.renderFeedback(), this.renderProposals(), this.renderChoice());
     }
     parts.push(this.renderPeople());
-    side.replaceChildren(...parts.filter(Boolean));
+    rerender(side, () => parts.filter(Boolean));
   }
 
   renderChoice() {
@@ -569,7 +582,7 @@ class Live {
     if (this.info.settings.self_choice) {
       for (const caucus of ["a", "b"]) {
         body.push(h("button", {
-          type: "button", class: this.seat === caucus ? "" : "secondary",
+          type: "button", class: this.seat === caucus ? "" : "secondary", "data-key": `choose-${caucus}`,
           "aria-pressed": this.seat === caucus ? "true" : "false",
           onclick: () => this.send({ type: "choose_caucus", caucus }),
         }, `Choose ${this.labels[caucus]}`));
@@ -597,12 +610,12 @@ class Live {
       proposals.length ? h("ul", { class: "proposals" }, ...proposals.map((proposal) => h("li", {},
         h("span", {}, proposal.text), ` — ${proposal.votes} vote${proposal.votes === 1 ? "" : "s"} `,
         h("button", {
-          type: "button", class: "secondary", "aria-pressed": proposal.mine ? "true" : "false",
+          type: "button", class: "secondary", "aria-pressed": proposal.mine ? "true" : "false", "data-key": `vote-${proposal.id}`,
           "aria-label": `${proposal.mine ? "Withdraw vote for" : "Vote for"} ${proposal.text}`,
           onclick: () => this.send({ type: "vote_topic", proposal: proposal.id, vote: !proposal.mine }),
         }, proposal.mine ? "Unvote" : "Vote"),
         this.isFacilitator() ? h("button", {
-          type: "button", "aria-label": `Set the topic to ${proposal.text}`,
+          type: "button", "aria-label": `Set the topic to ${proposal.text}`, "data-key": `set-${proposal.id}`,
           onclick: () => this.send({ type: "set_topic", text: proposal.text }),
         }, "Set as topic") : null))) : h("p", { class: "empty" }, "No proposals yet."),
       this.phase.name === "caucusing" && !this.isFacilitator() ? null : form);
@@ -748,7 +761,7 @@ class Live {
         return h("li", {},
           h("span", { class: `dot ${this.online.has(member.id) ? "on" : ""}`, "aria-hidden": "true" }), member.name, " ",
           select,
-          h("button", { type: "button", class: "secondary", "aria-label": `Move ${member.name}`, onclick: () =>
+          h("button", { type: "button", class: "secondary", "aria-label": `Move ${member.name}`, "data-key": `move-${member.id}`, onclick: () =>
             this.send({ type: "move", member: member.id, caucus: select.value === "none" ? null : select.value }) }, "Move"));
       })) : h("p", { class: "empty" }, "Nobody."));
     return h("section", { class: "card", "aria-labelledby": "rosters-heading" },

@@ -11,7 +11,11 @@ import { chromium } from "playwright-core";
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const repo = resolve(here, "..", "..");
-export const screenshots = join(repo, "docs", "screenshots");
+// Screenshots go to target/ on every run, and into docs/ (shown in the README) when
+// CAUCUS_UPDATE_SCREENSHOTS=1, so that a test run leaves the work tree as it was.
+export const screenshots = process.env.CAUCUS_UPDATE_SCREENSHOTS === "1"
+  ? join(repo, "docs", "screenshots")
+  : join(repo, "target", "screenshots");
 
 /** Starts `caucus serve` and resolves once it prints its address and sign-in link. */
 export async function startServer({ data = mkdtempSync(join(tmpdir(), "caucus-browser-")), listen = "127.0.0.1:0" } = {}) {
