@@ -368,6 +368,7 @@ class Live {
       case "role_changed": {
         const member = this.members.get(event.member);
         if (member) { member.role = event.role; member.secretary = event.secretary; }
+        if (event.member === this.me.id) { this.me.secretary = event.secretary; this.me.role = event.role; }
         break;
       }
       case "topic_proposed": this.proposals.set(event.proposal.id, { ...event.proposal }); break;
@@ -569,10 +570,19 @@ class Live {
     const parts = [];
     if (this.view.startsWith("caucus_")) parts.push(this.renderPoints());
     if (this.view === "plenary") {
-      parts.push(this.renderFeedback(), this.renderProposals(), this.renderChoice());
+      parts.push(this.renderFeedback(), this.renderProposals(), this.renderChoice(), this.renderSecretary());
     }
     parts.push(this.renderPeople());
     rerender(side, () => parts.filter(Boolean));
+  }
+
+  renderSecretary() {
+    if (!this.me.secretary || this.isFacilitator()) return null;
+    return h("section", { class: "card", "aria-labelledby": "secretary-heading" },
+      h("h3", { id: "secretary-heading" }, "Minutes"),
+      h("p", { class: "note" }, "As secretary you can download the minutes."),
+      h("button", { type: "button", onclick: () => this.downloadMinutes("markdown") }, "Download minutes (Markdown)"),
+      h("button", { type: "button", class: "secondary", onclick: () => this.downloadMinutes("json") }, "Download minutes (JSON)"));
   }
 
   renderChoice() {
@@ -762,7 +772,22 @@ class Live {
           h("span", { class: `dot ${this.online.has(member.id) ? "on" : ""}`, "aria-hidden": "true" }), member.name, " ",
           select,
           h("button", { type: "button", class: "secondary", "aria-label": `Move ${member.name}`, "data-key": `move-${member.id}`, onclick: () =>
-            this.send({ type: "move", member: member.id, caucus: select.value === "none" ? null : select.value }) }, "Move"));
+            this.send({ type: "move", member: member.id, caucus: select.value === "none" ? null : select.value }) }, "Move"),
+          member.id === this.me.id ? null : h("details", { class: "more" },
+            h("summary", {}, h("span", { class: "visually-hidden" }, `${member.name}: `), "More"),
+            member.role === "member" ? h("button", {
+              type: "button", class: "secondary", "data-key": `secretary-${member.id}`,
+              onclick: () => this.send({ type: "set_secretary", member: member.id, secretary: !member.secretary }),
+            }, member.secretary ? "Stop being secretary" : "Make secretary") : null,
+            h("button", { type: "button", class: "danger", onclick: () => {
+              if (confirm(`Remove ${member.name} from the session?`)) this.send({ type: "remove", member: member.id });
+            } }, "Remove from session"),
+            h("button", { type: "button", class: "danger", onclick: () => {
+              if (confirm(`Erase ${member.name}'s name and words from this session? This cannot be undone.`)) {
+                this.send({ type: "erase_member", member: member.id });
+              }
+            } }, "Erase their data")),
+          member.secretary ? h("span", { class: "note" }, " · secretary") : null);
       })) : h("p", { class: "empty" }, "Nobody."));
     return h("section", { class: "card", "aria-labelledby": "rosters-heading" },
       h("h3", { id: "rosters-heading" }, "Who is where"),

@@ -107,8 +107,13 @@ test("a facilitator and three members go from invite to minutes", async () => {
   for (const name of ["Amara", "Bayo", "Dana"]) assert.ok(!feedback.includes(name), `feedback names ${name}`);
   await shot(dana, "feedback");
 
-  // The end, and the minutes.
+  // The facilitator makes Dana the secretary, who may then export the minutes too.
   await facilitator.getByRole("button", { name: "Facilitator console" }).click();
+  await facilitator.locator("summary", { hasText: "Dana:" }).click();
+  await facilitator.getByRole("button", { name: "Make secretary" }).click();
+  await dana.getByRole("button", { name: "Download minutes (Markdown)" }).waitFor();
+
+  // The end, and the minutes.
   await facilitator.getByRole("button", { name: "End the session" }).click();
   for (const page of [amara, bayo, dana]) await page.locator("#phase", { hasText: "Ended" }).waitFor();
   const [download] = await Promise.all([
@@ -119,6 +124,12 @@ test("a facilitator and three members go from invite to minutes", async () => {
   assert.match(minutes, /## Round 1: Microaggressions at work/);
   assert.match(minutes, /A-carried: we want managers to name it first/);
   assert.ok(!minutes.includes("A-private"), "the minutes hold caucus content");
+  const [secretaryDownload] = await Promise.all([
+    dana.waitForEvent("download"),
+    dana.getByRole("button", { name: "Download minutes (JSON)" }).click(),
+  ]);
+  const json = JSON.parse(readFileSync(await secretaryDownload.path(), "utf8"));
+  assert.deepEqual(json.rounds[0].feedback.map((carried) => carried.points.length), [2, 1]);
 
   // Privacy, at any point: the observers watched every DOM change since the invite.
   assert.equal(await everSaw(dana, "A-private"), false, "caucus B's page showed caucus A's words");
