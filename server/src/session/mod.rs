@@ -11,4 +11,6 @@ pub use actor::{ActorSettings, ConnectError, JoinError, SessionHandle, Summary};
 pub use state::{Decision, Draft, ERASED, Refusal, Session, SessionSetup, TextLimits, check_text};
 
 #[cfg(test)]
+mod model_tests;
+#[cfg(test)]
 mod tests;
