@@ -11,6 +11,7 @@ mod crash;
 mod durability;
 mod facilitation;
 mod flow;
+mod model;
 mod privacy;
 mod process;
 mod records;
