@@ -66,6 +66,7 @@ impl Outbox {
         match self.frames.try_send(frame.clone()) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
+                metrics::counter!(crate::metrics::SLOW_CONSUMERS).increment(1);
                 self.close(close::TOO_SLOW, "you fell too far behind; reconnect and resume");
                 false
             }
@@ -112,7 +113,9 @@ pub async fn serve(socket: WebSocket, hub: Arc<Hub>) {
         session = tracing::field::Empty,
         member = tracing::field::Empty
     );
+    metrics::gauge!(crate::metrics::CONNECTIONS).increment(1.0);
     Connection::new(id, hub).run(socket).instrument(span).await;
+    metrics::gauge!(crate::metrics::CONNECTIONS).decrement(1.0);
 }
 
 struct Connection {
@@ -194,6 +197,7 @@ impl Connection {
                         None => break Ending::Gone,
                         Some(Err(err)) => break ending_for(&err, self.hub.config().limits.frame_bytes),
                         Some(Ok(Message::Text(text))) => {
+                            metrics::counter!(crate::metrics::FRAMES_IN).increment(1);
                             if let Some(ending) = self.on_text(&text).await {
                                 break ending;
                             }

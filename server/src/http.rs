@@ -27,6 +27,8 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/app.js", get(app_js))
         .route("/style.css", get(style_css))
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/ws", get(upgrade))
         .route("/api/sessions", post(create_session))
         .route("/api/join", post(join))
@@ -77,6 +79,22 @@ impl IntoResponse for ApiFailure {
 
 async fn healthz() -> &'static str {
     "ok"
+}
+
+/// Ready to take new connections: up, and not shutting down.
+async fn readyz(State(hub): State<Arc<Hub>>) -> (StatusCode, &'static str) {
+    if hub.shutdown_token().is_cancelled() {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down")
+    } else {
+        (StatusCode::OK, "ready")
+    }
+}
+
+async fn metrics() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"))],
+        crate::metrics::handle().render(),
+    )
 }
 
 /// The browser app's files, embedded so that the binary alone serves it.

@@ -13,6 +13,7 @@
 //! - [`hub`]: live sessions by id and invite code.
 //! - [`connection`]: one WebSocket: hello, read loop, bounded outbound queue, closes.
 //! - [`http`]: the axum router: `/ws`, `/api/...`, `/healthz`, the web client.
+//! - [`metrics`]: Prometheus counters and gauges for `/metrics`.
 //! - [`minutes`]: the minutes export rendered as Markdown.
 //! - [`store`]: where sessions and events are kept: `Store`, SQLite by default.
 //! - [`clock`]: Unix-millisecond session time tied to tokio's clock.
@@ -25,6 +26,7 @@ pub mod config;
 pub mod connection;
 pub mod http;
 pub mod hub;
+pub mod metrics;
 pub mod minutes;
 pub mod session;
 pub mod store;
@@ -80,6 +82,7 @@ impl Server {
     /// Binds the configured address with `store`, bringing back its sessions.
     pub async fn bind_with_store(config: Config, store: Arc<dyn Store>) -> Result<Self, StartError> {
         let auth = Auth::from_config(&config)?;
+        crate::metrics::handle();
         let stored = store.load()?;
         let listener = TcpListener::bind(config.listen)
             .await

@@ -234,3 +234,34 @@ async fn the_http_api_refuses_clearly() -> Result<()> {
     assert_eq!((health.status, health.body.as_str()), (200, "ok"));
     Ok(())
 }
+
+#[tokio::test]
+async fn metrics_and_readiness_are_served_without_any_content() -> Result<()> {
+    let scene = Scene::new(Settings::default()).await?;
+    let mut amara = scene.member("Amara").await?;
+    amara.client.say(caucus_protocol::Room::Plenary, "METRICS-SECRET words").await?;
+    amara
+        .client
+        .refused(Command::Say {
+            room: caucus_tests::room(caucus_protocol::Room::Caucus(caucus_protocol::Caucus::A)),
+            text: "x".into(),
+        })
+        .await?;
+    let ready = http(scene.server.address, "GET", "/readyz", &[], None).await?;
+    assert_eq!((ready.status, ready.body.as_str()), (200, "ready"));
+    let metrics = http(scene.server.address, "GET", "/metrics", &[], None).await?;
+    assert_eq!(metrics.status, 200);
+    for name in [
+        "caucus_connections",
+        "caucus_sessions{phase=\"gathering\"}",
+        "caucus_frames_in_total",
+        "caucus_frames_out_total",
+        "caucus_refusals_total{code=\"no_such_room\"}",
+        "caucus_store_commit_seconds_bucket",
+    ] {
+        assert!(metrics.body.contains(name), "/metrics lacks {name}:\n{}", metrics.body);
+    }
+    assert!(!metrics.body.contains("METRICS-SECRET"));
+    assert!(!metrics.body.contains(amara.id.as_str()));
+    Ok(())
+}

@@ -259,6 +259,9 @@ impl SessionActor {
     #[instrument(name = "session", skip_all, fields(session = %self.session.id()))]
     async fn run(mut self, shutdown: CancellationToken) {
         debug!("session actor started");
+        let phase_gauge =
+            |phase| metrics::gauge!(crate::metrics::SESSIONS, "phase" => crate::metrics::phase_label(phase));
+        phase_gauge(self.session.phase()).increment(1.0);
         loop {
             let deadline = [self.session.next_deadline(), self.purge_due_at()].into_iter().flatten().min();
             let timer = async {
@@ -279,6 +282,7 @@ impl SessionActor {
                 () = shutdown.cancelled() => break,
             }
         }
+        phase_gauge(self.session.phase()).decrement(1.0);
         debug!("session actor stopped");
     }
 
@@ -396,6 +400,8 @@ impl SessionActor {
             },
             Err(refusal) => {
                 debug!(member = %member, command = kind, code = ?refusal.code(), "refused");
+                metrics::counter!(crate::metrics::REFUSALS, "code" => crate::metrics::code_label(refusal.code()))
+                    .increment(1);
                 ServerMessage::Error(ErrorFrame {
                     code: refusal.code(),
                     message: refusal.to_string(),
@@ -467,10 +473,14 @@ impl SessionActor {
             return Ok(None);
         }
         let events = self.session.stamp(drafts, self.clock.now_ms());
-        if let Err(err) = self.store.append(self.session.id(), &events).await {
+        let started = std::time::Instant::now();
+        let appended = self.store.append(self.session.id(), &events).await;
+        metrics::histogram!(crate::metrics::STORE_COMMIT).record(started.elapsed().as_secs_f64());
+        if let Err(err) = appended {
             warn!(error = %err, "store refused events; nothing was applied");
             return Err(());
         }
+        let phase_before = self.session.phase();
         let first = events.first().map(|event| (event.room, event.seq));
         for event in events {
             let frame = encode(&ServerMessage::Event(event.clone()));
@@ -480,6 +490,11 @@ impl SessionActor {
             self.session.evolve(event.clone());
             self.deliver(room, &frame);
             self.follow_up(&event, role_changed);
+        }
+        if self.session.phase() != phase_before {
+            let gauge = |phase| metrics::gauge!(crate::metrics::SESSIONS, "phase" => crate::metrics::phase_label(phase));
+            gauge(phase_before).decrement(1.0);
+            gauge(self.session.phase()).increment(1.0);
         }
         Ok(first)
     }
@@ -493,14 +508,17 @@ impl SessionActor {
     /// gone or too slow are dropped; a person left with none goes offline.
     fn fan_out(&mut self, frame: &Utf8Bytes, wants: impl Fn(&Session, &MemberId) -> bool) {
         let mut offline = Vec::new();
+        let mut delivered = 0u64;
         for (member, outboxes) in &mut self.connections {
             if wants(&self.session, member) {
                 outboxes.retain(|outbox| outbox.deliver(frame));
+                delivered += outboxes.len() as u64;
                 if outboxes.is_empty() {
                     offline.push(member.clone());
                 }
             }
         }
+        metrics::counter!(crate::metrics::FRAMES_OUT).increment(delivered);
         for member in offline {
             self.connections.remove(&member);
             self.broadcast_presence(&member, false);
