@@ -161,6 +161,8 @@ pub struct Config {
     pub timeouts: Timeouts,
     /// Log format.
     pub log_format: LogFormat,
+    /// Serve `/ws/echo` for WebSocket conformance suites. Off by default.
+    pub conformance_echo: bool,
     /// Storage.
     pub store: StoreConfig,
     /// Retention after a session ends.
@@ -195,6 +197,7 @@ impl Default for Config {
             limits: Limits::default(),
             timeouts: Timeouts::default(),
             log_format: LogFormat::Text,
+            conformance_echo: false,
             store: StoreConfig::default(),
             retention: Retention::default(),
             jwt_secret: None,
@@ -286,6 +289,18 @@ impl Config {
         }
         if let Some(value) = var("CAUCUS_RETENTION_DAYS") {
             self.retention.caucus_transcript_days = parse("CAUCUS_RETENTION_DAYS", &value)?;
+        }
+        if let Some(value) = var("CAUCUS_CONFORMANCE_ECHO") {
+            self.conformance_echo = match value.trim() {
+                "1" | "true" => true,
+                "0" | "false" | "" => false,
+                _ => {
+                    return Err(ConfigError::Variable {
+                        name: "CAUCUS_CONFORMANCE_ECHO",
+                        message: "use 1 or 0".into(),
+                    });
+                }
+            };
         }
         if let Some(value) = var("CAUCUS_LOG_FORMAT") {
             self.log_format = match value.trim() {

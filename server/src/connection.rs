@@ -47,7 +47,7 @@ pub struct Outbox {
     id: ConnectionId,
     /// Sent by the session actor and by this connection itself; received by the
     /// connection task, which writes the frames. Closes when the task ends.
-    frames: mpsc::Sender<Utf8Bytes>,
+    frames: mpsc::Sender<Message>,
     /// Asks the connection to close with a code and reason. Capacity one: the first
     /// reason wins.
     closer: mpsc::Sender<(u16, &'static str)>,
@@ -63,7 +63,7 @@ impl Outbox {
     /// too slow; a too-slow connection is told to close with 4008 so that the client
     /// reconnects and resumes instead of silently missing events.
     pub fn deliver(&self, frame: &Utf8Bytes) -> bool {
-        match self.frames.try_send(frame.clone()) {
+        match self.frames.try_send(Message::Text(frame.clone())) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 metrics::counter!(crate::metrics::SLOW_CONSUMERS).increment(1);
@@ -104,8 +104,18 @@ struct Entered {
     expires_at: Instant,
 }
 
+/// What a connection is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `/ws`: the Caucus protocol.
+    Chat,
+    /// `/ws/echo`: sends every message back unchanged, through the same limits and
+    /// close handling, so that a WebSocket conformance suite can test them.
+    Echo,
+}
+
 /// Serves one upgraded WebSocket until it ends.
-pub async fn serve(socket: WebSocket, hub: Arc<Hub>) {
+pub async fn serve(socket: WebSocket, hub: Arc<Hub>, mode: Mode) {
     let id = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
     let span = info_span!(
         "connection",
@@ -114,15 +124,16 @@ pub async fn serve(socket: WebSocket, hub: Arc<Hub>) {
         member = tracing::field::Empty
     );
     metrics::gauge!(crate::metrics::CONNECTIONS).increment(1.0);
-    Connection::new(id, hub).run(socket).instrument(span).await;
+    Connection::new(id, hub, mode).run(socket).instrument(span).await;
     metrics::gauge!(crate::metrics::CONNECTIONS).decrement(1.0);
 }
 
 struct Connection {
     id: ConnectionId,
+    mode: Mode,
     hub: Arc<Hub>,
     outbox: Outbox,
-    frames: mpsc::Receiver<Utf8Bytes>,
+    frames: mpsc::Receiver<Message>,
     closer: mpsc::Receiver<(u16, &'static str)>,
     entered: Option<Entered>,
     rate: DefaultDirectRateLimiter,
@@ -136,7 +147,7 @@ fn per_second(count: u32, burst: u32) -> DefaultDirectRateLimiter {
 }
 
 impl Connection {
-    fn new(id: ConnectionId, hub: Arc<Hub>) -> Self {
+    fn new(id: ConnectionId, hub: Arc<Hub>, mode: Mode) -> Self {
         let limits = &hub.config().limits;
         let (frames_tx, frames) = mpsc::channel(limits.outbound_queue);
         let (closer_tx, closer) = mpsc::channel(1);
@@ -147,6 +158,7 @@ impl Connection {
         ));
         Self {
             id,
+            mode,
             outbox: Outbox { id, frames: frames_tx, closer: closer_tx },
             hub,
             frames,
@@ -172,7 +184,7 @@ impl Connection {
                 biased;
                 () = shutdown.cancelled() => break Ending::close(close::GOING_AWAY, "the server is shutting down; reconnect shortly"),
                 Some((code, reason)) = self.closer.recv() => break Ending::close(code, reason),
-                () = sleep_until(hello_deadline), if self.entered.is_none() => {
+                () = sleep_until(hello_deadline), if self.entered.is_none() && self.mode == Mode::Chat => {
                     break Ending::close(close::HELLO_TIMEOUT, "no hello arrived in time");
                 }
                 () = sleep_until(expires_at.unwrap_or(hello_deadline)), if expires_at.is_some() => {
@@ -196,6 +208,11 @@ impl Connection {
                     match incoming {
                         None => break Ending::Gone,
                         Some(Err(err)) => break ending_for(&err, self.hub.config().limits.frame_bytes),
+                        Some(Ok(message @ (Message::Text(_) | Message::Binary(_)))) if self.mode == Mode::Echo => {
+                            if let Some(ending) = self.echo(message) {
+                                break ending;
+                            }
+                        }
                         Some(Ok(Message::Text(text))) => {
                             metrics::counter!(crate::metrics::FRAMES_IN).increment(1);
                             if let Some(ending) = self.on_text(&text).await {
@@ -216,6 +233,17 @@ impl Connection {
         if let Some(entered) = self.entered.take() {
             entered.session.disconnect(entered.member, self.id).await;
         }
+    }
+
+    /// Echo mode: the same rate limit, then the message straight back.
+    fn echo(&mut self, message: Message) -> Option<Ending> {
+        if self.rate.check().is_err() && self.strikes.check().is_err() {
+            return Some(Ending::close(close::POLICY_VIOLATION, "too many frames too fast"));
+        }
+        if self.outbox.frames.try_send(message).is_err() {
+            return Some(Ending::close(close::TOO_SLOW, "you fell too far behind"));
+        }
+        None
     }
 
     /// Handles one text frame. Returns how the connection ends, if it must.
@@ -323,15 +351,15 @@ impl Connection {
 /// Writes `first` and whatever else is queued, up to a batch, then flushes once.
 async fn write_batch(
     socket: &mut WebSocket,
-    frames: &mut mpsc::Receiver<Utf8Bytes>,
-    first: Utf8Bytes,
+    frames: &mut mpsc::Receiver<Message>,
+    first: Message,
     write_timeout: Duration,
 ) -> bool {
     let write = async {
-        socket.feed(Message::Text(first)).await?;
+        socket.feed(first).await?;
         for _ in 1..BATCH {
             match frames.try_recv() {
-                Ok(frame) => socket.feed(Message::Text(frame)).await?,
+                Ok(frame) => socket.feed(frame).await?,
                 Err(_) => break,
             }
         }

@@ -30,6 +30,7 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/ws", get(upgrade))
+        .route("/ws/echo", get(upgrade_echo))
         .route("/api/sessions", post(create_session))
         .route("/api/join", post(join))
         .route("/api/invites/{code}", get(invite))
@@ -133,6 +134,22 @@ async fn style_css() -> Response {
 }
 
 async fn upgrade(State(hub): State<Arc<Hub>>, headers: HeaderMap, upgrade: WebSocketUpgrade) -> Response {
+    accept(hub, &headers, upgrade, connection::Mode::Chat)
+}
+
+/// The conformance echo endpoint: off unless `conformance_echo` is set.
+async fn upgrade_echo(
+    State(hub): State<Arc<Hub>>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    if !hub.config().conformance_echo {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    accept(hub, &headers, upgrade, connection::Mode::Echo)
+}
+
+fn accept(hub: Arc<Hub>, headers: &HeaderMap, upgrade: WebSocketUpgrade, mode: connection::Mode) -> Response {
     let header_text = |name| headers.get(name).and_then(|value: &HeaderValue| value.to_str().ok());
     if !origin_allowed(header_text(header::ORIGIN), header_text(header::HOST), &hub.config().allowed_origins)
     {
@@ -146,7 +163,7 @@ async fn upgrade(State(hub): State<Arc<Hub>>, headers: HeaderMap, upgrade: WebSo
     let frame_bytes = hub.config().limits.frame_bytes;
     let tracker = hub.tracker().clone();
     upgrade.max_frame_size(frame_bytes).max_message_size(frame_bytes).on_upgrade(move |socket| async move {
-        tracker.spawn(connection::serve(socket, hub));
+        tracker.spawn(connection::serve(socket, hub, mode));
     })
 }
 

@@ -7,6 +7,7 @@ mod support;
 
 mod auth;
 mod bad_input;
+mod conformance;
 mod crash;
 mod durability;
 mod facilitation;
