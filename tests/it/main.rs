@@ -12,6 +12,7 @@ mod crash;
 mod durability;
 mod facilitation;
 mod flow;
+mod liveness;
 mod model;
 mod privacy;
 mod process;
