@@ -64,8 +64,15 @@ async function api(method, path, body, token) {
 function route() {
   const hash = new URLSearchParams(location.hash.slice(1));
   if (hash.has("token")) {
-    store.set("facilitator", hash.get("token"));
+    const token = hash.get("token");
     history.replaceState(null, "", location.pathname);
+    const current = store.get("facilitator");
+    // A link can carry someone else's identity: never switch silently.
+    if (current && current !== token && tokenName(current) !== tokenName(token)
+        && !confirm(`This link signs you in as "${tokenName(token)}" instead of "${tokenName(current)}". Continue?`)) {
+      return showCreate();
+    }
+    store.set("facilitator", token);
     return showCreate();
   }
   if (hash.has("invite")) return showJoin(hash.get("invite"));
@@ -76,6 +83,16 @@ function route() {
   }
   if (store.get("facilitator")) return showCreate();
   return showLanding();
+}
+
+/** The display name inside a token, for showing who a sign-in link is for. */
+function tokenName(token) {
+  try {
+    const payload = JSON.parse(atob(token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")));
+    return payload.name || payload.sub || "unknown";
+  } catch {
+    return "unknown";
+  }
 }
 
 function page(...children) {
@@ -118,6 +135,7 @@ function field(label, input) {
 
 function showCreate() {
   document.title = "Create a session · Caucus";
+  const signedIn = h("p", { class: "note" }, `Signed in as ${tokenName(store.get("facilitator"))}.`);
   const title = h("input", { type: "text", required: true, maxlength: 80, autocomplete: "off" });
   const labelA = h("input", { type: "text", required: true, value: "Racially minoritised caucus" });
   const labelB = h("input", { type: "text", required: true, value: "White caucus" });
@@ -128,6 +146,7 @@ function showCreate() {
   const error = h("p", { class: "error", role: "alert" });
   const form = h("form", { class: "card narrow", "aria-labelledby": "create-heading" },
     h("h2", { id: "create-heading" }, "Create a session"),
+    signedIn,
     ...field("Title", title),
     ...field("Label of caucus A", labelA),
     ...field("Label of caucus B", labelB),

@@ -103,6 +103,15 @@ impl std::fmt::Debug for Auth {
     }
 }
 
+/// A facilitator's member id: a digest of their exact name, so that different names
+/// are different people and the id, which appears in logs, reveals no name.
+pub fn facilitator_id(name: &str) -> MemberId {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(name.trim().as_bytes());
+    let hex: String = digest.iter().take(8).map(|byte| format!("{byte:02x}")).collect();
+    MemberId::new(format!("f-{hex}")).expect("hex ids are valid")
+}
+
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_secs())
@@ -142,18 +151,12 @@ impl Auth {
     /// A facilitator token for `name`. The member id is derived from the name, so the
     /// same name always means the same facilitator.
     pub fn mint_facilitator(&self, name: &str) -> Result<String, String> {
-        let slug: String = name
-            .trim()
-            .to_lowercase()
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-            .collect();
-        let slug = slug.trim_matches('-');
-        if slug.is_empty() {
+        let name = name.trim();
+        if !name.chars().any(char::is_alphanumeric) {
             return Err("a facilitator name needs at least one letter or digit".into());
         }
-        let id = MemberId::new(format!("f-{slug}")).map_err(|err| err.to_string())?;
-        Ok(self.mint(id.as_str(), TokenKind::Facilitator, None, Some(name.trim().to_owned())))
+        let id = facilitator_id(name);
+        Ok(self.mint(id.as_str(), TokenKind::Facilitator, None, Some(name.to_owned())))
     }
 
     /// A member token for one session.
@@ -222,7 +225,7 @@ fn load_or_create_secret(data_dir: &Path) -> Result<Secret, KeyError> {
         return read_secret(&path);
     }
     let io_error = |source| KeyError::Io { path: path.display().to_string(), source };
-    std::fs::create_dir_all(data_dir).map_err(io_error)?;
+    crate::config::create_data_dir(data_dir).map_err(io_error)?;
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     let hex: String = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
@@ -271,7 +274,9 @@ mod tests {
         let auth = auth();
         let token = auth.mint_facilitator("Ada Lovelace").unwrap();
         let (claims, member) = auth.verify(&token).unwrap();
-        assert_eq!(member.as_str(), "f-ada-lovelace");
+        assert_eq!(member, facilitator_id("Ada Lovelace"));
+        assert_ne!(facilitator_id("José"), facilitator_id("Jos"), "different names are different people");
+        assert!(!member.as_str().contains("ada"), "the id reveals no name");
         assert_eq!(claims.kind, TokenKind::Facilitator);
         assert_eq!(claims.name.as_deref(), Some("Ada Lovelace"));
         assert!(auth.mint_facilitator("  !! ").is_err());

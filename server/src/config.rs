@@ -379,6 +379,22 @@ impl Config {
     }
 }
 
+/// Creates the data folder, if it does not exist yet, readable by its owner only: it
+/// holds the signing key and the people's words.
+pub fn create_data_dir(path: &Path) -> std::io::Result<()> {
+    if path.as_os_str().is_empty() || path.exists() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

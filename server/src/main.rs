@@ -1,6 +1,7 @@
 //! The `caucus` command: `caucus serve` runs the server; `caucus token facilitator`
 //! prints a facilitator token for the same configuration.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -112,11 +113,19 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let data_dir = config.data_dir.clone();
     let server = Server::bind(config).await?;
     let url = server.hub().config().public_url(server.local_addr());
-    let sign_in = server.hub().auth().mint_facilitator("Facilitator").map_err(anyhow::Error::msg)?;
     println!("Caucus {} is listening on {url}", env!("CARGO_PKG_VERSION"));
     println!("  Open:        {url}/");
-    println!("  Facilitator: {url}/#token={sign_in}");
-    println!("               (a sign-in link valid for {ttl_hours} hours; keep it private)");
+    // A sign-in link is a live credential: print it to a person at a terminal, never into
+    // a service's captured output, unless asked to.
+    let asked = std::env::var("CAUCUS_SIGN_IN_LINK").is_ok_and(|value| value == "1");
+    if asked || std::io::stdout().is_terminal() {
+        let sign_in = server.hub().auth().mint_facilitator("Facilitator").map_err(anyhow::Error::msg)?;
+        println!("  Facilitator: {url}/#token={sign_in}");
+        println!("               (a sign-in link valid for {ttl_hours} hours; keep it private)");
+    } else {
+        println!("  Facilitator: sign in with a token from `caucus token facilitator --name NAME`:");
+        println!("               open {url}/#token=<token>");
+    }
     println!("  Data folder: {}", data_dir.display());
     println!("  Stop:        Ctrl-C");
 
@@ -148,6 +157,12 @@ async fn wait_for_signal() {
 
 fn init_tracing(format: LogFormat) {
     let filter = EnvFilter::try_from_env("CAUCUS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // The WebSocket library logs whole frames, message text and tokens included, at
+    // debug and trace: keep it at info whatever the filter says.
+    let filter =
+        ["tungstenite=info", "tokio_tungstenite=info"].into_iter().fold(filter, |filter, directive| {
+            filter.add_directive(directive.parse().expect("a valid directive"))
+        });
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

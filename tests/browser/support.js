@@ -21,7 +21,7 @@ export const screenshots = process.env.CAUCUS_UPDATE_SCREENSHOTS === "1"
 export async function startServer({ data = mkdtempSync(join(tmpdir(), "caucus-browser-")), listen = "127.0.0.1:0" } = {}) {
   const binary = process.env.CAUCUS_BIN || join(repo, "target", "debug", "caucus");
   const child = spawn(binary, ["serve"], {
-    env: { ...process.env, CAUCUS_LISTEN: listen, CAUCUS_DATA_DIR: data, CAUCUS_LOG: "warn" },
+    env: { ...process.env, CAUCUS_LISTEN: listen, CAUCUS_DATA_DIR: data, CAUCUS_LOG: "warn", CAUCUS_SIGN_IN_LINK: "1" },
     stdio: ["ignore", "pipe", "inherit"],
   });
   const lines = createInterface({ input: child.stdout });

@@ -59,7 +59,7 @@ async fn close_for(scene: &Scene, token: &str) -> Result<caucus_tests::Closed> {
 #[tokio::test]
 async fn bad_tokens_are_refused_at_hello_with_a_code_and_reason_saying_why() -> Result<()> {
     let scene = Scene::new(Settings::default()).await?;
-    let good = claims("f-ada");
+    let good = claims(caucus_server::auth::facilitator_id("Ada").as_str());
     let none_token = format!(
         "{}.{}.",
         base64url(br#"{"alg":"none","typ":"JWT"}"#),
@@ -160,7 +160,10 @@ async fn a_token_for_another_session_reveals_nothing_about_it() -> Result<()> {
 #[tokio::test]
 async fn a_token_that_expires_mid_session_closes_its_connection() -> Result<()> {
     let scene = Scene::new(Settings::default()).await?;
-    let short = sign(&Claims { exp: unix_now() + 2, ..claims("f-ada") }, Algorithm::HS256);
+    let short = sign(
+        &Claims { exp: unix_now() + 2, ..claims(caucus_server::auth::facilitator_id("Ada").as_str()) },
+        Algorithm::HS256,
+    );
     let mut client = scene.server.client().await;
     client.hello(&scene.session, &short).await?;
     client.wait = Duration::from_secs(30);

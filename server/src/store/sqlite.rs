@@ -85,6 +85,23 @@ struct Write {
     done: oneshot::Sender<Result<(), StoreError>>,
 }
 
+/// Creates `path` readable by its owner only, if it does not exist yet. SQLite gives its
+/// WAL and shared-memory files the same permissions as the database.
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(err) => Err(StoreError::new(format!("cannot create {}: {err}", path.display()))),
+    }
+}
+
 fn open_connection(path: &Path, busy_timeout: Duration) -> Result<Connection, StoreError> {
     let connection = Connection::open(path)
         .map_err(|err| StoreError::new(format!("cannot open {}: {err}", path.display())))?;
@@ -125,9 +142,10 @@ impl SqliteStore {
     /// the writer thread.
     pub fn open(options: SqliteOptions) -> Result<Self, StoreError> {
         if let Some(parent) = options.path.parent() {
-            std::fs::create_dir_all(parent)
+            crate::config::create_data_dir(parent)
                 .map_err(|err| StoreError::new(format!("cannot create {}: {err}", parent.display())))?;
         }
+        create_private(&options.path)?;
         let mut connection = open_connection(&options.path, options.busy_timeout)?;
         migrate(&mut connection)?;
         let (writes, queue) = mpsc::channel(QUEUE);
@@ -174,8 +192,14 @@ fn run_writer(mut connection: Connection, mut queue: mpsc::Receiver<Write>, batc
         if scrub {
             // Old page images of purged or erased rows live on in the WAL until it is
             // checkpointed and truncated.
-            if let Err(err) = connection.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
-                warn!(error = %err, "could not truncate the WAL after a purge");
+            // The first column is 1 when a reader blocked the checkpoint: then purged
+            // text may still sit in the WAL, and the operator should know.
+            match connection.query_row("PRAGMA wal_checkpoint(TRUNCATE);", [], |row| row.get::<_, i64>(0)) {
+                Ok(0) => {}
+                Ok(_) => warn!(
+                    "a reader blocked truncating the WAL after a purge; it is retried after the next purge"
+                ),
+                Err(err) => warn!(error = %err, "could not truncate the WAL after a purge"),
             }
         }
     }
@@ -298,6 +322,7 @@ pub fn backup(database: &Path, destination: &Path) -> Result<(), StoreError> {
     if !database.exists() {
         return Err(StoreError::new(format!("there is no database at {}", database.display())));
     }
+    create_private(destination)?;
     let source = open_connection(database, Duration::from_secs(5))?;
     source
         .backup(rusqlite::MAIN_DB, destination, None::<fn(rusqlite::backup::Progress)>)

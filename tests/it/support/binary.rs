@@ -57,6 +57,7 @@ pub fn serve(data: &Path, config: Option<&Path>) -> Result<Running> {
         .env("CAUCUS_DATA_DIR", data)
         .env_remove("CAUCUS_JWT_SECRET")
         .env_remove("CAUCUS_CONFIG")
+        .env("CAUCUS_SIGN_IN_LINK", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
     if let Some(config) = config {
