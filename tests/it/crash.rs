@@ -51,6 +51,8 @@ struct Seen {
     cursors: BTreeMap<String, u64>,
     acks: BTreeMap<String, u64>,
     events: Vec<RoomEvent>,
+    /// The close code the server sent, if it sent one.
+    close: Option<u16>,
 }
 
 impl Seen {
@@ -86,6 +88,9 @@ async fn burst(client: Client, in_room: Room, prefix: &str, count: usize) -> See
         }
     });
     while let Ok(Some(Ok(message))) = tokio::time::timeout(Duration::from_secs(20), stream.next()).await {
+        if let Message::Close(frame) = &message {
+            seen.close = frame.as_ref().map(|frame| u16::from(frame.code));
+        }
         let Message::Text(text) = message else { continue };
         match serde_json::from_str::<ServerMessage>(&text) {
             Ok(ServerMessage::Ack(ack)) => {
@@ -107,8 +112,24 @@ struct Member {
     joined: Joined,
 }
 
+/// How the server is stopped mid-burst.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Kill9,
+    Sigterm,
+}
+
 #[tokio::test]
 async fn kill_9_mid_burst_loses_no_acknowledged_message_and_resume_has_no_gaps() -> Result<()> {
+    stop_mid_burst(Stop::Kill9).await
+}
+
+#[tokio::test]
+async fn sigterm_mid_burst_closes_1001_loses_nothing_acknowledged_and_exits_cleanly() -> Result<()> {
+    stop_mid_burst(Stop::Sigterm).await
+}
+
+async fn stop_mid_burst(stop: Stop) -> Result<()> {
     let data = tempfile::tempdir()?;
     let config = burst_config(data.path())?;
     let mut server = serve(data.path(), Some(&config))?;
@@ -139,10 +160,27 @@ async fn kill_9_mid_burst_loses_no_acknowledged_message_and_resume_has_no_gaps()
         tasks.push(tokio::spawn(burst(client, member.caucus.room(), member.name, COUNT)));
     }
     tokio::time::sleep(Duration::from_millis(150)).await;
-    server.kill_9();
+    match stop {
+        Stop::Kill9 => server.kill_9(),
+        Stop::Sigterm => {
+            let pid = server.child.id().to_string();
+            assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status()?.success());
+        }
+    }
     let mut seen = Vec::new();
     for task in tasks {
         seen.push(task.await?);
+    }
+    if stop == Stop::Sigterm {
+        for seen in &seen {
+            assert_eq!(
+                seen.close,
+                Some(caucus_protocol::close::GOING_AWAY),
+                "every client is told the server is going away"
+            );
+        }
+        let status = tokio::task::spawn_blocking(move || server.child.wait()).await??;
+        assert!(status.success(), "caucus exited with {status} after SIGTERM");
     }
     let acked: usize = seen.iter().map(|seen| seen.acks.len()).sum();
     assert!(acked > 0, "the burst was acknowledged in part before the kill");
