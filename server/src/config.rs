@@ -50,6 +50,10 @@ pub struct Limits {
     pub frame_burst: u32,
     /// Rate-limited frames tolerated in a burst before the connection is closed 1008.
     pub rate_limited_strikes: u32,
+    /// Frames per second one person may send, sustained, over all their connections.
+    pub member_frames_per_sec: u32,
+    /// Frames one person may send in a burst, over all their connections.
+    pub member_frame_burst: u32,
     /// Open connections per person.
     pub connections_per_member: usize,
     /// Frames queued for one connection before it counts as too slow and is closed.
@@ -68,6 +72,8 @@ impl Default for Limits {
             frames_per_sec: 20,
             frame_burst: 40,
             rate_limited_strikes: 20,
+            member_frames_per_sec: 40,
+            member_frame_burst: 80,
             connections_per_member: 5,
             outbound_queue: 2048,
             replay_per_room: 256,
@@ -339,7 +345,12 @@ impl Config {
         if limits.text.message_chars == 0 || limits.text.name_chars == 0 || limits.text.topic_chars == 0 {
             return invalid("text limits must be at least 1 character");
         }
-        if limits.frames_per_sec == 0 || limits.frame_burst == 0 || limits.rate_limited_strikes == 0 {
+        if limits.frames_per_sec == 0
+            || limits.frame_burst == 0
+            || limits.rate_limited_strikes == 0
+            || limits.member_frames_per_sec == 0
+            || limits.member_frame_burst == 0
+        {
             return invalid("limits.frames_per_sec, frame_burst and rate_limited_strikes must be at least 1");
         }
         if limits.connections_per_member == 0 || limits.sessions_per_facilitator == 0 {

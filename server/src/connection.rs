@@ -102,6 +102,8 @@ struct Entered {
     session: SessionHandle,
     member: caucus_protocol::MemberId,
     expires_at: Instant,
+    /// Shared by all of this person's connections.
+    member_rate: Arc<DefaultDirectRateLimiter>,
 }
 
 /// What a connection is for.
@@ -140,7 +142,8 @@ struct Connection {
     strikes: DefaultDirectRateLimiter,
 }
 
-fn per_second(count: u32, burst: u32) -> DefaultDirectRateLimiter {
+/// A rate limiter allowing `count` a second, sustained, and `burst` at once.
+pub fn per_second(count: u32, burst: u32) -> DefaultDirectRateLimiter {
     let count = NonZeroU32::new(count).unwrap_or(NonZeroU32::MIN);
     let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
     RateLimiter::direct(Quota::per_second(count).allow_burst(burst))
@@ -250,7 +253,9 @@ impl Connection {
     async fn on_text(&mut self, text: &str) -> Option<Ending> {
         // Decoding first lets a rate-limited refusal echo the frame's client_id.
         let decoded = ClientFrame::decode(text);
-        if self.rate.check().is_err() {
+        let member_limited =
+            self.entered.as_ref().is_some_and(|entered| entered.member_rate.check().is_err());
+        if self.rate.check().is_err() || member_limited {
             if self.strikes.check().is_err() {
                 return Some(Ending::close(close::POLICY_VIOLATION, "too many frames too fast"));
             }
@@ -334,8 +339,13 @@ impl Connection {
         span.record("session", tracing::field::display(&session_id));
         span.record("member", tracing::field::display(&member));
         let remaining = claims.exp.saturating_sub(crate::auth::unix_now());
-        self.entered =
-            Some(Entered { session, member, expires_at: Instant::now() + Duration::from_secs(remaining) });
+        let member_rate = self.hub.member_rate(&member);
+        self.entered = Some(Entered {
+            session,
+            member,
+            expires_at: Instant::now() + Duration::from_secs(remaining),
+            member_rate,
+        });
         None
     }
 

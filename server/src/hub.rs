@@ -70,6 +70,8 @@ pub struct Hub {
     clock: Clock,
     sessions: DashMap<SessionId, SessionHandle>,
     invites: DashMap<String, SessionId>,
+    /// Each person's rate limiter, shared by all their connections.
+    member_rates: DashMap<MemberId, Arc<governor::DefaultDirectRateLimiter>>,
     /// Who created each session, for the per-facilitator cap on live sessions.
     created_by: DashMap<SessionId, MemberId>,
     /// Cancelled once, at shutdown; every actor and connection watches it.
@@ -99,6 +101,7 @@ impl Hub {
             sessions: DashMap::new(),
             invites: DashMap::new(),
             created_by: DashMap::new(),
+            member_rates: DashMap::new(),
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
             public_url,
@@ -128,6 +131,20 @@ impl Hub {
     /// The tracker that session actors and connections are spawned on.
     pub fn tracker(&self) -> &TaskTracker {
         &self.tracker
+    }
+
+    /// The rate limiter shared by all of `member`'s connections.
+    pub fn member_rate(&self, member: &MemberId) -> Arc<governor::DefaultDirectRateLimiter> {
+        let limits = &self.config.limits;
+        self.member_rates
+            .entry(member.clone())
+            .or_insert_with(|| {
+                Arc::new(crate::connection::per_second(
+                    limits.member_frames_per_sec,
+                    limits.member_frame_burst,
+                ))
+            })
+            .clone()
     }
 
     /// The handle of a live session.

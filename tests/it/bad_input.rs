@@ -277,3 +277,31 @@ async fn a_post_to_a_closed_caucus_is_refused_and_not_stored() -> Result<()> {
     assert_eq!(scene.server.stored_events(&scene.session).len(), stored);
     Ok(())
 }
+
+#[tokio::test]
+async fn the_rate_limit_also_counts_all_of_a_persons_connections_together() -> Result<()> {
+    let server = TestServer::start_with(|config| {
+        config.limits.member_frames_per_sec = 1;
+        config.limits.member_frame_burst = 4;
+    })
+    .await;
+    let scene = Scene::on(server, Settings::default()).await?;
+    let mut first = scene.member("Amara").await?;
+    let mut second = scene.reconnect(&first).await?;
+    // Each connection alone stays well under its own limit; together they do not.
+    for n in 0..3 {
+        first.client.say(Room::Plenary, &format!("first {n}")).await?;
+    }
+    let mut limited = None;
+    for n in 0..3 {
+        if let Err(error) =
+            second.request(Command::Say { room: room(Room::Plenary), text: format!("second {n}") }).await?
+        {
+            limited = Some(error);
+            break;
+        }
+    }
+    let limited = limited.expect("the person's shared limit refused a frame");
+    assert_eq!(limited.code, ErrorCode::RateLimited);
+    Ok(())
+}

@@ -22,7 +22,10 @@ use crate::support::binary::{Running, serve};
 /// Limits loose enough for a burst; everything else is the binary's default.
 fn burst_config(dir: &Path) -> Result<std::path::PathBuf> {
     let path = dir.join("burst.toml");
-    std::fs::write(&path, "[limits]\nframes_per_sec = 100000\nframe_burst = 100000\n")?;
+    std::fs::write(
+        &path,
+        "[limits]\nframes_per_sec = 100000\nframe_burst = 100000\nmember_frames_per_sec = 100000\nmember_frame_burst = 100000\n",
+    )?;
     Ok(path)
 }
 

@@ -94,7 +94,11 @@ async fn a_deadline_that_passed_while_the_server_was_down_is_handled_at_start() 
 
 #[tokio::test]
 async fn resume_after_a_network_drop_has_no_gaps_and_no_duplicates() -> Result<()> {
-    let server = TestServer::start_with(|config| config.limits.frame_burst = 100).await;
+    let server = TestServer::start_with(|config| {
+        config.limits.frame_burst = 100;
+        config.limits.member_frame_burst = 100;
+    })
+    .await;
     let scene = Scene::on(server, Settings::default()).await?;
     let mut amara = scene.member("Amara").await?;
     let mut bayo = scene.member("Bayo").await?;

@@ -31,6 +31,8 @@ async fn a_slow_reader_is_closed_with_4008_and_then_resumes() -> Result<()> {
         config.limits.outbound_queue = 416;
         config.limits.frames_per_sec = 100_000;
         config.limits.frame_burst = 100_000;
+        config.limits.member_frames_per_sec = 100_000;
+        config.limits.member_frame_burst = 100_000;
         config.timeouts.write_secs = 2;
     })
     .await;

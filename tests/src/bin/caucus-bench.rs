@@ -103,6 +103,8 @@ async fn durable_run(
     config.store.group_commit = group_commit;
     config.limits.frames_per_sec = 1_000_000;
     config.limits.frame_burst = 1_000_000;
+    config.limits.member_frames_per_sec = 1_000_000;
+    config.limits.member_frame_burst = 1_000_000;
     config.limits.outbound_queue = 1 << 20;
     config.limits.sessions_per_facilitator = usize::MAX;
     let server = Server::bind(config).await?;
