@@ -12,6 +12,7 @@ mod crash;
 mod durability;
 mod facilitation;
 mod flow;
+mod fuzz_corpus;
 mod liveness;
 mod model;
 mod privacy;
