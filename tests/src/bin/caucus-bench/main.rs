@@ -1,8 +1,18 @@
 //! The benchmark harness. Every figure it prints comes from one invocation that runs
 //! the compared configurations side by side on this machine, so read them as ratios.
 //!
-//! `caucus-bench durable` measures acknowledged durable messages per second against the
-//! SQLite store, with group commit and with one commit per message.
+//! - `durable`: acknowledged durable messages per second against the SQLite store, with
+//!   group commit and with one commit per message.
+//! - `storm`: thousands of clients drop at once and come back at once; how long until
+//!   all have resumed.
+//! - `soak`: minutes of mixed traffic against the binary; its memory and descriptors at
+//!   the start and the end.
+//!
+//! `storm` and `soak` run the release `caucus` binary in its own process: build it
+//! first with `cargo build --release --bin caucus`.
+
+mod load;
+mod process;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -42,6 +52,27 @@ enum Scenario {
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
+    /// A reconnect storm: every client drops and comes back at once.
+    Storm {
+        /// Sessions.
+        #[arg(long, default_value_t = 100)]
+        sessions: usize,
+        /// Members per session.
+        #[arg(long, default_value_t = 30)]
+        members: usize,
+    },
+    /// A soak: mixed traffic for a number of minutes.
+    Soak {
+        /// How long, in minutes.
+        #[arg(long, default_value_t = 10)]
+        minutes: u64,
+        /// Sessions.
+        #[arg(long, default_value_t = 10)]
+        sessions: usize,
+        /// Members per session.
+        #[arg(long, default_value_t = 20)]
+        members: usize,
+    },
 }
 
 #[tokio::main]
@@ -50,6 +81,8 @@ async fn main() -> Result<()> {
         Scenario::Durable { sessions, clients, messages, runs } => {
             durable(sessions, clients, messages, runs).await
         }
+        Scenario::Storm { sessions, members } => load::storm(sessions, members).await,
+        Scenario::Soak { minutes, sessions, members } => load::soak(minutes, sessions, members).await,
     }
 }
 

@@ -1,0 +1,100 @@
+//! The `caucus` binary as a separate process, so that its memory and file descriptors
+//! can be read on their own, and sessions full of members to load it with.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command as Process, Stdio};
+
+use anyhow::{Context, Result, bail};
+use caucus_protocol::SessionId;
+use caucus_protocol::api::{Joined, SessionCreated};
+use caucus_tests::http;
+
+/// A running `caucus serve`, killed when dropped.
+pub(crate) struct ServerProcess {
+    pub(crate) child: Child,
+    pub(crate) address: SocketAddr,
+    pub(crate) sign_in: String,
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl ServerProcess {
+    /// Starts the release `caucus` next to this harness, with limits raised for load.
+    pub(crate) fn start(data: &Path) -> Result<Self> {
+        let binary = std::env::current_exe()?.with_file_name("caucus");
+        if !binary.exists() {
+            bail!("{} is missing: run `cargo build --release --bin caucus` first", binary.display());
+        }
+        let config = data.join("bench.toml");
+        std::fs::write(
+            &config,
+            "[limits]\nframes_per_sec = 100000\nframe_burst = 100000\nmember_frames_per_sec = 100000\n\
+             member_frame_burst = 100000\nconnections_per_member = 100\nsessions_per_facilitator = 100000\n",
+        )?;
+        let mut child = Process::new(&binary)
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env("CAUCUS_LISTEN", "127.0.0.1:0")
+            .env("CAUCUS_DATA_DIR", data)
+            .env("CAUCUS_SIGN_IN_LINK", "1")
+            .env("CAUCUS_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
+        let first = lines.next().context("no output")??;
+        let address = first.split("listening on http://").nth(1).context("no address")?.trim().parse()?;
+        let mut sign_in = None;
+        for line in lines.by_ref().take(5) {
+            if let Some(token) = line?.split("#token=").nth(1) {
+                sign_in = Some(token.trim().to_owned());
+            }
+        }
+        std::thread::spawn(move || for _ in lines {});
+        Ok(Self { child, address, sign_in: sign_in.context("no sign-in link")? })
+    }
+
+    /// Resident memory, in KiB.
+    pub(crate) fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|value| value.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Open file descriptors.
+    pub(crate) fn fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id())).map(|dir| dir.count()).unwrap_or(0)
+    }
+
+    /// Creates `sessions` sessions and joins `members` people to each.
+    pub(crate) async fn populate(&self, sessions: usize, members: usize) -> Result<Vec<(SessionId, Vec<Joined>)>> {
+        let auth = format!("Bearer {}", self.sign_in);
+        let body = r#"{"title":"Load","caucuses":{"a":"A","b":"B"}}"#;
+        let mut all = Vec::new();
+        for _ in 0..sessions {
+            let created: SessionCreated =
+                http(self.address, "POST", "/api/sessions", &[("authorization", &auth)], Some(body))
+                    .await?
+                    .json()?;
+            let mut joined = Vec::new();
+            for n in 0..members {
+                let request =
+                    serde_json::json!({ "invite_code": created.invite_code, "name": format!("m{n}") })
+                        .to_string();
+                joined.push(http(self.address, "POST", "/api/join", &[], Some(&request)).await?.json()?);
+            }
+            all.push((created.session, joined));
+        }
+        Ok(all)
+    }
+}
