@@ -98,6 +98,9 @@ async fn metrics() -> impl IntoResponse {
     )
 }
 
+/// Read and write buffer size per WebSocket, in bytes.
+const SOCKET_BUFFER: usize = 8 * 1024;
+
 /// The browser app's files, embedded so that the binary alone serves it.
 const INDEX_HTML: &str = include_str!("../../web-client/index.html");
 const APP_JS: &str = include_str!("../../web-client/app.js");
@@ -162,9 +165,16 @@ fn accept(hub: Arc<Hub>, headers: &HeaderMap, upgrade: WebSocketUpgrade, mode: c
     }
     let frame_bytes = hub.config().limits.frame_bytes;
     let tracker = hub.tracker().clone();
-    upgrade.max_frame_size(frame_bytes).max_message_size(frame_bytes).on_upgrade(move |socket| async move {
-        tracker.spawn(connection::serve(socket, hub, mode));
-    })
+    // tungstenite's default 128 KiB read and write buffers cost most of a connection's
+    // memory; chat frames are small, and writes are batched before each flush anyway.
+    upgrade
+        .read_buffer_size(SOCKET_BUFFER)
+        .write_buffer_size(SOCKET_BUFFER)
+        .max_frame_size(frame_bytes)
+        .max_message_size(frame_bytes)
+        .on_upgrade(move |socket| async move {
+            tracker.spawn(connection::serve(socket, hub, mode));
+        })
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {

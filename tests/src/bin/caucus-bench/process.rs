@@ -77,7 +77,11 @@ impl ServerProcess {
     }
 
     /// Creates `sessions` sessions and joins `members` people to each.
-    pub(crate) async fn populate(&self, sessions: usize, members: usize) -> Result<Vec<(SessionId, Vec<Joined>)>> {
+    pub(crate) async fn populate(
+        &self,
+        sessions: usize,
+        members: usize,
+    ) -> Result<Vec<(SessionId, Vec<Joined>)>> {
         let auth = format!("Bearer {}", self.sign_in);
         let body = r#"{"title":"Load","caucuses":{"a":"A","b":"B"}}"#;
         let mut all = Vec::new();
