@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use caucus_protocol::{Caucus, Command, ErrorCode, EventBody, Phase, Room, RoomEvent, Settings};
 use caucus_tests::{Client, room};
 
-use crate::support::{Scene, TestServer};
+use crate::support::{Scene, TestServer, holds};
 
 /// The `(seq, text)` of every message this client has received in `room`.
 fn messages(client: &Client, in_room: Room) -> Vec<(u64, String)> {
@@ -134,29 +134,12 @@ async fn resume_after_a_network_drop_has_no_gaps_and_no_duplicates() -> Result<(
     Ok(())
 }
 
-/// Reads the database file and its WAL as raw bytes.
-fn raw_database(server: &TestServer) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    for name in ["caucus.db", "caucus.db-wal"] {
-        if let Ok(file) = std::fs::read(server.data_dir().join(name)) {
-            bytes.extend(file);
-        }
-    }
-    bytes
-}
-
-fn contains(haystack: &[u8], needle: &str) -> bool {
-    haystack.windows(needle.len()).any(|window| window == needle.as_bytes())
-}
-
 #[tokio::test]
 async fn when_a_session_ends_its_caucus_text_leaves_the_database_file() -> Result<()> {
     let mut scene = Scene::new(Settings::default()).await?;
-    let mut amara = scene.member("Amara").await?;
-    let mut dana = scene.member("Dana").await?;
-    amara.client.ok(Command::ChooseCaucus { caucus: Some(Caucus::A) }).await?;
-    dana.client.ok(Command::ChooseCaucus { caucus: Some(Caucus::B) }).await?;
-    scene.facilitator.client.ok(Command::OpenCaucuses { duration_secs: None }).await?;
+    let mut amara = scene.seated("Amara", Caucus::A).await?;
+    let mut dana = scene.seated("Dana", Caucus::B).await?;
+    scene.open_round().await?;
     scene.facilitator.client.say(Room::Plenary, "PLENARY-MARKER-kept").await?;
     amara.client.say(Caucus::A.room(), "CAUCUS-MARKER-unflagged-a").await?;
     dana.client.say(Caucus::B.room(), "CAUCUS-MARKER-unflagged-b").await?;
@@ -169,23 +152,23 @@ async fn when_a_session_ends_its_caucus_text_leaves_the_database_file() -> Resul
     amara.client.ok(Command::WithdrawPoint { room: room(Caucus::A.room()), point: 2 }).await?;
 
     // While the session runs, the text is in the file: the raw check can see it.
-    let during = raw_database(&scene.server);
-    assert!(contains(&during, "CAUCUS-MARKER-unflagged-a"), "the raw check finds live caucus text");
+    let during = scene.server.raw_database();
+    assert!(holds(&during, "CAUCUS-MARKER-unflagged-a"), "the raw check finds live caucus text");
 
     scene.facilitator.client.ok(Command::EndSession {}).await?;
     let mut gone = false;
     for _ in 0..100 {
-        let raw = raw_database(&scene.server);
-        if !contains(&raw, "CAUCUS-MARKER") && !contains(&raw, "\"kind\":\"seated\"") {
+        let raw = scene.server.raw_database();
+        if !holds(&raw, "CAUCUS-MARKER") && !holds(&raw, "\"kind\":\"seated\"") {
             gone = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(gone, "caucus text or seats are still in the database file after the session ended");
-    let raw = raw_database(&scene.server);
-    assert!(contains(&raw, "PLENARY-MARKER-kept"), "the plenary transcript is kept");
-    assert!(contains(&raw, "CARRIED-MARKER-a"), "carried points are kept, in the plenary");
+    let raw = scene.server.raw_database();
+    assert!(holds(&raw, "PLENARY-MARKER-kept"), "the plenary transcript is kept");
+    assert!(holds(&raw, "CARRIED-MARKER-a"), "carried points are kept, in the plenary");
 
     // Through the API too: nobody can read the caucus any more.
     let mut client = scene.server.client().await;

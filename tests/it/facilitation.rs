@@ -9,11 +9,9 @@ use crate::support::Scene;
 #[tokio::test]
 async fn a_broadcast_appears_in_every_room_and_stays_in_its_history() -> Result<()> {
     let mut scene = Scene::new(Settings::default()).await?;
-    let mut amara = scene.member("Amara").await?;
-    let mut dana = scene.member("Dana").await?;
-    amara.client.ok(Command::ChooseCaucus { caucus: Some(Caucus::A) }).await?;
-    dana.client.ok(Command::ChooseCaucus { caucus: Some(Caucus::B) }).await?;
-    scene.facilitator.client.ok(Command::OpenCaucuses { duration_secs: None }).await?;
+    let mut amara = scene.seated("Amara", Caucus::A).await?;
+    let mut dana = scene.seated("Dana", Caucus::B).await?;
+    scene.open_round().await?;
     scene.facilitator.client.ok(Command::Broadcast { text: "Ten minutes left".into() }).await?;
     let announcement =
         |body: &EventBody| matches!(body, EventBody::Announcement { text, .. } if text == "Ten minutes left");

@@ -6,16 +6,14 @@ use caucus_protocol::api::{ApiError, Minutes};
 use caucus_protocol::{Caucus, Command, ErrorCode, EventBody, Room, RoomName, ServerMessage, Settings};
 use caucus_tests::{http, room};
 
-use crate::support::Scene;
+use crate::support::{Scene, holds};
 
 #[tokio::test]
 async fn history_pages_back_through_a_readable_room_only() -> Result<()> {
     let mut scene = Scene::new(Settings::default()).await?;
-    let mut amara = scene.member("Amara").await?;
-    let mut dana = scene.member("Dana").await?;
-    amara.client.ok(Command::ChooseCaucus { caucus: Some(Caucus::A) }).await?;
-    dana.client.ok(Command::ChooseCaucus { caucus: Some(Caucus::B) }).await?;
-    scene.facilitator.client.ok(Command::OpenCaucuses { duration_secs: None }).await?;
+    let mut amara = scene.seated("Amara", Caucus::A).await?;
+    let mut dana = scene.seated("Dana", Caucus::B).await?;
+    scene.open_round().await?;
     for n in 0..12 {
         amara.client.say(Caucus::A.room(), &format!("a{n}")).await?;
     }
@@ -131,16 +129,7 @@ async fn erasing_a_member_takes_their_words_and_name_out_of_the_session_and_the_
     scene.facilitator.client.ok(Command::OpenCaucuses { duration_secs: None }).await?;
     amara.client.say(Caucus::A.room(), "ERASE-ME caucus words").await?;
 
-    let raw = || -> Vec<u8> {
-        ["caucus.db", "caucus.db-wal"]
-            .iter()
-            .filter_map(|name| std::fs::read(scene.server.data_dir().join(name)).ok())
-            .flatten()
-            .collect()
-    };
-    let holds =
-        |bytes: &[u8], needle: &str| bytes.windows(needle.len()).any(|window| window == needle.as_bytes());
-    assert!(holds(&raw(), "ERASE-ME"), "the raw check sees the words before erasure");
+    assert!(holds(&scene.server.raw_database(), "ERASE-ME"), "the raw check sees the words before erasure");
 
     let refused = amara.client.refused(Command::EraseMember { member: bayo.id.clone() }).await?;
     assert_eq!(refused.code, ErrorCode::Forbidden);
@@ -160,8 +149,11 @@ async fn erasing_a_member_takes_their_words_and_name_out_of_the_session_and_the_
     assert!(!replayed.contains("ERASE-ME"), "{replayed}");
     assert!(welcome.members.iter().all(|member| member.id != amara.id), "erased people are not listed");
     assert!(!serde_json::to_string(&welcome)?.contains("ERASE-NAME"));
-    assert!(!holds(&raw(), "ERASE-ME"), "erased words are still in the database file");
-    assert!(!holds(&raw(), "ERASE-NAME"), "an erased name is still in the database file");
+    assert!(!holds(&scene.server.raw_database(), "ERASE-ME"), "erased words are still in the database file");
+    assert!(
+        !holds(&scene.server.raw_database(), "ERASE-NAME"),
+        "an erased name is still in the database file"
+    );
 
     // The erasure is recorded, without the content.
     let db = rusqlite::Connection::open(scene.server.data_dir().join("caucus.db"))?;

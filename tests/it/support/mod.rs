@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, ensure};
 use caucus_protocol::api::{CreateSession, Joined, SessionCreated};
-use caucus_protocol::{CaucusLabels, MemberId, RoomEvent, SessionId, Settings};
+use caucus_protocol::{Caucus, CaucusLabels, Command, MemberId, RoomEvent, SessionId, Settings};
 use caucus_server::Server;
 use caucus_server::config::{Config, Secret};
 use caucus_server::hub::Hub;
@@ -74,6 +74,15 @@ impl TestServer {
     /// The data folder.
     pub fn data_dir(&self) -> &std::path::Path {
         self.data.path()
+    }
+
+    /// The database file and its WAL, as raw bytes: what a disk thief would read.
+    pub fn raw_database(&self) -> Vec<u8> {
+        ["caucus.db", "caucus.db-wal"]
+            .iter()
+            .filter_map(|name| std::fs::read(self.data_dir().join(name)).ok())
+            .flatten()
+            .collect()
     }
 
     /// Every event the store holds for `session`, read back from the store itself.
@@ -165,10 +174,28 @@ impl Scene {
         Ok(Person { id: joined.member, token: joined.token, client })
     }
 
+    /// Joins a new member and seats them in `caucus` by their own choice.
+    pub async fn seated(&self, name: &str, caucus: Caucus) -> Result<Person> {
+        let mut person = self.member(name).await?;
+        person.client.ok(Command::ChooseCaucus { caucus: Some(caucus) }).await?;
+        Ok(person)
+    }
+
+    /// The facilitator opens an untimed round.
+    pub async fn open_round(&mut self) -> Result<()> {
+        self.facilitator.client.ok(Command::OpenCaucuses { duration_secs: None }).await?;
+        Ok(())
+    }
+
     /// Connects another client for an existing person.
     pub async fn reconnect(&self, person: &Person) -> Result<Client> {
         let mut client = self.server.client().await;
         client.hello(&self.session, &person.token).await?;
         Ok(client)
     }
+}
+
+/// Whether `needle` occurs anywhere in `bytes`.
+pub fn holds(bytes: &[u8], needle: &str) -> bool {
+    bytes.windows(needle.len()).any(|window| window == needle.as_bytes())
 }
