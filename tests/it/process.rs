@@ -159,3 +159,33 @@ fn the_benchmark_harness_runs_and_reports() -> Result<()> {
     assert!(stdout.contains("median acked messages/s"), "{stdout}");
     Ok(())
 }
+
+#[test]
+fn the_side_by_side_comparison_runs_every_peer_and_reports() -> Result<()> {
+    caucus_binary();
+    let output = Process::new(env!("CARGO_BIN_EXE_caucus-bench"))
+        .args([
+            "compare",
+            "--rooms",
+            "5",
+            "--sizes",
+            "64",
+            "--idle",
+            "20",
+            "--seconds",
+            "1",
+            "--max-deliveries",
+            "5000",
+        ])
+        .output()?;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8(output.stdout)?;
+    for server in ["Caucus", "Socket.IO", "ceiling"] {
+        assert!(stdout.contains(&format!("| {server} | 20 |")), "no idle row for {server}:\n{stdout}");
+        assert!(
+            stdout.contains(&format!("| {server} | 5 | 64 B |")),
+            "no fan-out row for {server}:\n{stdout}"
+        );
+    }
+    Ok(())
+}

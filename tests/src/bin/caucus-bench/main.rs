@@ -7,10 +7,15 @@
 //!   all have resumed.
 //! - `soak`: minutes of mixed traffic against the binary; its memory and descriptors at
 //!   the start and the end.
+//! - `compare`: Caucus, Socket.IO rooms (`tests/peers/socketio`) and a bare
+//!   tokio-tungstenite ceiling side by side: idle memory, fan-out throughput, latency
+//!   and CPU per delivery.
 //!
 //! `storm` and `soak` run the release `caucus` binary in its own process: build it
 //! first with `cargo build --release --bin caucus`.
 
+mod ceiling;
+mod fanout;
 mod load;
 mod process;
 
@@ -61,6 +66,34 @@ enum Scenario {
         #[arg(long, default_value_t = 30)]
         members: usize,
     },
+    /// Caucus, Socket.IO rooms and the bare ceiling side by side: idle memory and
+    /// fan-out latency and throughput.
+    Compare {
+        /// Which servers, in order.
+        #[arg(long, value_delimiter = ',', default_value = "caucus,socketio,ceiling")]
+        peers: Vec<String>,
+        /// Room sizes for fan-out.
+        #[arg(long, value_delimiter = ',', default_value = "10,100,1000")]
+        rooms: Vec<usize>,
+        /// Message sizes in bytes.
+        #[arg(long, value_delimiter = ',', default_value = "64,512")]
+        sizes: Vec<usize>,
+        /// Idle connection counts.
+        #[arg(long, value_delimiter = ',', default_value = "1000")]
+        idle: Vec<usize>,
+        /// Seconds per rate step.
+        #[arg(long, default_value_t = 3)]
+        seconds: u64,
+        /// The highest delivery rate to step up to, per second.
+        #[arg(long, default_value_t = 640_000)]
+        max_deliveries: u64,
+    },
+    /// The ceiling server itself (started by `compare`).
+    Ceiling {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+    },
     /// A soak: mixed traffic for a number of minutes.
     Soak {
         /// How long, in minutes.
@@ -82,6 +115,10 @@ async fn main() -> Result<()> {
             durable(sessions, clients, messages, runs).await
         }
         Scenario::Storm { sessions, members } => load::storm(sessions, members).await,
+        Scenario::Compare { peers, rooms, sizes, idle, seconds, max_deliveries } => {
+            fanout::compare(&peers, &rooms, &sizes, &idle, seconds, max_deliveries).await
+        }
+        Scenario::Ceiling { listen } => ceiling::serve(listen).await,
         Scenario::Soak { minutes, sessions, members } => load::soak(minutes, sessions, members).await,
     }
 }
