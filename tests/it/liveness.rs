@@ -54,7 +54,9 @@ async fn a_slow_reader_is_closed_with_4008_and_then_resumes() -> Result<()> {
                 ClientId::new(format!("f-{n}"))?,
                 Command::Say { room: room(Room::Plenary), text: text.clone() },
             );
-            sink.send(Message::text(frame.encode())).await?;
+            if sink.send(Message::text(frame.encode())).await.is_err() {
+                break; // the sender may be cut off too when the machine is busy
+            }
         }
         Ok::<_, anyhow::Error>(sink)
     });

@@ -144,6 +144,7 @@ impl SessionHandle {
             inbox,
             purge_retry_at: 0,
             ended: ended.clone(),
+            deferred: None,
         };
         tracker.spawn(actor.run(shutdown));
         Self { id, requests, ended }
@@ -240,6 +241,8 @@ struct SessionActor {
     purge_retry_at: u64,
     /// Shared with the handles: whether the session has ended.
     ended: Arc<AtomicBool>,
+    /// A request taken from the inbox while gathering a batch, to handle next.
+    deferred: Option<Request>,
 }
 
 fn unavailable(client_id: Option<caucus_protocol::ClientId>) -> ServerMessage {
@@ -248,6 +251,35 @@ fn unavailable(client_id: Option<caucus_protocol::ClientId>) -> ServerMessage {
         message: "the server cannot store this just now; nothing was saved, so retry".into(),
         client_id,
     })
+}
+
+/// The most commands one batch takes.
+const MAX_BATCH: usize = 256;
+
+/// What a batch of commands produced, waiting for one store append.
+#[derive(Default)]
+struct Batch {
+    /// The events, in order, as they are stored.
+    events: Vec<RoomEvent>,
+    /// For each event: its frame, who may read it, and what else it means.
+    deliveries: Vec<(Utf8Bytes, Vec<MemberId>, Option<Effect>)>,
+    /// Each command's reply, in order.
+    replies: Vec<(MemberId, ConnectionId, Reply)>,
+}
+
+/// A reply waiting for its batch.
+enum Reply {
+    /// Sent as it is, whatever the store does: refusals and repeats.
+    Ready(ServerMessage),
+    /// Sent once the batch is stored; `unavailable` if it is not.
+    Committed(Ack),
+}
+
+/// What an event means beyond its delivery.
+enum Effect {
+    Seat(MemberId, ServerMessage),
+    Close(MemberId, u16, &'static str),
+    Ended,
 }
 
 /// Serializes a server message once, for any number of connections.
@@ -263,6 +295,10 @@ impl SessionActor {
             |phase| metrics::gauge!(crate::metrics::SESSIONS, "phase" => crate::metrics::phase_label(phase));
         phase_gauge(self.session.phase()).increment(1.0);
         loop {
+            if let Some(request) = self.deferred.take() {
+                self.handle(request).await;
+                continue;
+            }
             let deadline = [self.session.next_deadline(), self.purge_due_at()].into_iter().flatten().min();
             let timer = async {
                 match deadline {
@@ -300,7 +336,7 @@ impl SessionActor {
             Request::Connect { member, resume, outbox, reply } => {
                 let _ = reply.send(self.connect(member, &resume, outbox));
             }
-            Request::Command { member, connection, frame } => self.command(&member, connection, frame).await,
+            Request::Command { member, connection, frame } => self.commands(member, connection, frame).await,
             Request::Disconnect { member, connection } => self.disconnect(&member, connection),
             Request::Minutes { member, reply } => {
                 let minutes = self.session.may_export_minutes(&member).then(|| self.session.minutes());
@@ -366,6 +402,170 @@ impl SessionActor {
         debug!(member = %member, connection, "disconnected");
     }
 
+    /// Handles a command and every command already waiting behind it, as one batch:
+    /// each is decided against the state the ones before it left, their events are
+    /// stored in one append, and only then delivered and acknowledged, in order. One
+    /// commit for many commands is what lets a busy room go faster than the disk syncs.
+    async fn commands(&mut self, member: MemberId, connection: ConnectionId, frame: ClientFrame) {
+        let mut batch = Batch::default();
+        let mut next = Some((member, connection, frame));
+        while let Some((member, connection, frame)) = next.take() {
+            if let Some(unbatched) = self.stage_command(member, connection, frame, &mut batch) {
+                // Typing, history and erasure act on committed state: settle the batch,
+                // then handle this command on its own.
+                self.flush(batch).await;
+                batch = Batch::default();
+                let (member, connection, frame) = unbatched;
+                self.command(&member, connection, frame).await;
+            }
+            if batch.replies.len() >= MAX_BATCH {
+                break;
+            }
+            match self.inbox.try_recv() {
+                Ok(Request::Command { member, connection, frame }) => {
+                    next = Some((member, connection, frame))
+                }
+                Ok(other) => self.deferred = Some(other),
+                Err(_) => {}
+            }
+        }
+        self.flush(batch).await;
+    }
+
+    /// Decides one command and stages what it produces. Returns the command untouched
+    /// if it cannot join a batch.
+    fn stage_command(
+        &mut self,
+        member: MemberId,
+        connection: ConnectionId,
+        frame: ClientFrame,
+        batch: &mut Batch,
+    ) -> Option<(MemberId, ConnectionId, ClientFrame)> {
+        let now = self.clock.now_ms();
+        let decision = self.session.decide(&member, &frame.command, frame.client_id.as_ref(), now);
+        let reply = match decision {
+            Ok(Decision::Apply { drafts, receipt }) => {
+                let first = self.stage(drafts, batch).filter(|_| receipt);
+                let client_id = frame.client_id;
+                Reply::Committed(Ack {
+                    client_id,
+                    room: first.map(|(room, _)| room),
+                    seq: first.map(|(_, seq)| seq),
+                })
+            }
+            Ok(Decision::Repeat { room, seq }) => Reply::Ready(ServerMessage::Ack(Ack {
+                client_id: frame.client_id,
+                room: Some(room),
+                seq: Some(seq),
+            })),
+            Ok(Decision::Typing { .. } | Decision::History { .. } | Decision::Erase { .. }) => {
+                return Some((member, connection, frame));
+            }
+            Err(refusal) => {
+                debug!(member = %member, command = frame.command.kind(), code = ?refusal.code(), "refused");
+                metrics::counter!(crate::metrics::REFUSALS, "code" => crate::metrics::code_label(refusal.code()))
+                    .increment(1);
+                Reply::Ready(ServerMessage::Error(ErrorFrame {
+                    code: refusal.code(),
+                    message: refusal.to_string(),
+                    client_id: frame.client_id,
+                }))
+            }
+        };
+        batch.replies.push((member, connection, reply));
+        None
+    }
+
+    /// Numbers drafts and applies them to the state at once, noting for each event who
+    /// may read it *now* and what else it means: delivery waits for the commit, but
+    /// the audience is the one at the moment the event happened.
+    fn stage(&mut self, drafts: Vec<Draft>, batch: &mut Batch) -> Option<(Room, u64)> {
+        let events = self.session.stamp(drafts, self.clock.now_ms());
+        let first = events.first().map(|event| (event.room, event.seq));
+        for event in events {
+            let role_changed = matches!(&event.body,
+                EventBody::RoleChanged { member, role, .. } if self.session.role_of(member) != Some(*role));
+            self.session.evolve(event.clone());
+            let recipients = self
+                .connections
+                .keys()
+                .filter(|member| self.session.can_read(member, event.room))
+                .cloned()
+                .collect();
+            let effect = self.effect_of(&event, role_changed);
+            batch.deliveries.push((encode(&ServerMessage::Event(event.clone())), recipients, effect));
+            batch.events.push(event);
+        }
+        first
+    }
+
+    /// Stores the batch's events in one append. Then delivers them and sends the
+    /// replies, in order; or, if the store refused, rebuilds the state from the store
+    /// and answers every staged command with `unavailable`.
+    async fn flush(&mut self, batch: Batch) -> bool {
+        let Batch { events, deliveries, replies } = batch;
+        let stored = events.is_empty() || self.append(&events).await;
+        if stored {
+            for (frame, recipients, effect) in deliveries {
+                self.deliver_to(&frame, &recipients);
+                if let Some(effect) = effect {
+                    self.apply_effect(effect);
+                }
+            }
+        } else {
+            self.rebuild();
+        }
+        for (member, connection, reply) in replies {
+            let message = match reply {
+                Reply::Ready(message) => message,
+                Reply::Committed(ack) if stored => ServerMessage::Ack(ack),
+                Reply::Committed(ack) => unavailable(ack.client_id),
+            };
+            self.send_to_connection(&member, connection, &message);
+        }
+        stored
+    }
+
+    /// Appends events to the store, timing it. `false` if the store refused.
+    async fn append(&mut self, events: &[RoomEvent]) -> bool {
+        let started = std::time::Instant::now();
+        let appended = self.store.append(self.session.id(), events).await;
+        metrics::histogram!(crate::metrics::STORE_COMMIT).record(started.elapsed().as_secs_f64());
+        match appended {
+            Ok(()) => true,
+            Err(err) => {
+                warn!(error = %err, events = events.len(), "store refused events; rebuilding from what is stored");
+                false
+            }
+        }
+    }
+
+    /// Puts the state back to exactly what the store holds.
+    fn rebuild(&mut self) {
+        let phase_before = self.session.phase();
+        match self.store.load_session(self.session.id()) {
+            Ok(Some(stored)) => {
+                let mut session = Session::restore(self.session.setup());
+                for event in stored.events {
+                    session.evolve(event);
+                }
+                self.session = session;
+            }
+            Ok(None) => warn!("the store no longer has this session; keeping the state in memory"),
+            Err(err) => warn!(error = %err, "could not reload the session after a refused write"),
+        }
+        self.track_phase(phase_before);
+    }
+
+    fn track_phase(&self, before: caucus_protocol::Phase) {
+        if self.session.phase() != before {
+            let gauge = |phase| metrics::gauge!(crate::metrics::SESSIONS, "phase" => crate::metrics::phase_label(phase));
+            gauge(before).decrement(1.0);
+            gauge(self.session.phase()).increment(1.0);
+        }
+    }
+
+    /// Handles one command on its own, against committed state.
     async fn command(&mut self, member: &MemberId, connection: ConnectionId, frame: ClientFrame) {
         let ClientFrame { client_id, command } = frame;
         let kind = command.kind();
@@ -466,36 +666,16 @@ impl SessionActor {
         }
     }
 
-    /// Stores the drafts as events, then applies and delivers each. Returns the first
-    /// event's room and number, or `Err` if the store refused and nothing changed.
+    /// Stores the drafts as events, then delivers them. Returns the first event's room
+    /// and number, or `Err` if the store refused and nothing changed.
     async fn commit(&mut self, drafts: Vec<Draft>) -> Result<Option<(Room, u64)>, ()> {
-        if drafts.is_empty() {
-            return Ok(None);
-        }
-        let events = self.session.stamp(drafts, self.clock.now_ms());
-        let started = std::time::Instant::now();
-        let appended = self.store.append(self.session.id(), &events).await;
-        metrics::histogram!(crate::metrics::STORE_COMMIT).record(started.elapsed().as_secs_f64());
-        if let Err(err) = appended {
-            warn!(error = %err, "store refused events; nothing was applied");
+        let phase_before = self.session.phase();
+        let mut batch = Batch::default();
+        let first = self.stage(drafts, &mut batch);
+        if !self.flush(batch).await {
             return Err(());
         }
-        let phase_before = self.session.phase();
-        let first = events.first().map(|event| (event.room, event.seq));
-        for event in events {
-            let frame = encode(&ServerMessage::Event(event.clone()));
-            let room = event.room;
-            let role_changed = matches!(&event.body,
-                EventBody::RoleChanged { member, role, .. } if self.session.role_of(member) != Some(*role));
-            self.session.evolve(event.clone());
-            self.deliver(room, &frame);
-            self.follow_up(&event, role_changed);
-        }
-        if self.session.phase() != phase_before {
-            let gauge = |phase| metrics::gauge!(crate::metrics::SESSIONS, "phase" => crate::metrics::phase_label(phase));
-            gauge(phase_before).decrement(1.0);
-            gauge(self.session.phase()).increment(1.0);
-        }
+        self.track_phase(phase_before);
         Ok(first)
     }
 
@@ -525,8 +705,29 @@ impl SessionActor {
         }
     }
 
-    /// What an event means for connections beyond delivering it.
-    fn follow_up(&mut self, event: &RoomEvent, role_changed: bool) {
+    /// Sends `frame` to the open connections of `recipients`.
+    fn deliver_to(&mut self, frame: &Utf8Bytes, recipients: &[MemberId]) {
+        let mut offline = Vec::new();
+        let mut delivered = 0u64;
+        for member in recipients {
+            if let Some(outboxes) = self.connections.get_mut(member) {
+                outboxes.retain(|outbox| outbox.deliver(frame));
+                delivered += outboxes.len() as u64;
+                if outboxes.is_empty() {
+                    offline.push(member.clone());
+                }
+            }
+        }
+        metrics::counter!(crate::metrics::FRAMES_OUT).increment(delivered);
+        for member in offline {
+            self.connections.remove(&member);
+            self.broadcast_presence(&member, false);
+        }
+    }
+
+    /// What an event means for connections beyond delivering it, worked out when it
+    /// happens and carried out once it is stored.
+    fn effect_of(&self, event: &RoomEvent, role_changed: bool) -> Option<Effect> {
         match &event.body {
             EventBody::Seated { member, caucus } => {
                 let view = caucus.map(|caucus| CaucusView {
@@ -534,17 +735,29 @@ impl SessionActor {
                     members: self.session.readers(caucus.room()).cloned().collect(),
                     points: self.session.points(caucus).to_vec(),
                 });
-                self.send_to_member(member, &ServerMessage::Seat { caucus: view });
+                Some(Effect::Seat(member.clone(), ServerMessage::Seat { caucus: view }))
             }
-            EventBody::SessionEnded {} => self.ended.store(true, Ordering::Relaxed),
-            EventBody::Removed { member } => {
-                self.close_member(member, close::REMOVED, "a facilitator removed you from this session");
-            }
-            EventBody::RoleChanged { member, .. } if role_changed => {
-                // Their readable rooms changed; a fresh hello gives them the right view.
-                self.close_member(member, close::ROLE_CHANGED, "your role changed; reconnect to continue");
-            }
-            _ => {}
+            EventBody::SessionEnded {} => Some(Effect::Ended),
+            EventBody::Removed { member } => Some(Effect::Close(
+                member.clone(),
+                close::REMOVED,
+                "a facilitator removed you from this session",
+            )),
+            // Their readable rooms changed; a fresh hello gives them the right view.
+            EventBody::RoleChanged { member, .. } if role_changed => Some(Effect::Close(
+                member.clone(),
+                close::ROLE_CHANGED,
+                "your role changed; reconnect to continue",
+            )),
+            _ => None,
+        }
+    }
+
+    fn apply_effect(&mut self, effect: Effect) {
+        match effect {
+            Effect::Seat(member, message) => self.send_to_member(&member, &message),
+            Effect::Close(member, code, reason) => self.close_member(&member, code, reason),
+            Effect::Ended => self.ended.store(true, Ordering::Relaxed),
         }
     }
 

@@ -301,6 +301,18 @@ impl Session {
         }
     }
 
+    /// What the session was created with, to rebuild it from its events.
+    pub fn setup(&self) -> SessionSetup {
+        SessionSetup {
+            id: self.id.clone(),
+            title: self.title.clone(),
+            labels: self.labels.clone(),
+            settings: self.settings.clone(),
+            ground_rules: self.ground_rules.clone(),
+            limits: self.limits,
+        }
+    }
+
     /// The session's id.
     pub fn id(&self) -> &SessionId {
         &self.id

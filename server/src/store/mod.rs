@@ -100,6 +100,12 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Every stored session with its events, for start-up.
     fn load(&self) -> Result<Vec<StoredSession>, StoreError>;
+
+    /// One stored session with its events: what a session actor rebuilds from when a
+    /// batch it had applied could not be stored.
+    fn load_session(&self, id: &SessionId) -> Result<Option<StoredSession>, StoreError> {
+        Ok(self.load()?.into_iter().find(|stored| stored.record.id == *id))
+    }
 }
 
 /// Keeps everything in memory, for as long as the process lives.
