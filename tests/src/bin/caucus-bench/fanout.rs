@@ -114,6 +114,19 @@ impl Peer {
         Duration::from_millis(ticks * 10) // 100 clock ticks a second on Linux
     }
 
+    /// Waits until the server has finished whatever it was doing: under 20 ms of CPU in
+    /// half a second, or ten seconds at most.
+    async fn wait_idle(&self) {
+        for _ in 0..20 {
+            let before = self.cpu();
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let used = self.cpu().saturating_sub(before);
+            if used < Duration::from_millis(20) {
+                return;
+            }
+        }
+    }
+
     /// Opens `count` connections, all in one room, and returns them split.
     async fn room(&self, room: usize, count: usize) -> Result<Vec<(Sink, Stream)>> {
         let mut connections = Vec::with_capacity(count);
@@ -149,8 +162,23 @@ impl Peer {
             }
         }
         // Joins have no reply in Socket.IO or the ceiling: give them a moment to land.
+        // Then let every connection fall quiet (Caucus sends replays and presence on
+        // joining), so that a step measures its own messages and not the set-up.
         tokio::time::sleep(Duration::from_millis(300)).await;
-        Ok(connections)
+        let quiet = connections.into_iter().map(|(sink, mut stream)| {
+            tokio::spawn(async move {
+                while let Ok(Some(Ok(_))) =
+                    tokio::time::timeout(Duration::from_millis(500), stream.next()).await
+                {}
+                (sink, stream)
+            })
+        });
+        let mut settled = Vec::with_capacity(count);
+        for task in quiet.collect::<Vec<_>>() {
+            settled.push(task.await?);
+        }
+        self.wait_idle().await;
+        Ok(settled)
     }
 
     /// The frame that publishes `text` to room `room` in this peer's protocol.
