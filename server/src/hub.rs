@@ -229,6 +229,8 @@ impl Hub {
             connections_per_member: self.config.limits.connections_per_member,
             replay_per_room: self.config.limits.replay_per_room,
             retention_ms: u64::from(self.config.retention.caucus_transcript_days) * 24 * 60 * 60 * 1000,
+            // An event and an ack per command, and room to spare.
+            max_batch: (self.config.limits.outbound_queue / 8).clamp(1, 256),
         };
         let handle = SessionHandle::spawn(
             session,

@@ -33,7 +33,9 @@ async fn a_slow_reader_is_closed_with_4008_and_then_resumes() -> Result<()> {
         config.limits.frame_burst = 100_000;
         config.limits.member_frames_per_sec = 100_000;
         config.limits.member_frame_burst = 100_000;
-        config.timeouts.write_secs = 2;
+        // A generous write timeout: the server must get its close frame through to a
+        // reader that is slow, not stalled, even on a busy machine.
+        config.timeouts.write_secs = 30;
     })
     .await;
     let scene = Scene::on(server, Settings::default()).await?;
@@ -48,6 +50,8 @@ async fn a_slow_reader_is_closed_with_4008_and_then_resumes() -> Result<()> {
     let drain = tokio::spawn(async move {
         while let Ok(Some(Ok(_))) = tokio::time::timeout(Duration::from_secs(3), stream.next()).await {}
     });
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = sent.clone();
     let flood = tokio::spawn(async move {
         for n in 0..3000 {
             let frame = ClientFrame::with_id(
@@ -57,23 +61,30 @@ async fn a_slow_reader_is_closed_with_4008_and_then_resumes() -> Result<()> {
             if sink.send(Message::text(frame.encode())).await.is_err() {
                 break; // the sender may be cut off too when the machine is busy
             }
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         Ok::<_, anyhow::Error>(sink)
     });
 
-    // The slow reader takes a frame every few milliseconds.
+    // The slow reader stops reading while the flood fills its buffers and its queue,
+    // then reads on: behind what was queued, it finds why it was closed.
     let (_, mut slow_stream) = slow.client.into_socket().split();
+    tokio::time::sleep(Duration::from_secs(3)).await;
     let mut last_seq = 0;
     let mut code = None;
-    while let Ok(Some(Ok(message))) = tokio::time::timeout(Duration::from_secs(20), slow_stream.next()).await
-    {
+    loop {
+        let message = match tokio::time::timeout(Duration::from_secs(20), slow_stream.next()).await {
+            Ok(Some(Ok(message))) => message,
+            other => panic!(
+                "the slow reader's connection ended without a close frame after #{last_seq}: {other:?}"
+            ),
+        };
         match message {
             Message::Text(text) => {
                 if let Ok(ServerMessage::Event(event)) = serde_json::from_str(&text) {
                     assert!(event.seq > last_seq, "out of order or duplicated");
                     last_seq = event.seq;
                 }
-                tokio::time::sleep(Duration::from_millis(2)).await;
             }
             Message::Close(frame) => {
                 code = frame.map(|frame| u16::from(frame.code));

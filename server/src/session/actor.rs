@@ -226,6 +226,9 @@ pub struct ActorSettings {
     pub replay_per_room: u64,
     /// How long after the end the private rooms are purged, in milliseconds.
     pub retention_ms: u64,
+    /// The most commands one batch takes. A batch's frames reach a busy sender all at
+    /// once (its events and its acks), so this stays well under the outbound queue.
+    pub max_batch: usize,
 }
 
 struct SessionActor {
@@ -252,9 +255,6 @@ fn unavailable(client_id: Option<caucus_protocol::ClientId>) -> ServerMessage {
         client_id,
     })
 }
-
-/// The most commands one batch takes.
-const MAX_BATCH: usize = 256;
 
 /// What a batch of commands produced, waiting for one store append.
 #[derive(Default)]
@@ -418,7 +418,7 @@ impl SessionActor {
                 let (member, connection, frame) = unbatched;
                 self.command(&member, connection, frame).await;
             }
-            if batch.replies.len() >= MAX_BATCH {
+            if batch.replies.len() >= self.settings.max_batch {
                 break;
             }
             match self.inbox.try_recv() {
