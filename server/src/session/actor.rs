@@ -684,28 +684,15 @@ impl SessionActor {
         self.fan_out(frame, |session, member| session.can_read(member, room));
     }
 
-    /// Sends `frame` to the connections of everyone `wants` picks. Connections that are
-    /// gone or too slow are dropped; a person left with none goes offline.
+    /// Sends `frame` to the connections of everyone `wants` picks.
     fn fan_out(&mut self, frame: &Utf8Bytes, wants: impl Fn(&Session, &MemberId) -> bool) {
-        let mut offline = Vec::new();
-        let mut delivered = 0u64;
-        for (member, outboxes) in &mut self.connections {
-            if wants(&self.session, member) {
-                outboxes.retain(|outbox| outbox.deliver(frame));
-                delivered += outboxes.len() as u64;
-                if outboxes.is_empty() {
-                    offline.push(member.clone());
-                }
-            }
-        }
-        metrics::counter!(crate::metrics::FRAMES_OUT).increment(delivered);
-        for member in offline {
-            self.connections.remove(&member);
-            self.broadcast_presence(&member, false);
-        }
+        let recipients: Vec<MemberId> =
+            self.connections.keys().filter(|member| wants(&self.session, member)).cloned().collect();
+        self.deliver_to(frame, &recipients);
     }
 
-    /// Sends `frame` to the open connections of `recipients`.
+    /// Sends `frame` to the open connections of `recipients`. Connections that are gone
+    /// or too slow are dropped; a person left with none goes offline.
     fn deliver_to(&mut self, frame: &Utf8Bytes, recipients: &[MemberId]) {
         let mut offline = Vec::new();
         let mut delivered = 0u64;
