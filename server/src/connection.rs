@@ -21,17 +21,14 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use caucus_protocol::{ClientFrame, ClientId, Command, ErrorCode, ErrorFrame, ServerMessage, close};
 use futures::SinkExt;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until, timeout};
 use tokio_tungstenite::tungstenite;
 use tracing::{Instrument, debug, info_span};
 
 use crate::auth::{TokenError, TokenKind};
 use crate::hub::Hub;
+use crate::outbox::{self, ConnectionId, Next, Outbox, Outgoing};
 use crate::session::{SessionHandle, encode};
-
-/// Numbers connections for logs and for the actor's bookkeeping.
-pub type ConnectionId = u64;
 
 static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
 
@@ -40,45 +37,6 @@ static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
 const BATCH: usize = 64;
 /// How long a closing connection waits for the client's half of the close handshake.
 const CLOSE_GRACE: Duration = Duration::from_secs(3);
-
-/// The actor's side of a connection: a bounded queue of frames and a way to close it.
-#[derive(Debug, Clone)]
-pub struct Outbox {
-    id: ConnectionId,
-    /// Sent by the session actor and by this connection itself; received by the
-    /// connection task, which writes the frames. Closes when the task ends.
-    frames: mpsc::Sender<Message>,
-    /// Asks the connection to close with a code and reason. Capacity one: the first
-    /// reason wins.
-    closer: mpsc::Sender<(u16, &'static str)>,
-}
-
-impl Outbox {
-    /// The connection's id.
-    pub fn id(&self) -> ConnectionId {
-        self.id
-    }
-
-    /// Queues a frame without waiting. Returns `false` when the connection is gone or
-    /// too slow; a too-slow connection is told to close with 4008 so that the client
-    /// reconnects and resumes instead of silently missing events.
-    pub fn deliver(&self, frame: &Utf8Bytes) -> bool {
-        match self.frames.try_send(Message::Text(frame.clone())) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                metrics::counter!(crate::metrics::SLOW_CONSUMERS).increment(1);
-                self.close(close::TOO_SLOW, "you fell too far behind; reconnect and resume");
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
-        }
-    }
-
-    /// Asks the connection to close.
-    pub fn close(&self, code: u16, reason: &'static str) {
-        let _ = self.closer.try_send((code, reason));
-    }
-}
 
 /// How a connection ends.
 #[derive(Debug)]
@@ -135,8 +93,7 @@ struct Connection {
     mode: Mode,
     hub: Arc<Hub>,
     outbox: Outbox,
-    frames: mpsc::Receiver<Message>,
-    closer: mpsc::Receiver<(u16, &'static str)>,
+    outgoing: Outgoing,
     entered: Option<Entered>,
     rate: DefaultDirectRateLimiter,
     strikes: DefaultDirectRateLimiter,
@@ -152,57 +109,48 @@ pub fn per_second(count: u32, burst: u32) -> DefaultDirectRateLimiter {
 impl Connection {
     fn new(id: ConnectionId, hub: Arc<Hub>, mode: Mode) -> Self {
         let limits = &hub.config().limits;
-        let (frames_tx, frames) = mpsc::channel(limits.outbound_queue);
-        let (closer_tx, closer) = mpsc::channel(1);
+        let (outbox, outgoing) = outbox::channel(id, limits.outbound_queue);
         let rate = per_second(limits.frames_per_sec, limits.frame_burst);
         // Strikes refill slowly: a client that keeps flooding after being told runs out.
         let strikes = RateLimiter::direct(Quota::per_minute(
             NonZeroU32::new(limits.rate_limited_strikes).unwrap_or(NonZeroU32::MIN),
         ));
-        Self {
-            id,
-            mode,
-            outbox: Outbox { id, frames: frames_tx, closer: closer_tx },
-            hub,
-            frames,
-            closer,
-            entered: None,
-            rate,
-            strikes,
-        }
+        Self { id, mode, outbox, outgoing, hub, entered: None, rate, strikes }
     }
 
     async fn run(mut self, mut socket: WebSocket) {
         let timeouts = self.hub.config().timeouts.clone();
         let write_timeout = Duration::from_secs(timeouts.write_secs);
         let ping_every = Duration::from_secs(timeouts.ping_secs);
-        let hello_deadline = Instant::now() + Duration::from_secs(timeouts.hello_secs);
         let shutdown = self.hub.shutdown_token();
         let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
         let mut last_heard = Instant::now();
+        // One timer, kept across turns of the loop: first the hello deadline, then the
+        // token's expiry. Echo connections have neither.
+        let deadline = sleep_until(Instant::now() + Duration::from_secs(timeouts.hello_secs));
+        tokio::pin!(deadline);
 
         let ending = loop {
-            let expires_at = self.entered.as_ref().map(|entered| entered.expires_at);
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break Ending::close(close::GOING_AWAY, "the server is shutting down; reconnect shortly"),
-                Some((code, reason)) = self.closer.recv() => break Ending::close(code, reason),
-                () = sleep_until(hello_deadline), if self.entered.is_none() && self.mode == Mode::Chat => {
-                    break Ending::close(close::HELLO_TIMEOUT, "no hello arrived in time");
-                }
-                () = sleep_until(expires_at.unwrap_or(hello_deadline)), if expires_at.is_some() => {
-                    break Ending::close(close::TOKEN_EXPIRED, TokenError::Expired.to_string());
-                }
+                next = self.outgoing.next() => match next {
+                    Next::Close(code, reason) => break Ending::close(code, reason),
+                    Next::Frame(frame) => {
+                        if !write_batch(&mut socket, &mut self.outgoing, frame, write_timeout).await {
+                            break Ending::Gone;
+                        }
+                    }
+                },
+                () = &mut deadline, if self.mode == Mode::Chat => break match self.entered {
+                    None => Ending::close(close::HELLO_TIMEOUT, "no hello arrived in time"),
+                    Some(_) => Ending::close(close::TOKEN_EXPIRED, TokenError::Expired.to_string()),
+                },
                 _ = ping.tick() => {
                     if last_heard.elapsed() >= 2 * ping_every {
                         break Ending::close(close::PING_TIMEOUT, "no pong arrived in time");
                     }
                     if !matches!(timeout(write_timeout, socket.send(Message::Ping(Default::default()))).await, Ok(Ok(()))) {
-                        break Ending::Gone;
-                    }
-                }
-                Some(frame) = self.frames.recv() => {
-                    if !write_batch(&mut socket, &mut self.frames, frame, write_timeout).await {
                         break Ending::Gone;
                     }
                 }
@@ -218,8 +166,12 @@ impl Connection {
                         }
                         Some(Ok(Message::Text(text))) => {
                             metrics::counter!(crate::metrics::FRAMES_IN).increment(1);
+                            let was_entered = self.entered.is_some();
                             if let Some(ending) = self.on_text(&text).await {
                                 break ending;
+                            }
+                            if let Some(entered) = self.entered.as_ref().filter(|_| !was_entered) {
+                                deadline.as_mut().reset(entered.expires_at);
                             }
                         }
                         Some(Ok(Message::Binary(_))) => {
@@ -232,7 +184,7 @@ impl Connection {
             }
         };
         debug!(?ending, "connection ending");
-        finish(&mut socket, ending, write_timeout).await;
+        Box::pin(finish(&mut socket, ending, write_timeout)).await;
         if let Some(entered) = self.entered.take() {
             entered.session.disconnect(entered.member, self.id).await;
         }
@@ -243,9 +195,8 @@ impl Connection {
         if self.rate.check().is_err() && self.strikes.check().is_err() {
             return Some(Ending::close(close::POLICY_VIOLATION, "too many frames too fast"));
         }
-        if self.outbox.frames.try_send(message).is_err() {
-            return Some(Ending::close(close::TOO_SLOW, "you fell too far behind"));
-        }
+        // A full queue asks this connection to close, which the loop does next.
+        self.outbox.push(message);
         None
     }
 
@@ -278,7 +229,11 @@ impl Connection {
             }
         };
         match (&self.entered, frame.command) {
-            (None, Command::Hello { session, token, resume }) => self.hello(session, &token, resume).await,
+            (None, Command::Hello { session, token, resume }) => {
+                // Boxed: a connection says hello once, and its task should not carry
+                // the room for it the whole time it is open.
+                Box::pin(self.hello(session, &token, resume)).await
+            }
             (None, _) => {
                 self.reply_error(
                     ErrorCode::HelloRequired,
@@ -361,16 +316,16 @@ impl Connection {
 /// Writes `first` and whatever else is queued, up to a batch, then flushes once.
 async fn write_batch(
     socket: &mut WebSocket,
-    frames: &mut mpsc::Receiver<Message>,
+    outgoing: &mut Outgoing,
     first: Message,
     write_timeout: Duration,
 ) -> bool {
     let write = async {
         socket.feed(first).await?;
         for _ in 1..BATCH {
-            match frames.try_recv() {
-                Ok(frame) => socket.feed(frame).await?,
-                Err(_) => break,
+            match outgoing.try_frame() {
+                Some(frame) => socket.feed(frame).await?,
+                None => break,
             }
         }
         socket.flush().await

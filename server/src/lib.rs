@@ -28,6 +28,7 @@ pub mod http;
 pub mod hub;
 pub mod metrics;
 pub mod minutes;
+pub mod outbox;
 pub mod session;
 pub mod store;
 

@@ -24,7 +24,7 @@ use tracing::{debug, info, instrument, warn};
 
 use super::state::{Decision, Draft, Refusal, Session};
 use crate::clock::Clock;
-use crate::connection::{ConnectionId, Outbox};
+use crate::outbox::{ConnectionId, Outbox};
 use crate::store::Store;
 
 /// How many requests may wait for a session actor before senders wait too.

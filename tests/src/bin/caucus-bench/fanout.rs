@@ -204,9 +204,17 @@ fn stamp(text: &str) -> Option<u64> {
     text[at + 1..at + 21].parse().ok()
 }
 
+/// What one receiver saw, and its connection, handed back so that closing it happens
+/// outside the measured window.
+struct Received {
+    latency: Histogram<u64>,
+    count: u64,
+    _connection: (Stream, Option<Sink>),
+}
+
 /// Reads one connection until it falls quiet, recording each stamped message's latency.
 /// Socket.IO's pings are answered on `pong`, when given.
-async fn receive(mut stream: Stream, mut pong: Option<Sink>, base: Instant) -> (Histogram<u64>, u64) {
+async fn receive(mut stream: Stream, mut pong: Option<Sink>, base: Instant) -> Received {
     let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
     let mut count = 0;
     while let Ok(Some(Ok(message))) = tokio::time::timeout(Duration::from_secs(2), stream.next()).await {
@@ -223,7 +231,7 @@ async fn receive(mut stream: Stream, mut pong: Option<Sink>, base: Instant) -> (
             count += 1;
         }
     }
-    (histogram, count)
+    Received { latency: histogram, count, _connection: (stream, pong) }
 }
 
 /// What one step measured.
@@ -270,12 +278,16 @@ async fn step(
     }
     let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
     let mut delivered = 0;
+    let mut connections = Vec::with_capacity(receivers.len());
     for receiver in receivers {
-        let (part, count) = receiver.await?;
-        latency.add(&part).expect("same bounds");
-        delivered += count;
+        let received = receiver.await?;
+        latency.add(&received.latency).expect("same bounds");
+        delivered += received.count;
+        connections.push(received);
     }
+    // Read before the connections close: leaving is not part of delivering.
     let cpu = peer.cpu().saturating_sub(cpu_before);
+    drop(connections);
     let _ = sink.close().await;
     Ok(Step { latency, delivered, expected: total * members, cpu })
 }
