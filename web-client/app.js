@@ -298,7 +298,8 @@ class Live {
         return;
       }
       case "presence":
-        if (message.online) this.online.add(message.member); else this.online.delete(message.member);
+        for (const member of message.online) this.online.add(member);
+        for (const member of message.offline) this.online.delete(member);
         return this.renderSide();
       case "seat": {
         const previous = this.seat;

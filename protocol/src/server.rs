@@ -24,12 +24,14 @@ pub enum ServerMessage {
     Ack(Ack),
     /// A command was refused. Nothing changed.
     Error(ErrorFrame),
-    /// Someone came online or went offline.
+    /// Who came online and who went offline since the last `presence`. Changes are
+    /// gathered for a moment and sent together, so a crowd arriving at once costs each
+    /// person a few frames, not one per arrival.
     Presence {
-        /// Who.
-        member: MemberId,
-        /// Whether they now have at least one connection open.
-        online: bool,
+        /// People who now have at least one connection open.
+        online: Vec<MemberId>,
+        /// People whose last connection closed.
+        offline: Vec<MemberId>,
     },
     /// Someone is typing in a room this person reads.
     Typing {

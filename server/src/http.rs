@@ -98,8 +98,13 @@ async fn metrics() -> impl IntoResponse {
     )
 }
 
-/// Read and write buffer size per WebSocket, in bytes.
-const SOCKET_BUFFER: usize = 8 * 1024;
+/// Each WebSocket's read buffer, in bytes. Client frames are small, and tungstenite
+/// zeroes the whole buffer before every read attempt, which happens each time the
+/// connection's task wakes; a larger frame grows the buffer as it needs.
+pub const READ_BUFFER: usize = 4 * 1024;
+/// How much each WebSocket gathers before writing to the socket, in bytes: a batch of
+/// small frames goes out in one write.
+pub const WRITE_BUFFER: usize = 8 * 1024;
 
 /// The browser app's files, embedded so that the binary alone serves it.
 const INDEX_HTML: &str = include_str!("../../web-client/index.html");
@@ -168,8 +173,8 @@ fn accept(hub: Arc<Hub>, headers: &HeaderMap, upgrade: WebSocketUpgrade, mode: c
     // tungstenite's default 128 KiB read and write buffers cost most of a connection's
     // memory; chat frames are small, and writes are batched before each flush anyway.
     upgrade
-        .read_buffer_size(SOCKET_BUFFER)
-        .write_buffer_size(SOCKET_BUFFER)
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
         .max_frame_size(frame_bytes)
         .max_message_size(frame_bytes)
         .on_upgrade(move |socket| async move {

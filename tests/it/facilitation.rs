@@ -43,7 +43,7 @@ async fn a_removed_member_is_disconnected_and_cannot_come_back() -> Result<()> {
         .await?;
     bayo.client
         .expect("presence", |message| match message {
-            ServerMessage::Presence { member, online: false } if *member == amara.id => Some(()),
+            ServerMessage::Presence { offline, .. } if offline.contains(&amara.id) => Some(()),
             _ => None,
         })
         .await?;
@@ -66,7 +66,11 @@ async fn presence_shows_who_is_online() -> Result<()> {
     let online = |id: &caucus_protocol::MemberId, state: bool| {
         let id = id.clone();
         move |message: &ServerMessage| match message {
-            ServerMessage::Presence { member, online } if *member == id && *online == state => Some(()),
+            ServerMessage::Presence { online, offline }
+                if (if state { online } else { offline }).contains(&id) =>
+            {
+                Some(())
+            }
             _ => None,
         }
     };

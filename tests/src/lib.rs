@@ -10,7 +10,7 @@
 pub mod fuzzing;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -31,6 +31,36 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 pub const WAIT: Duration = Duration::from_secs(10);
 
 static NEXT_CLIENT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// The loopback address that clients connect from unless told otherwise.
+pub const LOOPBACK: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+/// A WebSocket as the tests and the harness hold it.
+pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Opens a WebSocket to the server at `address` from the local address `source`.
+///
+/// A load generator spreads its connections over several 127.0.0.x sources: each
+/// source address has only about 28,000 ephemeral ports. Buffers are 8 KiB, because
+/// tungstenite zeroes its whole read buffer (128 KiB by default) before every read,
+/// which would make the load generator, rather than the server, the bottleneck.
+pub async fn open_socket(
+    address: SocketAddr,
+    request: impl IntoClientRequest + Unpin,
+    source: IpAddr,
+) -> Result<Socket, tungstenite::Error> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(source, 0))?;
+    let stream = socket.connect(address).await?;
+    stream.set_nodelay(true)?;
+    let config = tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(8 * 1024);
+    let (socket, _) =
+        tokio_tungstenite::client_async_with_config(request, MaybeTlsStream::Plain(stream), Some(config))
+            .await?;
+    Ok(socket)
+}
 
 /// A fresh, unique `client_id`.
 pub fn fresh_client_id() -> ClientId {
@@ -80,7 +110,7 @@ impl Client {
         if let Some(origin) = origin {
             request.headers_mut().insert("origin", origin.parse().expect("a valid header value"));
         }
-        let (socket, _) = tokio_tungstenite::connect_async(request).await?;
+        let socket = open_socket(address, request, LOOPBACK).await?;
         Ok(Self {
             socket,
             raw: Vec::new(),

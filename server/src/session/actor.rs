@@ -29,6 +29,9 @@ use crate::store::Store;
 
 /// How many requests may wait for a session actor before senders wait too.
 const REQUEST_QUEUE: usize = 1024;
+/// How long presence changes are gathered before they are announced together. Without
+/// it, a thousand people connecting would cost a million presence frames.
+const PRESENCE_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// A cheap, cloneable way to reach a session's actor.
 #[derive(Debug, Clone)]
@@ -145,6 +148,8 @@ impl SessionHandle {
             purge_retry_at: 0,
             ended: ended.clone(),
             deferred: None,
+            presence: BTreeMap::new(),
+            presence_due: None,
         };
         tracker.spawn(actor.run(shutdown));
         Self { id, requests, ended }
@@ -246,6 +251,10 @@ struct SessionActor {
     ended: Arc<AtomicBool>,
     /// A request taken from the inbox while gathering a batch, to handle next.
     deferred: Option<Request>,
+    /// Presence changes not yet announced: each person's latest state.
+    presence: BTreeMap<MemberId, bool>,
+    /// When to announce them.
+    presence_due: Option<tokio::time::Instant>,
 }
 
 fn unavailable(client_id: Option<caucus_protocol::ClientId>) -> ServerMessage {
@@ -306,6 +315,7 @@ impl SessionActor {
                     None => std::future::pending().await,
                 }
             };
+            let presence_due = self.presence_due;
             tokio::select! {
                 request = self.inbox.recv() => match request {
                     Some(request) => self.handle(request).await,
@@ -314,6 +324,9 @@ impl SessionActor {
                 () = timer => {
                     self.tick().await;
                     self.purge_if_due().await;
+                }
+                () = tokio::time::sleep_until(presence_due.unwrap_or_else(tokio::time::Instant::now)), if presence_due.is_some() => {
+                    self.announce_presence();
                 }
                 () = shutdown.cancelled() => break,
             }
@@ -757,8 +770,19 @@ impl SessionActor {
         }
     }
 
+    /// Notes that `member` came online or went offline, to announce shortly.
     fn broadcast_presence(&mut self, member: &MemberId, online: bool) {
-        let frame = encode(&ServerMessage::Presence { member: member.clone(), online });
+        self.presence.insert(member.clone(), online);
+        self.presence_due.get_or_insert_with(|| tokio::time::Instant::now() + PRESENCE_EVERY);
+    }
+
+    /// Tells everyone who came online and who went offline since the last time.
+    fn announce_presence(&mut self) {
+        self.presence_due = None;
+        let (online, offline): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.presence).into_iter().partition(|(_, online)| *online);
+        let ids = |changes: Vec<(MemberId, bool)>| changes.into_iter().map(|(member, _)| member).collect();
+        let frame = encode(&ServerMessage::Presence { online: ids(online), offline: ids(offline) });
         self.deliver(Room::Plenary, &frame);
     }
 

@@ -35,7 +35,10 @@ pub(crate) async fn serve(listen: SocketAddr) -> Result<()> {
 }
 
 async fn connection(stream: tokio::net::TcpStream, rooms: Rooms) {
-    let config = WebSocketConfig::default().read_buffer_size(8 * 1024).write_buffer_size(8 * 1024);
+    // The same buffers as Caucus, so that the two differ only in what Caucus adds.
+    let config = WebSocketConfig::default()
+        .read_buffer_size(caucus_server::http::READ_BUFFER)
+        .write_buffer_size(caucus_server::http::WRITE_BUFFER);
     let Ok(socket) = tokio_tungstenite::accept_async_with_config(stream, Some(config)).await else { return };
     let (mut sink, mut stream) = socket.split();
     let room = loop {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use caucus_protocol::{ClientFrame, Command, Room, RoomName};
-use caucus_tests::Client;
+use caucus_tests::{Client, LOOPBACK, open_socket};
 use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
@@ -143,7 +143,7 @@ impl Peer {
             Peer::SocketIo(_, address) => {
                 for _ in 0..count {
                     let url = format!("ws://{address}/socket.io/?EIO=4&transport=websocket");
-                    let (socket, _) = tokio_tungstenite::connect_async(url).await?;
+                    let socket = open_socket(*address, url, LOOPBACK).await?;
                     let (mut sink, mut stream) = socket.split();
                     stream.next().await.context("no open packet")??; // 0{"sid":...}
                     sink.send(Message::text("40")).await?;
@@ -154,7 +154,7 @@ impl Peer {
             }
             Peer::Ceiling(_, address) => {
                 for _ in 0..count {
-                    let (socket, _) = tokio_tungstenite::connect_async(format!("ws://{address}/")).await?;
+                    let socket = open_socket(*address, format!("ws://{address}/"), LOOPBACK).await?;
                     let (mut sink, stream) = socket.split();
                     sink.send(Message::text(format!("room-{room}"))).await?;
                     connections.push((sink, stream));

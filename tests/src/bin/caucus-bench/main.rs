@@ -10,6 +10,8 @@
 //! - `compare`: Caucus, Socket.IO rooms (`tests/peers/socketio`) and a bare
 //!   tokio-tungstenite ceiling side by side: idle memory, fan-out throughput, latency
 //!   and CPU per delivery.
+//! - `reconvene`: a session of 1,000 split across the caucuses, with 100 points; how
+//!   long until the last member has the reconvene and both caucuses' feedback.
 //!
 //! `storm` and `soak` run the release `caucus` binary in its own process: build it
 //! first with `cargo build --release --bin caucus`.
@@ -18,6 +20,7 @@ mod ceiling;
 mod fanout;
 mod load;
 mod process;
+mod reconvene;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -88,6 +91,18 @@ enum Scenario {
         #[arg(long, default_value_t = 640_000)]
         max_deliveries: u64,
     },
+    /// Reconvene in a large session, timed until the last member has the feedback.
+    Reconvene {
+        /// Members, split evenly across the two caucuses.
+        #[arg(long, default_value_t = 1000)]
+        members: usize,
+        /// Points written before each reconvene, split evenly across the caucuses.
+        #[arg(long, default_value_t = 100)]
+        points: usize,
+        /// Rounds, each opened, filled with points and reconvened.
+        #[arg(long, default_value_t = 100)]
+        runs: usize,
+    },
     /// The ceiling server itself (started by `compare`).
     Ceiling {
         /// Address to listen on.
@@ -117,6 +132,10 @@ async fn main() -> Result<()> {
         Scenario::Storm { sessions, members } => load::storm(sessions, members).await,
         Scenario::Compare { peers, rooms, sizes, idle, seconds, max_deliveries } => {
             fanout::compare(&peers, &rooms, &sizes, &idle, seconds, max_deliveries).await
+        }
+        Scenario::Reconvene { members, points, runs } => {
+            print!("{}", reconvene::run(members, points, runs).await?.table());
+            Ok(())
         }
         Scenario::Ceiling { listen } => ceiling::serve(listen).await,
         Scenario::Soak { minutes, sessions, members } => load::soak(minutes, sessions, members).await,
