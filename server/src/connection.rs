@@ -167,7 +167,9 @@ impl Connection {
                         Some(Ok(Message::Text(text))) => {
                             metrics::counter!(crate::metrics::FRAMES_IN).increment(1);
                             let was_entered = self.entered.is_some();
-                            if let Some(ending) = self.on_text(&text).await {
+                            // Boxed, like the other paths that await the actor: the task
+                            // should hold only what every turn of the loop needs.
+                            if let Some(ending) = Box::pin(self.on_text(&text)).await {
                                 break ending;
                             }
                             if let Some(entered) = self.entered.as_ref().filter(|_| !was_entered) {
@@ -186,7 +188,7 @@ impl Connection {
         debug!(?ending, "connection ending");
         Box::pin(finish(&mut socket, ending, write_timeout)).await;
         if let Some(entered) = self.entered.take() {
-            entered.session.disconnect(entered.member, self.id).await;
+            Box::pin(entered.session.disconnect(entered.member, self.id)).await;
         }
     }
 
@@ -229,11 +231,7 @@ impl Connection {
             }
         };
         match (&self.entered, frame.command) {
-            (None, Command::Hello { session, token, resume }) => {
-                // Boxed: a connection says hello once, and its task should not carry
-                // the room for it the whole time it is open.
-                Box::pin(self.hello(session, &token, resume)).await
-            }
+            (None, Command::Hello { session, token, resume }) => self.hello(session, &token, resume).await,
             (None, _) => {
                 self.reply_error(
                     ErrorCode::HelloRequired,

@@ -156,36 +156,37 @@ fn the_benchmark_harness_runs_and_reports() -> Result<()> {
     let stdout = String::from_utf8(output.stdout)?;
     assert!(stdout.contains("| 1 | group | 2 × 1 × 5 |"), "{stdout}");
     assert!(stdout.contains("| 1 | one per message | 2 × 1 × 5 |"), "{stdout}");
-    assert!(stdout.contains("median acked messages/s"), "{stdout}");
+    assert!(stdout.contains("Median acked messages/s"), "{stdout}");
     Ok(())
 }
 
 #[test]
-fn the_side_by_side_comparison_runs_every_peer_and_reports() -> Result<()> {
+fn the_report_runs_every_scenario_on_every_peer_and_writes_its_files() -> Result<()> {
     caucus_binary();
+    let folder = tempfile::tempdir()?;
+    let out = folder.path().join("benchmarks.md");
     let output = Process::new(env!("CARGO_BIN_EXE_caucus-bench"))
-        .args([
-            "compare",
-            "--rooms",
-            "5",
-            "--sizes",
-            "64",
-            "--idle",
-            "20",
-            "--seconds",
-            "1",
-            "--max-deliveries",
-            "5000",
-        ])
+        .args(["report", "--quick", "--rooms", "5", "--sizes", "64", "--idle", "20", "--seconds", "1"])
+        .args(["--max-deliveries", "5000", "--slow-seconds", "1", "--reconvene-runs", "2", "--out"])
+        .arg(&out)
         .output()?;
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let stdout = String::from_utf8(output.stdout)?;
+    let report = std::fs::read_to_string(&out)?;
     for server in ["Caucus", "Socket.IO", "ceiling"] {
-        assert!(stdout.contains(&format!("| {server} | 20 |")), "no idle row for {server}:\n{stdout}");
+        assert!(report.contains(&format!("| {server} | 20 |")), "no idle row for {server}:\n{report}");
         assert!(
-            stdout.contains(&format!("| {server} | 5 | 64 B |")),
-            "no fan-out row for {server}:\n{stdout}"
+            report.contains(&format!("| {server} | 5 | 64 B |")),
+            "no fan-out row for {server}:\n{report}"
         );
+        assert!(report.contains(&format!("| {server} | ")), "no slow-consumer row for {server}:\n{report}");
     }
+    for section in ["## Targets", "## Idle connections", "## Fan-out", "## Slow consumer", "## Reconvene"] {
+        assert!(report.contains(section), "no {section}:\n{report}");
+    }
+    assert!(report.contains("until the last of 20 members has reconvened"), "{report}");
+    assert!(report.contains("| 1 | group | 16 × 2 × 5 |"), "{report}");
+    assert!(report.contains("| 10 | 10 | 0 | 0 |"), "the storm's row:\n{report}");
+    let plot = std::fs::read_to_string(folder.path().join("benchmarks.svg"))?;
+    assert!(plot.starts_with("<svg") && plot.contains("Caucus") && plot.contains("<polyline"), "{plot}");
     Ok(())
 }

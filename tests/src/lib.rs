@@ -104,13 +104,26 @@ impl Client {
         Self::connect_with(address, None).await.map_err(Into::into)
     }
 
+    /// Opens `/ws` on `address` from the local address `source`.
+    pub async fn connect_from(address: SocketAddr, source: IpAddr) -> Result<Self> {
+        Self::open(address, None, source).await.map_err(Into::into)
+    }
+
     /// Opens `/ws` with an `Origin` header, as a browser would.
     pub async fn connect_with(address: SocketAddr, origin: Option<&str>) -> Result<Self, tungstenite::Error> {
+        Self::open(address, origin, LOOPBACK).await
+    }
+
+    async fn open(
+        address: SocketAddr,
+        origin: Option<&str>,
+        source: IpAddr,
+    ) -> Result<Self, tungstenite::Error> {
         let mut request = format!("ws://{address}/ws").into_client_request()?;
         if let Some(origin) = origin {
             request.headers_mut().insert("origin", origin.parse().expect("a valid header value"));
         }
-        let socket = open_socket(address, request, LOOPBACK).await?;
+        let socket = open_socket(address, request, source).await?;
         Ok(Self {
             socket,
             raw: Vec::new(),

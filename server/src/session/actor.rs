@@ -270,8 +270,9 @@ fn unavailable(client_id: Option<caucus_protocol::ClientId>) -> ServerMessage {
 struct Batch {
     /// The events, in order, as they are stored.
     events: Vec<RoomEvent>,
-    /// For each event: its frame, who may read it, and what else it means.
-    deliveries: Vec<(Utf8Bytes, Vec<MemberId>, Option<Effect>)>,
+    /// For each event: its frame, the connections that may read it, and what else it
+    /// means.
+    deliveries: Vec<(Utf8Bytes, Vec<Outbox>, Option<Effect>)>,
     /// Each command's reply, in order.
     replies: Vec<(MemberId, ConnectionId, Reply)>,
 }
@@ -499,12 +500,7 @@ impl SessionActor {
             let role_changed = matches!(&event.body,
                 EventBody::RoleChanged { member, role, .. } if self.session.role_of(member) != Some(*role));
             self.session.evolve(event.clone());
-            let recipients = self
-                .connections
-                .keys()
-                .filter(|member| self.session.can_read(member, event.room))
-                .cloned()
-                .collect();
+            let recipients = self.recipients(|session, member| session.can_read(member, event.room));
             let effect = self.effect_of(&event, role_changed);
             batch.deliveries.push((encode(&ServerMessage::Event(event.clone())), recipients, effect));
             batch.events.push(event);
@@ -699,28 +695,42 @@ impl SessionActor {
 
     /// Sends `frame` to the connections of everyone `wants` picks.
     fn fan_out(&mut self, frame: &Utf8Bytes, wants: impl Fn(&Session, &MemberId) -> bool) {
-        let recipients: Vec<MemberId> =
-            self.connections.keys().filter(|member| wants(&self.session, member)).cloned().collect();
+        let recipients = self.recipients(wants);
         self.deliver_to(frame, &recipients);
     }
 
-    /// Sends `frame` to the open connections of `recipients`. Connections that are gone
-    /// or too slow are dropped; a person left with none goes offline.
-    fn deliver_to(&mut self, frame: &Utf8Bytes, recipients: &[MemberId]) {
-        let mut offline = Vec::new();
-        let mut delivered = 0u64;
-        for member in recipients {
-            if let Some(outboxes) = self.connections.get_mut(member) {
-                outboxes.retain(|outbox| outbox.deliver(frame));
-                delivered += outboxes.len() as u64;
-                if outboxes.is_empty() {
-                    offline.push(member.clone());
-                }
+    /// The open connections of everyone `wants` picks, now. Cloning an outbox is a
+    /// reference count, so a room of a thousand costs no allocation per person.
+    fn recipients(&self, wants: impl Fn(&Session, &MemberId) -> bool) -> Vec<Outbox> {
+        self.connections
+            .iter()
+            .filter(|(member, _)| wants(&self.session, member))
+            .flat_map(|(_, outboxes)| outboxes.iter().cloned())
+            .collect()
+    }
+
+    /// Sends `frame` to `recipients`. Connections that are gone or too slow are
+    /// dropped; a person left with none goes offline.
+    fn deliver_to(&mut self, frame: &Utf8Bytes, recipients: &[Outbox]) {
+        let mut failed = Vec::new();
+        for outbox in recipients {
+            if !outbox.deliver(frame) {
+                failed.push(outbox.id());
             }
         }
-        metrics::counter!(crate::metrics::FRAMES_OUT).increment(delivered);
+        metrics::counter!(crate::metrics::FRAMES_OUT).increment((recipients.len() - failed.len()) as u64);
+        if failed.is_empty() {
+            return;
+        }
+        let mut offline = Vec::new();
+        self.connections.retain(|member, outboxes| {
+            outboxes.retain(|outbox| !failed.contains(&outbox.id()));
+            if outboxes.is_empty() {
+                offline.push(member.clone());
+            }
+            !outboxes.is_empty()
+        });
         for member in offline {
-            self.connections.remove(&member);
             self.broadcast_presence(&member, false);
         }
     }

@@ -8,11 +8,13 @@
 
 use std::net::SocketAddr;
 use std::process::{Child, Command as Process, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use caucus_protocol::{ClientFrame, Command, Room, RoomName};
-use caucus_tests::{Client, LOOPBACK, open_socket};
+use caucus_tests::{Client, open_socket};
 use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
@@ -97,12 +99,7 @@ impl Peer {
     }
 
     fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|value| value.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0)
+        rss_kib(self.pid())
     }
 
     /// CPU time the process has used, user plus system.
@@ -127,15 +124,24 @@ impl Peer {
         }
     }
 
-    /// Opens `count` connections, all in one room, and returns them split.
+    /// Opens `count` connections, all in one room, lets them settle, and returns them
+    /// split.
     async fn room(&self, room: usize, count: usize) -> Result<Vec<(Sink, Stream)>> {
+        let connections = self.join(room, count).await?;
+        let settled = settle(connections).await?;
+        self.wait_idle().await;
+        Ok(settled)
+    }
+
+    /// Opens `count` connections, all in one room, spread over the source addresses.
+    async fn join(&self, room: usize, count: usize) -> Result<Vec<(Sink, Stream)>> {
         let mut connections = Vec::with_capacity(count);
         match self {
             Peer::Caucus { server, .. } => {
                 let sessions = server.populate(1, count).await?;
                 let (session, members) = &sessions[0];
                 for member in members {
-                    let mut client = Client::connect(server.address).await?;
+                    let mut client = Client::connect_from(server.address, next_source()).await?;
                     client.hello(session, &member.token).await?;
                     connections.push(client.into_socket().split());
                 }
@@ -143,7 +149,7 @@ impl Peer {
             Peer::SocketIo(_, address) => {
                 for _ in 0..count {
                     let url = format!("ws://{address}/socket.io/?EIO=4&transport=websocket");
-                    let socket = open_socket(*address, url, LOOPBACK).await?;
+                    let socket = open_socket(*address, url, next_source()).await?;
                     let (mut sink, mut stream) = socket.split();
                     stream.next().await.context("no open packet")??; // 0{"sid":...}
                     sink.send(Message::text("40")).await?;
@@ -154,31 +160,14 @@ impl Peer {
             }
             Peer::Ceiling(_, address) => {
                 for _ in 0..count {
-                    let socket = open_socket(*address, format!("ws://{address}/"), LOOPBACK).await?;
+                    let socket = open_socket(*address, format!("ws://{address}/"), next_source()).await?;
                     let (mut sink, stream) = socket.split();
                     sink.send(Message::text(format!("room-{room}"))).await?;
                     connections.push((sink, stream));
                 }
             }
         }
-        // Joins have no reply in Socket.IO or the ceiling: give them a moment to land.
-        // Then let every connection fall quiet (Caucus sends replays and presence on
-        // joining), so that a step measures its own messages and not the set-up.
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let quiet = connections.into_iter().map(|(sink, mut stream)| {
-            tokio::spawn(async move {
-                while let Ok(Some(Ok(_))) =
-                    tokio::time::timeout(Duration::from_millis(500), stream.next()).await
-                {}
-                (sink, stream)
-            })
-        });
-        let mut settled = Vec::with_capacity(count);
-        for task in quiet.collect::<Vec<_>>() {
-            settled.push(task.await?);
-        }
-        self.wait_idle().await;
-        Ok(settled)
+        Ok(connections)
     }
 
     /// The frame that publishes `text` to room `room` in this peer's protocol.
@@ -192,6 +181,47 @@ impl Peer {
             Peer::Ceiling(..) => Message::text(text.to_owned()),
         }
     }
+}
+
+/// How many loopback source addresses the load spreads over: each has only about
+/// 28,000 ephemeral ports.
+const SOURCES: u32 = 16;
+
+/// The next source address, 127.0.0.1 to 127.0.0.16 in turn.
+fn next_source() -> std::net::IpAddr {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed) % SOURCES;
+    std::net::Ipv4Addr::new(127, 0, 0, 1 + n as u8).into()
+}
+
+/// Lets every connection fall quiet, so that what comes next measures its own
+/// messages and not the set-up. Joins have no reply in Socket.IO or the ceiling, and
+/// Caucus sends a welcome, a replay and presence.
+async fn settle(connections: Vec<(Sink, Stream)>) -> Result<Vec<(Sink, Stream)>> {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let quiet = connections.into_iter().map(|(sink, mut stream)| {
+        tokio::spawn(async move {
+            while let Ok(Some(Ok(_))) = tokio::time::timeout(Duration::from_millis(500), stream.next()).await
+            {
+            }
+            (sink, stream)
+        })
+    });
+    let mut settled = Vec::new();
+    for task in quiet.collect::<Vec<_>>() {
+        settled.push(task.await?);
+    }
+    Ok(settled)
+}
+
+/// A process's resident memory, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
 }
 
 /// The intended send time stamped into each message: `T` and 20 digits of nanoseconds
@@ -240,18 +270,23 @@ struct Step {
     delivered: u64,
     expected: u64,
     cpu: Duration,
+    /// The server's resident memory before the step and at its highest during it, KiB.
+    rss_before: u64,
+    rss_peak: u64,
 }
 
 /// One step: `rate` messages a second for `seconds`, published by the first connection
-/// into a room of all of them. Everyone, the publisher included, receives each message.
+/// into a room of all of them. Everyone, the publisher included, receives each message,
+/// except the last `stalled` connections, which never read at all.
 async fn step(
     peer: &Peer,
     room: usize,
-    connections: Vec<(Sink, Stream)>,
-    rate: u64,
-    seconds: u64,
-    size: usize,
+    mut connections: Vec<(Sink, Stream)>,
+    load: Load,
+    stalled: usize,
 ) -> Result<Step> {
+    let Load { rate, seconds, size } = load;
+    let stalled = connections.split_off(connections.len().saturating_sub(stalled));
     let members = connections.len() as u64;
     let base = Instant::now();
     let mut publisher = None;
@@ -269,8 +304,27 @@ async fn step(
     let total = rate * seconds;
     let period = Duration::from_nanos(1_000_000_000 / rate.max(1));
     let padding = "x".repeat(size.saturating_sub(22));
+    let rss_before = peer.rss_kib();
+    // The server's memory, sampled throughout: a queue that grows shows here.
+    let peak = Arc::new(AtomicU64::new(0));
+    let sampler = {
+        let (pid, peak) = (peer.pid(), peak.clone());
+        tokio::spawn(async move {
+            loop {
+                peak.fetch_max(rss_kib(pid), Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    // Warm up for half a second at the same rate, unstamped so that nobody counts it:
+    // the first frames on fresh connections pay for buffers and TCP's slow start.
+    let warm_up = (rate / 2).max(1);
+    for index in 0..warm_up {
+        tokio::time::sleep_until((base + period * index as u32).into()).await;
+        sink.send(peer.publish(room, &format!("W {padding}"))).await?;
+    }
     let cpu_before = peer.cpu();
-    for index in 0..total {
+    for index in warm_up..warm_up + total {
         let intended = base + period * index as u32;
         tokio::time::sleep_until(intended.into()).await;
         let sent = (intended - base).as_nanos() as u64;
@@ -278,94 +332,195 @@ async fn step(
     }
     let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
     let mut delivered = 0;
-    let mut connections = Vec::with_capacity(receivers.len());
+    let mut received_all = Vec::with_capacity(receivers.len());
     for receiver in receivers {
         let received = receiver.await?;
         latency.add(&received.latency).expect("same bounds");
         delivered += received.count;
-        connections.push(received);
+        received_all.push(received);
     }
     // Read before the connections close: leaving is not part of delivering.
     let cpu = peer.cpu().saturating_sub(cpu_before);
-    drop(connections);
+    sampler.abort();
+    let rss_peak = peak.load(Ordering::Relaxed).max(peer.rss_kib());
+    drop(received_all);
+    drop(stalled);
     let _ = sink.close().await;
-    Ok(Step { latency, delivered, expected: total * members, cpu })
+    Ok(Step { latency, delivered, expected: total * members, cpu, rss_before, rss_peak })
+}
+
+/// A publishing load.
+#[derive(Debug, Clone, Copy)]
+struct Load {
+    /// Messages a second.
+    rate: u64,
+    seconds: u64,
+    /// Bytes per message.
+    size: usize,
 }
 
 /// Idle memory: `count` connections in rooms of 100, resident memory per connection.
-async fn idle(peer: &Peer, count: usize, seconds: u64) -> Result<(f64, Duration)> {
+async fn idle(peer: &Peer, count: usize, seconds: u64) -> Result<IdleRow> {
     let before = peer.rss_kib();
     let mut all = Vec::new();
     for room in 0..count.div_ceil(100) {
         all.extend(peer.room(1000 + room, 100.min(count - room * 100)).await?);
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    peer.wait_idle().await;
     let cpu_before = peer.cpu();
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     let idle_cpu = peer.cpu().saturating_sub(cpu_before);
-    let per_connection = (peer.rss_kib().saturating_sub(before)) as f64 * 1024.0 / count as f64;
+    let per_connection = (peer.rss_kib().saturating_sub(before)) as f64 / count as f64;
     drop(all);
-    Ok((per_connection, idle_cpu))
+    Ok(IdleRow {
+        server: peer.name(),
+        connections: count,
+        kib_per_connection: per_connection,
+        idle_cpu_ms: idle_cpu.as_millis() as u64,
+        seconds,
+    })
 }
 
-/// Runs every scenario on every peer and prints Markdown tables.
-pub(crate) async fn compare(
-    peers: &[String],
-    room_sizes: &[usize],
-    sizes: &[usize],
-    idle_counts: &[usize],
-    seconds: u64,
-    max_deliveries: u64,
-) -> Result<()> {
-    println!("## Idle connections\n");
-    println!("| server | connections | RSS per connection | idle CPU over {seconds} s |");
-    println!("| --- | --- | --- | --- |");
-    for name in peers {
-        for &count in idle_counts {
-            let peer = Peer::start(name)?;
-            let (per_connection, cpu) = idle(&peer, count, seconds).await?;
-            println!(
-                "| {} | {count} | {:.1} KiB | {} ms |",
-                peer.name(),
-                per_connection / 1024.0,
-                cpu.as_millis()
-            );
+/// Idle connections: what one costs in memory, and what all of them cost in CPU.
+#[derive(Debug, Clone)]
+pub(crate) struct IdleRow {
+    pub(crate) server: &'static str,
+    pub(crate) connections: usize,
+    pub(crate) kib_per_connection: f64,
+    pub(crate) idle_cpu_ms: u64,
+    pub(crate) seconds: u64,
+}
+
+/// One fan-out step.
+#[derive(Debug, Clone)]
+pub(crate) struct FanoutRow {
+    pub(crate) server: &'static str,
+    pub(crate) room: usize,
+    pub(crate) size: usize,
+    /// Deliveries a second offered: messages a second times the room.
+    pub(crate) offered: u64,
+    pub(crate) delivered: u64,
+    pub(crate) expected: u64,
+    /// Latency quantiles, in milliseconds.
+    pub(crate) p50: f64,
+    pub(crate) p99: f64,
+    pub(crate) p999: f64,
+    pub(crate) cpu_us_per_delivery: f64,
+}
+
+impl FanoutRow {
+    /// Whether the step kept up: nothing lost and p99 within 50 ms.
+    pub(crate) fn kept_up(&self) -> bool {
+        self.delivered >= self.expected && self.p99 <= 50.0
+    }
+
+    pub(crate) fn verdict(&self) -> &'static str {
+        if self.delivered < self.expected {
+            "lost messages"
+        } else if self.p99 > 50.0 {
+            "p99 over 50 ms"
+        } else {
+            "ok"
         }
     }
-    println!("\n## Fan-out\n");
-    println!(
-        "| server | room | payload | msgs/s in | deliveries/s | delivered | p50 | p99 | p999 | CPU µs per delivery | verdict |"
-    );
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
-    for name in peers {
+}
+
+/// The slow-consumer scenario on one server: the same load twice, with everyone
+/// reading and then with one member that never reads.
+#[derive(Debug, Clone)]
+pub(crate) struct SlowRow {
+    pub(crate) server: &'static str,
+    pub(crate) baseline: FanoutRow,
+    pub(crate) stalled: FanoutRow,
+    /// The server's resident memory before the stalled step and its peak during it.
+    pub(crate) rss_before_kib: u64,
+    pub(crate) rss_peak_kib: u64,
+}
+
+/// What to compare.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    pub(crate) peers: Vec<String>,
+    pub(crate) rooms: Vec<usize>,
+    pub(crate) sizes: Vec<usize>,
+    pub(crate) idle: Vec<usize>,
+    pub(crate) seconds: u64,
+    pub(crate) max_deliveries: u64,
+    /// Seconds of each slow-consumer step; 0 skips the scenario.
+    pub(crate) slow_seconds: u64,
+}
+
+/// Everything `compare` measured.
+#[derive(Debug, Default)]
+pub(crate) struct Comparison {
+    pub(crate) idle: Vec<IdleRow>,
+    pub(crate) fanout: Vec<FanoutRow>,
+    pub(crate) slow: Vec<SlowRow>,
+}
+
+/// The room and load of the slow-consumer scenario: 2,000 messages of 512 bytes a
+/// second into a room of 10, which every server here sustains, and which fills a
+/// stalled reader's socket buffers within seconds.
+const SLOW_ROOM: usize = 10;
+const SLOW_RATE: u64 = 2_000;
+const SLOW_SIZE: usize = 512;
+
+fn fanout_row(peer: &Peer, room: usize, load: Load, step: &Step) -> FanoutRow {
+    let quantile = |q| step.latency.value_at_quantile(q) as f64 / 1000.0;
+    FanoutRow {
+        server: peer.name(),
+        room,
+        size: load.size,
+        offered: load.rate * room as u64,
+        delivered: step.delivered,
+        expected: step.expected,
+        p50: quantile(0.5),
+        p99: quantile(0.99),
+        p999: quantile(0.999),
+        cpu_us_per_delivery: step.cpu.as_micros() as f64 / step.delivered.max(1) as f64,
+    }
+}
+
+/// Runs every scenario on every peer, each peer in a fresh process per scenario.
+/// Progress goes to standard error as it happens.
+pub(crate) async fn compare(plan: &Plan) -> Result<Comparison> {
+    let mut comparison = Comparison::default();
+    for name in &plan.peers {
+        for &count in &plan.idle {
+            let peer = Peer::start(name)?;
+            let row = idle(&peer, count, plan.seconds).await?;
+            eprintln!(
+                "idle: {} with {count} connections: {:.1} KiB each, {} ms CPU in {} s",
+                row.server, row.kib_per_connection, row.idle_cpu_ms, row.seconds
+            );
+            comparison.idle.push(row);
+        }
+    }
+    for name in &plan.peers {
         let peer = Peer::start(name)?;
-        for (index, &members) in room_sizes.iter().enumerate() {
-            for &size in sizes {
+        for (index, &members) in plan.rooms.iter().enumerate() {
+            for &size in &plan.sizes {
                 let mut deliveries_per_sec = 5_000u64;
                 loop {
-                    let rate = (deliveries_per_sec / members as u64).max(1);
-                    let connections = peer.room(index * 10 + size, members).await?;
-                    let Step { latency: histogram, delivered, expected, cpu } =
-                        step(&peer, index * 10 + size, connections, rate, seconds, size).await?;
-                    let p99 = histogram.value_at_quantile(0.99);
-                    let lost = delivered < expected;
-                    let verdict = if lost {
-                        "lost messages"
-                    } else if p99 > 50_000 {
-                        "p99 over 50 ms"
-                    } else {
-                        "ok"
+                    let load = Load {
+                        rate: (deliveries_per_sec / members as u64).max(1),
+                        seconds: plan.seconds,
+                        size,
                     };
-                    println!(
-                        "| {} | {members} | {size} B | {rate} | {} | {delivered}/{expected} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} | {verdict} |",
-                        peer.name(),
-                        rate * members as u64,
-                        histogram.value_at_quantile(0.5) as f64 / 1000.0,
-                        p99 as f64 / 1000.0,
-                        histogram.value_at_quantile(0.999) as f64 / 1000.0,
-                        cpu.as_micros() as f64 / delivered.max(1) as f64,
+                    let room = index * 10 + size;
+                    let connections = peer.room(room, members).await?;
+                    let step = step(&peer, room, connections, load, 0).await?;
+                    let row = fanout_row(&peer, members, load, &step);
+                    eprintln!(
+                        "fan-out: {} room {members}, {size} B, {} deliveries/s: p99 {:.2} ms, {}",
+                        row.server,
+                        row.offered,
+                        row.p99,
+                        row.verdict()
                     );
-                    if verdict != "ok" || deliveries_per_sec >= max_deliveries {
+                    let kept_up = row.kept_up();
+                    comparison.fanout.push(row);
+                    if !kept_up || deliveries_per_sec >= plan.max_deliveries {
                         break;
                     }
                     deliveries_per_sec *= 2;
@@ -373,5 +528,30 @@ pub(crate) async fn compare(
             }
         }
     }
-    Ok(())
+    if plan.slow_seconds > 0 {
+        for name in &plan.peers {
+            let row = slow_consumer(&Peer::start(name)?, plan.slow_seconds).await?;
+            eprintln!(
+                "slow consumer: {}: others' p99 {:.2} ms, then {:.2} ms with one stalled; RSS {} → {} KiB",
+                row.server, row.baseline.p99, row.stalled.p99, row.rss_before_kib, row.rss_peak_kib
+            );
+            comparison.slow.push(row);
+        }
+    }
+    Ok(comparison)
+}
+
+/// The same load into a room, first with everyone reading, then with one member who
+/// never reads: the others' latency and the server's memory, side by side.
+async fn slow_consumer(peer: &Peer, seconds: u64) -> Result<SlowRow> {
+    let load = Load { rate: SLOW_RATE, seconds, size: SLOW_SIZE };
+    let baseline = step(peer, 7001, peer.room(7001, SLOW_ROOM).await?, load, 0).await?;
+    let stalled = step(peer, 7002, peer.room(7002, SLOW_ROOM).await?, load, 1).await?;
+    Ok(SlowRow {
+        server: peer.name(),
+        baseline: fanout_row(peer, SLOW_ROOM, load, &baseline),
+        rss_before_kib: stalled.rss_before,
+        rss_peak_kib: stalled.rss_peak,
+        stalled: fanout_row(peer, SLOW_ROOM, load, &stalled),
+    })
 }

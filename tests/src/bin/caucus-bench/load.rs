@@ -25,7 +25,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 /// Everyone connects, the network drops every connection at once, and everyone comes
 /// back at once and resumes.
-pub(crate) async fn storm(sessions: usize, members: usize) -> Result<()> {
+pub(crate) async fn storm(sessions: usize, members: usize) -> Result<String> {
     let data = tempfile::tempdir()?;
     let server = ServerProcess::start(data.path())?;
     let people = server.populate(sessions, members).await?;
@@ -49,8 +49,8 @@ pub(crate) async fn storm(sessions: usize, members: usize) -> Result<()> {
         connected.push(task.await??);
     }
     let rss_before = server.rss_kib();
-    println!(
-        "{total} clients connected in {sessions} sessions; server RSS {rss_before} KiB, {} fds",
+    eprintln!(
+        "storm: {total} clients connected in {sessions} sessions; server RSS {rss_before} KiB, {} fds",
         server.fds()
     );
 
@@ -90,13 +90,10 @@ pub(crate) async fn storm(sessions: usize, members: usize) -> Result<()> {
     }
     let storm_time = start.elapsed();
     times.sort();
-    println!();
-    println!(
-        "| clients | resumed | failed | reset (gap not filled) | p50 to resume | p99 to resume | all resumed after | server RSS after |"
-    );
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
-    println!(
-        "| {total} | {} | {failures} | {resets} | {:.0} ms | {:.0} ms | {:.0} ms | {} KiB |",
+    let table = format!(
+        "| clients | resumed | failed | reset (gap not filled) | p50 to resume | p99 to resume | all resumed after | server RSS after |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- |\n\
+         | {total} | {} | {failures} | {resets} | {:.0} ms | {:.0} ms | {:.0} ms | {} KiB |\n",
         times.len(),
         percentile(&times, 0.5).as_secs_f64() * 1000.0,
         percentile(&times, 0.99).as_secs_f64() * 1000.0,
@@ -104,7 +101,7 @@ pub(crate) async fn storm(sessions: usize, members: usize) -> Result<()> {
         server.rss_kib()
     );
     drop(keep);
-    Ok(())
+    Ok(table)
 }
 
 #[derive(Default)]

@@ -13,14 +13,18 @@
 //! - `reconvene`: a session of 1,000 split across the caucuses, with 100 points; how
 //!   long until the last member has the reconvene and both caucuses' feedback.
 //!
-//! `storm` and `soak` run the release `caucus` binary in its own process: build it
-//! first with `cargo build --release --bin caucus`.
+//! - `report`: all of the above but the soak, written to `docs/benchmarks.md` with a
+//!   plot in `docs/benchmarks.svg`.
+//!
+//! `storm`, `soak`, `compare`, `reconvene` and `report` run the release `caucus` binary
+//! in its own process: build it first with `cargo build --release --bin caucus`.
 
 mod ceiling;
 mod fanout;
 mod load;
 mod process;
 mod reconvene;
+mod report;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -69,28 +73,9 @@ enum Scenario {
         #[arg(long, default_value_t = 30)]
         members: usize,
     },
-    /// Caucus, Socket.IO rooms and the bare ceiling side by side: idle memory and
-    /// fan-out latency and throughput.
-    Compare {
-        /// Which servers, in order.
-        #[arg(long, value_delimiter = ',', default_value = "caucus,socketio,ceiling")]
-        peers: Vec<String>,
-        /// Room sizes for fan-out.
-        #[arg(long, value_delimiter = ',', default_value = "10,100,1000")]
-        rooms: Vec<usize>,
-        /// Message sizes in bytes.
-        #[arg(long, value_delimiter = ',', default_value = "64,512")]
-        sizes: Vec<usize>,
-        /// Idle connection counts.
-        #[arg(long, value_delimiter = ',', default_value = "1000")]
-        idle: Vec<usize>,
-        /// Seconds per rate step.
-        #[arg(long, default_value_t = 3)]
-        seconds: u64,
-        /// The highest delivery rate to step up to, per second.
-        #[arg(long, default_value_t = 640_000)]
-        max_deliveries: u64,
-    },
+    /// Caucus, Socket.IO rooms and the bare ceiling side by side: idle memory, fan-out
+    /// and a slow consumer. Prints Markdown.
+    Compare(CompareArgs),
     /// Reconvene in a large session, timed until the last member has the feedback.
     Reconvene {
         /// Members, split evenly across the two caucuses.
@@ -109,6 +94,21 @@ enum Scenario {
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: SocketAddr,
     },
+    /// Everything but the soak, written to `docs/benchmarks.md` and `docs/benchmarks.svg`.
+    Report {
+        #[command(flatten)]
+        compare: CompareArgs,
+        /// Reconvene rounds.
+        #[arg(long, default_value_t = 100)]
+        reconvene_runs: usize,
+        /// Small sizes for the fixed scenarios (reconvene, durable, storm), to check that
+        /// the report is written at all: the test suite's smoke run.
+        #[arg(long)]
+        quick: bool,
+        /// Where to write the report; the plot goes next to it.
+        #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/benchmarks.md"))]
+        out: std::path::PathBuf,
+    },
     /// A soak: mixed traffic for a number of minutes.
     Soak {
         /// How long, in minutes.
@@ -123,15 +123,66 @@ enum Scenario {
     },
 }
 
+/// What `compare` runs.
+#[derive(Debug, Clone, clap::Args)]
+struct CompareArgs {
+    /// Which servers, in order.
+    #[arg(long, value_delimiter = ',', default_value = "caucus,socketio,ceiling")]
+    peers: Vec<String>,
+    /// Room sizes for fan-out.
+    #[arg(long, value_delimiter = ',', default_value = "10,100,1000")]
+    rooms: Vec<usize>,
+    /// Message sizes in bytes.
+    #[arg(long, value_delimiter = ',', default_value = "64,512")]
+    sizes: Vec<usize>,
+    /// Idle connection counts. Each process here may hold 20,000 descriptors at most
+    /// (`ulimit -Hn`), so 50,000 cannot be opened on this machine.
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
+    idle: Vec<usize>,
+    /// Seconds per rate step, and of the idle CPU reading.
+    #[arg(long, default_value_t = 3)]
+    seconds: u64,
+    /// The highest delivery rate to step up to, per second.
+    #[arg(long, default_value_t = 640_000)]
+    max_deliveries: u64,
+    /// Seconds of each slow-consumer run; 0 skips it.
+    #[arg(long, default_value_t = 10)]
+    slow_seconds: u64,
+}
+
+impl CompareArgs {
+    fn plan(&self) -> fanout::Plan {
+        fanout::Plan {
+            peers: self.peers.clone(),
+            rooms: self.rooms.clone(),
+            sizes: self.sizes.clone(),
+            idle: self.idle.clone(),
+            seconds: self.seconds,
+            max_deliveries: self.max_deliveries,
+            slow_seconds: self.slow_seconds,
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     match Cli::parse().scenario {
         Scenario::Durable { sessions, clients, messages, runs } => {
-            durable(sessions, clients, messages, runs).await
+            print!("{}", durable(sessions, clients, messages, runs).await?);
+            Ok(())
         }
-        Scenario::Storm { sessions, members } => load::storm(sessions, members).await,
-        Scenario::Compare { peers, rooms, sizes, idle, seconds, max_deliveries } => {
-            fanout::compare(&peers, &rooms, &sizes, &idle, seconds, max_deliveries).await
+        Scenario::Storm { sessions, members } => {
+            print!("{}", load::storm(sessions, members).await?);
+            Ok(())
+        }
+        Scenario::Compare(args) => {
+            let plan = args.plan();
+            let comparison = fanout::compare(&plan).await?;
+            print!("{}", report::comparison(&comparison, &plan, None));
+            Ok(())
+        }
+        Scenario::Report { compare, reconvene_runs, quick, out } => {
+            report(&compare, reconvene_runs, quick, &out).await
         }
         Scenario::Reconvene { members, points, runs } => {
             print!("{}", reconvene::run(members, points, runs).await?.table());
@@ -142,9 +193,75 @@ async fn main() -> Result<()> {
     }
 }
 
-async fn durable(sessions: usize, clients: usize, messages: usize, runs: usize) -> Result<()> {
-    println!("| run | commit | sessions × clients × messages | seconds | acked messages/s |");
-    println!("| --- | --- | --- | --- | --- |");
+/// Runs every scenario but the soak and writes the report and its plot.
+async fn report(args: &CompareArgs, reconvene_runs: usize, quick: bool, out: &std::path::Path) -> Result<()> {
+    // Members and points per reconvene; sessions, clients and messages for durable
+    // acks; sessions and members for the storm.
+    let (members, points) = if quick { (20, 4) } else { (1000, 100) };
+    let (messages, runs) = if quick { (5, 1) } else { (300, 3) };
+    let (storm_sessions, storm_members) = if quick { (2, 5) } else { (100, 30) };
+    let started = Instant::now();
+    // Fail now, not after the long run, if the report cannot be written.
+    if let Some(folder) = out.parent().filter(|folder| !folder.as_os_str().is_empty()) {
+        std::fs::create_dir_all(folder).with_context(|| format!("cannot create {}", folder.display()))?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(out)
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let plan = args.plan();
+    eprintln!("report: comparing {} (this takes a while; progress follows)", plan.peers.join(", "));
+    let comparison = fanout::compare(&plan).await?;
+    eprintln!("report: reconvene, {reconvene_runs} runs");
+    let reconvene = reconvene::run(members, points, reconvene_runs).await?;
+    eprintln!("report: durable acknowledgements");
+    let many_sessions = durable(16, 2, messages, runs).await?;
+    let one_session = durable(1, 32, messages, runs).await?;
+    eprintln!("report: reconnect storm");
+    let storm = load::storm(storm_sessions, storm_members).await?;
+    let plot = out.with_extension("svg");
+    report::plot(&comparison, &plan, &plot)?;
+    let today = std::process::Command::new("date").arg("+%Y-%m-%d").output()?;
+    let body = format!(
+        "# Benchmarks\n\n\
+         Written by `caucus-bench report` on {date} in {minutes:.0} minutes (rounded); do not edit by hand. \
+         Every figure comes from this one invocation, which ran the compared servers side by side \
+         on the same machine. The machines are shared and noisy: read the ratios, not the \
+         absolute numbers. What each scenario does, and what the figures say about where the time \
+         and memory go, is in [performance.md](performance.md).\n\n\
+         Command (from the repository's root; Node.js and `npm ci` in `tests/peers/socketio` \
+         first, which `scripts/test` does):\n\n\
+         ```sh\ncargo build --release --bin caucus --bin caucus-bench\n{command}\n```\n\n\
+         {machine}\n\
+         ![Deliveries per second kept up with, and p99 at the common load, against room size]({plot_name})\n\n\
+         {comparison}\n\
+         ## Durable acknowledgements\n\n\
+         Messages acknowledged per second, where an acknowledgement means the message is \
+         committed to SQLite (WAL, `synchronous=FULL`): group commit against one commit per \
+         message. First 16 sessions of 2 clients, then one session of 32; each client sends \
+         {messages} messages without waiting.\n\n{many_sessions}\n{one_session}\n\
+         ## Reconnect storm\n\n\
+         {storm_clients} clients in {storm_sessions} sessions of {storm_members} are welcomed; every \
+         connection drops at once, with no close handshake, and every client reconnects at once \
+         with its resume cursors.\n\n{storm}",
+        storm_clients = storm_sessions * storm_members,
+        date = String::from_utf8_lossy(&today.stdout).trim(),
+        minutes = started.elapsed().as_secs_f64() / 60.0,
+        machine = report::machine(),
+        plot_name = plot.file_name().and_then(|name| name.to_str()).unwrap_or("benchmarks.svg"),
+        comparison = report::comparison(&comparison, &plan, Some(&reconvene)),
+    );
+    std::fs::write(out, body)?;
+    eprintln!("report: wrote {} and {}", out.display(), plot.display());
+    Ok(())
+}
+
+async fn durable(sessions: usize, clients: usize, messages: usize, runs: usize) -> Result<String> {
+    let mut out = String::from(
+        "| run | commit | sessions × clients × messages | seconds | acked messages/s |\n| --- | --- | --- | --- | --- |\n",
+    );
     let mut totals = [Vec::new(), Vec::new()];
     for run in 1..=runs {
         // Alternate the order so neither configuration always runs on a warmer machine.
@@ -154,8 +271,8 @@ async fn durable(sessions: usize, clients: usize, messages: usize, runs: usize) 
             let rate = count as f64 / elapsed.as_secs_f64();
             totals[usize::from(group_commit)].push(rate);
             let mode = if group_commit { "group" } else { "one per message" };
-            println!(
-                "| {run} | {mode} | {sessions} × {clients} × {messages} | {:.3} | {rate:.0} |",
+            out += &format!(
+                "| {run} | {mode} | {sessions} × {clients} × {messages} | {:.3} | {rate:.0} |\n",
                 elapsed.as_secs_f64()
             );
         }
@@ -166,12 +283,11 @@ async fn durable(sessions: usize, clients: usize, messages: usize, runs: usize) 
     };
     let group = median(&mut totals[1]);
     let single = median(&mut totals[0]);
-    println!();
-    println!(
-        "median acked messages/s: group commit {group:.0}, one commit per message {single:.0}, ratio {:.1}×",
+    out += &format!(
+        "\nMedian acked messages/s: group commit {group:.0}, one commit per message {single:.0}, ratio {:.1}×.\n",
         group / single
     );
-    Ok(())
+    Ok(out)
 }
 
 /// One server, `sessions` sessions of `clients` members each pipelining `messages`
