@@ -362,16 +362,26 @@ struct Load {
 /// Idle memory: `count` connections in rooms of 100, resident memory per connection.
 async fn idle(peer: &Peer, count: usize, seconds: u64) -> Result<IdleRow> {
     let before = peer.rss_kib();
-    let mut all = Vec::new();
+    let mut keepers = Vec::new();
     for room in 0..count.div_ceil(100) {
-        all.extend(peer.room(1000 + room, 100.min(count - room * 100)).await?);
+        let connections = peer.room(1000 + room, 100.min(count - room * 100)).await?;
+        keepers.extend(connections.into_iter().map(|(sink, stream)| tokio::spawn(keep_alive(sink, stream))));
     }
     peer.wait_idle().await;
     let cpu_before = peer.cpu();
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     let idle_cpu = peer.cpu().saturating_sub(cpu_before);
     let per_connection = (peer.rss_kib().saturating_sub(before)) as f64 / count as f64;
-    drop(all);
+    // Every connection must still be open, or the memory figure means nothing.
+    let open = std::fs::read_dir(format!("/proc/{}/fd", peer.pid()))?.count();
+    let gone = keepers.iter().filter(|keeper| keeper.is_finished()).count();
+    if open < count || gone > 0 {
+        bail!(
+            "{}: {gone} of {count} idle connections closed before the reading ({open} descriptors open)",
+            peer.name()
+        );
+    }
+    keepers.iter().for_each(tokio::task::JoinHandle::abort);
     Ok(IdleRow {
         server: peer.name(),
         connections: count,
@@ -379,6 +389,23 @@ async fn idle(peer: &Peer, count: usize, seconds: u64) -> Result<IdleRow> {
         idle_cpu_ms: idle_cpu.as_millis() as u64,
         seconds,
     })
+}
+
+/// Keeps an idle connection alive as a real client would: reads whatever comes and
+/// answers pings, WebSocket's and Engine.IO's. Ends when the connection does.
+async fn keep_alive(mut sink: Sink, mut stream: Stream) {
+    while let Some(Ok(message)) = stream.next().await {
+        let answered = match message {
+            Message::Text(text) if text.as_str() == "2" => sink.send(Message::text("3")).await,
+            // tungstenite queues the pong; flushing sends it now.
+            Message::Ping(_) => sink.flush().await,
+            Message::Close(_) => return,
+            _ => Ok(()),
+        };
+        if answered.is_err() {
+            return;
+        }
+    }
 }
 
 /// Idle connections: what one costs in memory, and what all of them cost in CPU.
