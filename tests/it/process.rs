@@ -155,7 +155,7 @@ fn the_benchmark_harness_runs_and_reports() -> Result<()> {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let stdout = String::from_utf8(output.stdout)?;
     assert!(stdout.contains("| 1 | group | 2 × 1 × 5 |"), "{stdout}");
-    assert!(stdout.contains("| 1 | one per message | 2 × 1 × 5 |"), "{stdout}");
+    assert!(stdout.contains("| 1 | one per append | 2 × 1 × 5 |"), "{stdout}");
     assert!(stdout.contains("Median acked messages/s"), "{stdout}");
     Ok(())
 }

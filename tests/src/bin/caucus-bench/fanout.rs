@@ -459,9 +459,9 @@ pub(crate) struct SlowRow {
     pub(crate) server: &'static str,
     pub(crate) baseline: FanoutRow,
     pub(crate) stalled: FanoutRow,
-    /// The server's resident memory before the stalled step and its peak during it.
-    pub(crate) rss_before_kib: u64,
-    pub(crate) rss_peak_kib: u64,
+    /// How far the server's resident memory rose during each run, KiB.
+    pub(crate) baseline_growth_kib: u64,
+    pub(crate) stalled_growth_kib: u64,
 }
 
 /// What to compare.
@@ -559,8 +559,12 @@ pub(crate) async fn compare(plan: &Plan) -> Result<Comparison> {
         for name in &plan.peers {
             let row = slow_consumer(&Peer::start(name)?, plan.slow_seconds).await?;
             eprintln!(
-                "slow consumer: {}: others' p99 {:.2} ms, then {:.2} ms with one stalled; RSS {} → {} KiB",
-                row.server, row.baseline.p99, row.stalled.p99, row.rss_before_kib, row.rss_peak_kib
+                "slow consumer: {}: others' p99 {:.2} ms, then {:.2} ms with one stalled; RSS grew {} KiB, then {} KiB",
+                row.server,
+                row.baseline.p99,
+                row.stalled.p99,
+                row.baseline_growth_kib,
+                row.stalled_growth_kib
             );
             comparison.slow.push(row);
         }
@@ -577,8 +581,8 @@ async fn slow_consumer(peer: &Peer, seconds: u64) -> Result<SlowRow> {
     Ok(SlowRow {
         server: peer.name(),
         baseline: fanout_row(peer, SLOW_ROOM, load, &baseline),
-        rss_before_kib: stalled.rss_before,
-        rss_peak_kib: stalled.rss_peak,
+        baseline_growth_kib: baseline.rss_peak.saturating_sub(baseline.rss_before),
+        stalled_growth_kib: stalled.rss_peak.saturating_sub(stalled.rss_before),
         stalled: fanout_row(peer, SLOW_ROOM, load, &stalled),
     })
 }

@@ -2,7 +2,9 @@
 //! the compared configurations side by side on this machine, so read them as ratios.
 //!
 //! - `durable`: acknowledged durable messages per second against the SQLite store, with
-//!   group commit and with one commit per message.
+//!   the store's group commit (appends from several sessions share one transaction) and
+//!   with one transaction per append. Each session's actor already makes one append of
+//!   all the commands waiting for it.
 //! - `storm`: thousands of clients drop at once and come back at once; how long until
 //!   all have resumed.
 //! - `soak`: minutes of mixed traffic against the binary; its memory and descriptors at
@@ -239,8 +241,11 @@ async fn report(args: &CompareArgs, reconvene_runs: usize, quick: bool, out: &st
          {comparison}\n\
          ## Durable acknowledgements\n\n\
          Messages acknowledged per second, where an acknowledgement means the message is \
-         committed to SQLite (WAL, `synchronous=FULL`): group commit against one commit per \
-         message. First 16 sessions of 2 clients, then one session of 32; each client sends \
+         committed to SQLite (WAL, `synchronous=FULL`). \"group\": the store's writer puts the \
+         appends of several sessions in one transaction; \"one per append\": a transaction \
+         each. Either way a session's actor makes one append of all the commands waiting for \
+         it, so within one session the two are the same. First 16 sessions of 2 clients, then \
+         one session of 32; each client sends \
          {messages} messages without waiting.\n\n{many_sessions}\n{one_session}\n\
          ## Reconnect storm\n\n\
          {storm_clients} clients in {storm_sessions} sessions of {storm_members} are welcomed; every \
@@ -270,7 +275,7 @@ async fn durable(sessions: usize, clients: usize, messages: usize, runs: usize) 
             let (elapsed, count) = durable_run(group_commit, sessions, clients, messages).await?;
             let rate = count as f64 / elapsed.as_secs_f64();
             totals[usize::from(group_commit)].push(rate);
-            let mode = if group_commit { "group" } else { "one per message" };
+            let mode = if group_commit { "group" } else { "one per append" };
             out += &format!(
                 "| {run} | {mode} | {sessions} × {clients} × {messages} | {:.3} | {rate:.0} |\n",
                 elapsed.as_secs_f64()
@@ -284,7 +289,7 @@ async fn durable(sessions: usize, clients: usize, messages: usize, runs: usize) 
     let group = median(&mut totals[1]);
     let single = median(&mut totals[0]);
     out += &format!(
-        "\nMedian acked messages/s: group commit {group:.0}, one commit per message {single:.0}, ratio {:.1}×.\n",
+        "\nMedian acked messages/s: group commit {group:.0}, one commit per append {single:.0}, ratio {:.1}×.\n",
         group / single
     );
     Ok(out)
