@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::Result;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use crate::fanout::{Comparison, FanoutRow, Plan};
@@ -387,11 +388,6 @@ pub(crate) fn plot(comparison: &Comparison, plan: &Plan, path: &Path) -> Result<
     let root = SVGBackend::new(path, (1000, 420)).into_drawing_area();
     root.fill(&WHITE)?;
     let (left, right) = root.split_horizontally(500);
-    let colour = |server: &str| match server {
-        CAUCUS => RGBColor(0x1f, 0x6f, 0x5c),
-        SOCKET_IO => RGBColor(0xc0, 0x5a, 0x1a),
-        _ => RGBColor(0x55, 0x55, 0x88),
-    };
     let labels: Vec<String> = cases.iter().map(|case| case.room.to_string()).collect();
     let x_range = -0.3f64..(cases.len() as f64 - 0.7);
 
@@ -418,20 +414,13 @@ pub(crate) fn plot(comparison: &Comparison, plan: &Plan, path: &Path) -> Result<
         .x_desc("room size")
         .y_label_formatter(&|y| thousands(*y as u64))
         .draw()?;
-    for server in &servers {
-        let points: Vec<(f64, f64)> = rates
+    draw_lines(&mut chart, &servers, |server| {
+        rates
             .iter()
-            .filter(|(_, name, _)| name == server)
+            .filter(|(_, name, _)| *name == server)
             .map(|(index, _, rate)| (*index as f64, (*rate).max(1_000) as f64))
-            .collect();
-        let style = colour(server).stroke_width(2);
-        chart
-            .draw_series(LineSeries::new(points.clone(), style))?
-            .label(*server)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], style));
-        chart.draw_series(points.into_iter().map(|point| Circle::new(point, 4, colour(server).filled())))?;
-    }
-    chart.configure_series_labels().border_style(BLACK).background_style(WHITE).draw()?;
+            .collect()
+    })?;
 
     let latencies: Vec<(usize, &str, f64)> = cases
         .iter()
@@ -454,22 +443,44 @@ pub(crate) fn plot(comparison: &Comparison, plan: &Plan, path: &Path) -> Result<
         .x_label_formatter(&|x| labels.get(x.round() as usize).cloned().unwrap_or_default())
         .x_desc("room size")
         .draw()?;
-    for server in &servers {
-        let points: Vec<(f64, f64)> = latencies
+    draw_lines(&mut chart, &servers, |server| {
+        latencies
             .iter()
-            .filter(|(_, name, _)| name == server)
+            .filter(|(_, name, _)| *name == server)
             .map(|(index, _, p99)| (*index as f64, p99.max(0.1)))
-            .collect();
+            .collect()
+    })?;
+    root.present()?;
+    Ok(())
+}
+
+type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, LogCoord<f64>>>;
+
+/// One line with dots per server, from `points`, and the legend.
+fn draw_lines<'a>(
+    chart: &mut Chart<'a, 'a>,
+    servers: &[&'static str],
+    points: impl Fn(&str) -> Vec<(f64, f64)>,
+) -> Result<()> {
+    for &server in servers {
+        let points = points(server);
         let style = colour(server).stroke_width(2);
         chart
             .draw_series(LineSeries::new(points.clone(), style))?
-            .label(*server)
+            .label(server)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], style));
         chart.draw_series(points.into_iter().map(|point| Circle::new(point, 4, colour(server).filled())))?;
     }
     chart.configure_series_labels().border_style(BLACK).background_style(WHITE).draw()?;
-    root.present()?;
     Ok(())
+}
+
+fn colour(server: &str) -> RGBColor {
+    match server {
+        CAUCUS => RGBColor(0x1f, 0x6f, 0x5c),
+        SOCKET_IO => RGBColor(0xc0, 0x5a, 0x1a),
+        _ => RGBColor(0x55, 0x55, 0x88),
+    }
 }
 
 /// The machine and the versions, as a Markdown list.
