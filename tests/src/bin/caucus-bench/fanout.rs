@@ -22,7 +22,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::process::ServerProcess;
+use crate::process::{ServerProcess, open_fds, rss_kib};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 type Sink = SplitSink<Socket, Message>;
@@ -214,16 +214,6 @@ async fn settle(connections: Vec<(Sink, Stream)>) -> Result<Vec<(Sink, Stream)>>
     Ok(settled)
 }
 
-/// A process's resident memory, in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|value| value.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
 /// The intended send time stamped into each message: `T` and 20 digits of nanoseconds
 /// since the run's start.
 fn stamp(text: &str) -> Option<u64> {
@@ -373,7 +363,7 @@ async fn idle(peer: &Peer, count: usize, seconds: u64) -> Result<IdleRow> {
     let idle_cpu = peer.cpu().saturating_sub(cpu_before);
     let per_connection = (peer.rss_kib().saturating_sub(before)) as f64 / count as f64;
     // Every connection must still be open, or the memory figure means nothing.
-    let open = std::fs::read_dir(format!("/proc/{}/fd", peer.pid()))?.count();
+    let open = open_fds(peer.pid());
     let gone = keepers.iter().filter(|keeper| keeper.is_finished()).count();
     if open < count || gone > 0 {
         bail!(
