@@ -9,6 +9,7 @@ mod auth;
 mod bad_input;
 mod conformance;
 mod crash;
+mod disk;
 mod durability;
 mod facilitation;
 mod flow;

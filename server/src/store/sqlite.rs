@@ -6,8 +6,10 @@
 //! on disk (WAL, `synchronous=FULL`). One failing write fails alone; a failing commit
 //! fails the batch, and nothing of it is applied.
 //!
-//! Deleted content is overwritten (`secure_delete`) and the WAL is truncated after
-//! purges and erasures, so that purged text does not linger in the files.
+//! Purges and erasures are acknowledged only after their content is gone from every
+//! file: deleted cells are zeroed (`secure_delete`), then the database is rebuilt from
+//! its live rows and the WAL emptied (see [`scrub`]). Backups are written the same way,
+//! from live rows only.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -111,6 +113,7 @@ fn open_connection(path: &Path, busy_timeout: Duration) -> Result<Connection, St
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = FULL;
              PRAGMA secure_delete = ON;
+             PRAGMA temp_store = MEMORY;
              PRAGMA foreign_keys = ON;",
         )
         .map_err(StoreError::new)?;
@@ -184,25 +187,43 @@ fn run_writer(mut connection: Connection, mut queue: mpsc::Receiver<Write>, batc
                 Err(_) => break,
             }
         }
-        let results = commit(&mut connection, &batch);
-        let scrub = batch.iter().any(|write| matches!(write.work, Work::Purge(..) | Work::Rewrite(..)));
+        let mut results = commit(&mut connection, &batch);
+        let scrubbing = |write: &Write| matches!(write.work, Work::Purge(..) | Work::Rewrite(..));
+        let scrub_due = batch.iter().zip(&results).any(|(write, result)| scrubbing(write) && result.is_ok());
+        // A purge or erasure is acknowledged only once its content is gone from the files.
+        if scrub_due && let Err(err) = scrub(&connection) {
+            warn!(error = %err, "purged content may remain in the database files; the purge will be retried");
+            for (write, result) in batch.iter().zip(results.iter_mut()) {
+                if scrubbing(write) {
+                    *result = Err(err.clone());
+                }
+            }
+        }
         for (write, result) in batch.into_iter().zip(results) {
             let _ = write.done.send(result);
         }
-        if scrub {
-            // Old page images of purged or erased rows live on in the WAL until it is
-            // checkpointed and truncated.
-            // The first column is 1 when a reader blocked the checkpoint: then purged
-            // text may still sit in the WAL, and the operator should know.
-            match connection.query_row("PRAGMA wal_checkpoint(TRUNCATE);", [], |row| row.get::<_, i64>(0)) {
-                Ok(0) => {}
-                Ok(_) => warn!(
-                    "a reader blocked truncating the WAL after a purge; it is retried after the next purge"
-                ),
-                Err(err) => warn!(error = %err, "could not truncate the WAL after a purge"),
-            }
-        }
     }
+}
+
+/// Leaves no trace of deleted rows in any file. `secure_delete` zeroes deleted cells,
+/// but a B-tree rebalance moves cells between pages and leaves their old bytes in the
+/// unused part of a page, and the WAL keeps old page images. So: checkpoint and empty
+/// the WAL, rebuild the database from its live rows (`VACUUM`, whose scratch copy lives
+/// in memory), and empty the WAL of the rebuild's pages.
+fn scrub(connection: &Connection) -> Result<(), StoreError> {
+    let truncate = |when: &str| -> Result<(), StoreError> {
+        // The first column is 1 when a reader kept the checkpoint from finishing.
+        let busy: i64 = connection
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE);", [], |row| row.get(0))
+            .map_err(StoreError::new)?;
+        if busy != 0 {
+            return Err(StoreError::new(format!("a reader kept the WAL from being emptied {when}")));
+        }
+        Ok(())
+    };
+    truncate("before the rebuild")?;
+    connection.execute_batch("VACUUM;").map_err(StoreError::new)?;
+    truncate("after the rebuild")
 }
 
 /// Applies a batch in one transaction. Returns one result per write.
@@ -313,8 +334,10 @@ fn bad_row(err: &dyn std::fmt::Display) -> rusqlite::Error {
     rusqlite::Error::ToSqlConversionFailure(format!("a stored row does not decode: {err}").into())
 }
 
-/// Copies a live database to `destination` with SQLite's online backup, which is safe
-/// while the server runs and writes. Refuses to overwrite an existing file.
+/// Copies a live database to `destination` with `VACUUM INTO`: a consistent snapshot,
+/// safe while the server runs and writes, built from the live rows only, so that no
+/// purged or erased text left in free space travels into the copy. Refuses to
+/// overwrite an existing file.
 pub fn backup(database: &Path, destination: &Path) -> Result<(), StoreError> {
     if destination.exists() {
         return Err(StoreError::new(format!("{} already exists; choose a new file", destination.display())));
@@ -322,11 +345,16 @@ pub fn backup(database: &Path, destination: &Path) -> Result<(), StoreError> {
     if !database.exists() {
         return Err(StoreError::new(format!("there is no database at {}", database.display())));
     }
+    // Created empty and private first; VACUUM INTO fills an empty file.
     create_private(destination)?;
     let source = open_connection(database, Duration::from_secs(5))?;
-    source
-        .backup(rusqlite::MAIN_DB, destination, None::<fn(rusqlite::backup::Progress)>)
-        .map_err(|err| StoreError::new(format!("the backup failed: {err}")))
+    let target = destination
+        .to_str()
+        .ok_or_else(|| StoreError::new(format!("{} is not a UTF-8 path", destination.display())))?;
+    source.execute("VACUUM INTO ?1", [target]).map(drop).map_err(|err| {
+        let _ = std::fs::remove_file(destination);
+        StoreError::new(format!("the backup failed: {err}"))
+    })
 }
 
 impl Store for SqliteStore {
@@ -467,5 +495,64 @@ mod tests {
         })
         .unwrap_err();
         assert!(err.reason.contains("newer than this server"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod purge_tests {
+    use caucus_protocol::{Caucus, CaucusLabels, EventBody, MemberId, Room, RoomEvent, SessionId, Settings};
+
+    use super::*;
+
+    /// Thousands of caucus and plenary rows, interleaved irregularly and of varied
+    /// lengths, then the private rooms purged: deletions rebalance the pages, and a
+    /// rebalance leaves copies of moved rows in the unused bytes of a page unless the
+    /// database is rebuilt.
+    #[tokio::test]
+    async fn a_purge_leaves_no_byte_of_the_purged_rows_in_the_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("caucus.db");
+        let store = SqliteStore::open(SqliteOptions {
+            path: path.clone(),
+            group_commit: true,
+            busy_timeout: Duration::from_millis(100),
+        })
+        .unwrap();
+        let session = SessionRecord {
+            id: SessionId::new("s-purge").unwrap(),
+            title: "t".into(),
+            labels: CaucusLabels { a: "A".into(), b: "B".into() },
+            settings: Settings::default(),
+            ground_rules: None,
+            invite_code: "invite".into(),
+            created_by: MemberId::new("f-ada").unwrap(),
+            created_at: 1,
+        };
+        store.create_session(&session).await.unwrap();
+        let rooms = [Room::Plenary, Caucus::A.room(), Caucus::B.room(), Room::Facilitators];
+        let mut heads = [0u64; 4];
+        let mut state = 11u64;
+        let mut next = |below: u64| {
+            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            (state >> 33) % below
+        };
+        for _ in 0..3000 {
+            let index = next(4) as usize;
+            heads[index] += 1;
+            let marker = if index == 0 { "KEPT" } else { "SECRET" };
+            let text = format!("{marker} {}", "x".repeat(20 + next(1500) as usize));
+            let from = MemberId::new("m-1").unwrap();
+            let body = EventBody::Message { from, text, client_id: None };
+            let event = RoomEvent { room: rooms[index], seq: heads[index], at: 10, body };
+            store.append(&session.id, &[event]).await.unwrap();
+        }
+        store.purge(&session.id, &rooms[1..]).await.unwrap();
+        let mut raw = Vec::new();
+        for entry in std::fs::read_dir(dir.path()).unwrap().flatten() {
+            raw.extend(std::fs::read(entry.path()).unwrap());
+        }
+        let holds = |needle: &[u8]| raw.windows(needle.len()).any(|window| window == needle);
+        assert!(holds(b"KEPT"), "the plenary is kept");
+        assert!(!holds(b"SECRET"), "purged text is still in the database files");
     }
 }

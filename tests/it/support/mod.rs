@@ -48,6 +48,11 @@ impl TestServer {
         Self::launch(config, Arc::new(data)).await
     }
 
+    /// Starts a server with `config` on the data folder `data`, which it keeps.
+    pub async fn launch_in(config: Config, data: tempfile::TempDir) -> Self {
+        Self::launch(config, Arc::new(data)).await
+    }
+
     async fn launch(config: Config, data: Arc<tempfile::TempDir>) -> Self {
         let server = Server::bind(config.clone()).await.expect("the server binds");
         let address = server.local_addr();
