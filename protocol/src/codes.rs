@@ -57,6 +57,34 @@ pub enum ErrorCode {
     LimitReached,
 }
 
+impl ErrorCode {
+    /// Every code, in the order above.
+    pub const ALL: [ErrorCode; 22] = [
+        ErrorCode::BadFrame,
+        ErrorCode::HelloRequired,
+        ErrorCode::AlreadyWelcomed,
+        ErrorCode::Empty,
+        ErrorCode::TooLong,
+        ErrorCode::NoSuchRoom,
+        ErrorCode::NoSuchMessage,
+        ErrorCode::NoSuchPoint,
+        ErrorCode::NoSuchMember,
+        ErrorCode::NoSuchProposal,
+        ErrorCode::Forbidden,
+        ErrorCode::WrongPhase,
+        ErrorCode::CaucusClosed,
+        ErrorCode::PlenaryQuiet,
+        ErrorCode::SelfChoiceOff,
+        ErrorCode::SessionEnded,
+        ErrorCode::InvalidValue,
+        ErrorCode::RateLimited,
+        ErrorCode::Unavailable,
+        ErrorCode::Unauthorized,
+        ErrorCode::NoSuchInvite,
+        ErrorCode::LimitReached,
+    ];
+}
+
 /// WebSocket close codes the server uses. 1000–1009 are RFC 6455's; 4000–4999 are
 /// Caucus's own. The close reason carries a sentence for a person.
 pub mod close {
@@ -94,4 +122,41 @@ pub mod close {
     pub const PING_TIMEOUT: u16 = 4009;
     /// This person's role changed, and with it what they may read. Reconnect and resume.
     pub const ROLE_CHANGED: u16 = 4010;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ErrorCode;
+
+    #[test]
+    fn all_lists_every_code_once() {
+        // Adding a code without listing it fails to compile here.
+        let position = |code: ErrorCode| match code {
+            ErrorCode::BadFrame
+            | ErrorCode::HelloRequired
+            | ErrorCode::AlreadyWelcomed
+            | ErrorCode::Empty
+            | ErrorCode::TooLong
+            | ErrorCode::NoSuchRoom
+            | ErrorCode::NoSuchMessage
+            | ErrorCode::NoSuchPoint
+            | ErrorCode::NoSuchMember
+            | ErrorCode::NoSuchProposal
+            | ErrorCode::Forbidden
+            | ErrorCode::WrongPhase
+            | ErrorCode::CaucusClosed
+            | ErrorCode::PlenaryQuiet
+            | ErrorCode::SelfChoiceOff
+            | ErrorCode::SessionEnded
+            | ErrorCode::InvalidValue
+            | ErrorCode::RateLimited
+            | ErrorCode::Unavailable
+            | ErrorCode::Unauthorized
+            | ErrorCode::NoSuchInvite
+            | ErrorCode::LimitReached => ErrorCode::ALL.iter().position(|listed| *listed == code),
+        };
+        for (index, code) in ErrorCode::ALL.iter().enumerate() {
+            assert_eq!(position(*code), Some(index), "{code:?} is listed twice");
+        }
+    }
 }

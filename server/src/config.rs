@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::session::TextLimits;
+use crate::session::{SessionCaps, TextLimits};
 
 /// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +44,9 @@ pub struct Limits {
     pub frame_bytes: usize,
     /// Length limits on text people type.
     pub text: TextLimits,
+    /// Caps on what one session, and one person in it, can add: members, topic
+    /// proposals, points. Every later `welcome` carries them.
+    pub session: SessionCaps,
     /// Frames per second a connection may send, sustained.
     pub frames_per_sec: u32,
     /// Frames a connection may send in a burst.
@@ -58,6 +61,26 @@ pub struct Limits {
     pub connections_per_member: usize,
     /// Frames queued for one connection before it counts as too slow and is closed.
     pub outbound_queue: usize,
+    /// Bytes queued for one connection before it counts as too slow and is closed.
+    pub outbound_bytes: usize,
+    /// Bytes of events replayed per room on `hello`; past it, the room resets to its
+    /// latest events and the client pages back with `history`.
+    pub replay_bytes_per_room: usize,
+    /// Bytes of events in one `history` page; past it, the page is cut short with
+    /// `more: true`.
+    pub history_bytes: usize,
+    /// Open connections at most. 0 (the default): what the process's descriptor limit
+    /// allows, less a reserve of 64.
+    pub max_connections: usize,
+    /// Connections that have not yet been welcomed (HTTP requests, and WebSockets
+    /// before their `hello` is accepted), at most.
+    pub max_pending_connections: usize,
+    /// Connections not yet welcomed from one source address, at most.
+    pub max_pending_per_address: usize,
+    /// The largest HTTP request head (request line and headers), in bytes.
+    pub header_bytes: usize,
+    /// The largest HTTP request body, in bytes.
+    pub api_body_bytes: usize,
     /// Events replayed per room on `hello` when the client has no usable cursor.
     pub replay_per_room: u64,
     /// Live (not ended) sessions one facilitator may run at once.
@@ -69,6 +92,7 @@ impl Default for Limits {
         Self {
             frame_bytes: 64 * 1024,
             text: TextLimits::default(),
+            session: SessionCaps::default(),
             frames_per_sec: 20,
             frame_burst: 40,
             rate_limited_strikes: 20,
@@ -76,6 +100,14 @@ impl Default for Limits {
             member_frame_burst: 80,
             connections_per_member: 5,
             outbound_queue: 2048,
+            outbound_bytes: 2 * 1024 * 1024,
+            replay_bytes_per_room: 256 * 1024,
+            history_bytes: 256 * 1024,
+            max_connections: 0,
+            max_pending_connections: 1024,
+            max_pending_per_address: 64,
+            header_bytes: 16 * 1024,
+            api_body_bytes: 64 * 1024,
             replay_per_room: 256,
             sessions_per_facilitator: 50,
         }
@@ -86,7 +118,12 @@ impl Default for Limits {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Timeouts {
-    /// How long a new connection has to send `hello`.
+    /// How long a new connection has to send its HTTP request head; also how long an
+    /// idle keep-alive connection stays open.
+    pub header_secs: u64,
+    /// How long a request body may take to arrive.
+    pub body_secs: u64,
+    /// How long a new WebSocket has to send `hello`.
     pub hello_secs: u64,
     /// How often the server pings; two silent intervals close the connection.
     pub ping_secs: u64,
@@ -98,7 +135,14 @@ pub struct Timeouts {
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Self { hello_secs: 10, ping_secs: 20, write_secs: 10, shutdown_secs: 10 }
+        Self {
+            header_secs: 10,
+            body_secs: 10,
+            hello_secs: 10,
+            ping_secs: 20,
+            write_secs: 10,
+            shutdown_secs: 10,
+        }
     }
 }
 
@@ -361,11 +405,36 @@ impl Config {
                 "limits.outbound_queue must hold a full replay: at least 4 × replay_per_room + 16",
             );
         }
+        if limits.outbound_bytes < 4 * limits.replay_bytes_per_room + 256 * 1024
+            || limits.outbound_bytes < limits.history_bytes + 256 * 1024
+        {
+            return invalid(
+                "limits.outbound_bytes must hold a welcome and a full replay: at least \
+                 4 × replay_bytes_per_room + 256 KiB, and history_bytes + 256 KiB",
+            );
+        }
+        if limits.replay_bytes_per_room < limits.frame_bytes || limits.history_bytes < limits.frame_bytes {
+            return invalid("limits.replay_bytes_per_room and history_bytes must be at least frame_bytes");
+        }
+        if limits.max_pending_connections == 0 || limits.max_pending_per_address == 0 {
+            return invalid("limits.max_pending_connections and max_pending_per_address must be at least 1");
+        }
+        if limits.header_bytes < 8192 || limits.api_body_bytes < 1024 {
+            return invalid("limits.header_bytes must be at least 8192, and api_body_bytes at least 1024");
+        }
         if self.token_ttl_secs < 60 {
             return invalid("token_ttl_secs must be at least 60");
         }
         let timeouts = &self.timeouts;
-        if timeouts.hello_secs == 0 || timeouts.ping_secs == 0 || timeouts.write_secs == 0 {
+        if [
+            timeouts.header_secs,
+            timeouts.body_secs,
+            timeouts.hello_secs,
+            timeouts.ping_secs,
+            timeouts.write_secs,
+        ]
+        .contains(&0)
+        {
             return invalid("timeouts must be at least 1 second");
         }
         if let Some(url) = &self.public_url

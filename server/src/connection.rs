@@ -26,6 +26,7 @@ use tokio_tungstenite::tungstenite;
 use tracing::{Instrument, debug, info_span};
 
 use crate::auth::{TokenError, TokenKind};
+use crate::gate::Ticket;
 use crate::hub::Hub;
 use crate::outbox::{self, ConnectionId, Next, Outbox, Outgoing};
 use crate::session::{SessionHandle, encode};
@@ -35,6 +36,9 @@ static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
 /// How many queued frames one flush writes at most, so that a busy connection still
 /// notices pings and closes between batches.
 const BATCH: usize = 64;
+/// How many bytes one flush gathers at most: the WebSocket's write buffer holds a batch
+/// until the socket takes it, so a batch of large frames must not grow it without end.
+const BATCH_BYTES: usize = 64 * 1024;
 /// How long a closing connection waits for the client's half of the close handshake.
 const CLOSE_GRACE: Duration = Duration::from_secs(3);
 
@@ -74,8 +78,9 @@ pub enum Mode {
     Echo,
 }
 
-/// Serves one upgraded WebSocket until it ends.
-pub async fn serve(socket: WebSocket, hub: Arc<Hub>, mode: Mode) {
+/// Serves one upgraded WebSocket until it ends. `ticket` is its place at the gate, given
+/// up as pending once the connection is welcomed.
+pub async fn serve(socket: WebSocket, hub: Arc<Hub>, ticket: Option<Arc<Ticket>>, mode: Mode) {
     let id = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
     let span = info_span!(
         "connection",
@@ -84,7 +89,9 @@ pub async fn serve(socket: WebSocket, hub: Arc<Hub>, mode: Mode) {
         member = tracing::field::Empty
     );
     metrics::gauge!(crate::metrics::CONNECTIONS).increment(1.0);
-    Connection::new(id, hub, mode).run(socket).instrument(span).await;
+    let mut connection = Connection::new(id, hub, mode);
+    connection.ticket = ticket;
+    connection.run(socket).instrument(span).await;
     metrics::gauge!(crate::metrics::CONNECTIONS).decrement(1.0);
 }
 
@@ -97,6 +104,7 @@ struct Connection {
     entered: Option<Entered>,
     rate: DefaultDirectRateLimiter,
     strikes: DefaultDirectRateLimiter,
+    ticket: Option<Arc<Ticket>>,
 }
 
 /// A rate limiter allowing `count` a second, sustained, and `burst` at once.
@@ -109,13 +117,13 @@ pub fn per_second(count: u32, burst: u32) -> DefaultDirectRateLimiter {
 impl Connection {
     fn new(id: ConnectionId, hub: Arc<Hub>, mode: Mode) -> Self {
         let limits = &hub.config().limits;
-        let (outbox, outgoing) = outbox::channel(id, limits.outbound_queue);
+        let (outbox, outgoing) = outbox::channel(id, limits.outbound_queue, limits.outbound_bytes);
         let rate = per_second(limits.frames_per_sec, limits.frame_burst);
         // Strikes refill slowly: a client that keeps flooding after being told runs out.
         let strikes = RateLimiter::direct(Quota::per_minute(
             NonZeroU32::new(limits.rate_limited_strikes).unwrap_or(NonZeroU32::MIN),
         ));
-        Self { id, mode, outbox, outgoing, hub, entered: None, rate, strikes }
+        Self { id, mode, outbox, outgoing, hub, entered: None, rate, strikes, ticket: None }
     }
 
     async fn run(mut self, mut socket: WebSocket) {
@@ -179,7 +187,13 @@ impl Connection {
                         Some(Ok(Message::Binary(_))) => {
                             break Ending::close(close::UNSUPPORTED_DATA, "Caucus accepts JSON text frames only");
                         }
-                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                        // Control frames cost the server too (tungstenite answers every
+                        // ping): they count against the same allowance as text frames.
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
+                            if self.rate.check().is_err() && self.strikes.check().is_err() {
+                                break Ending::close(close::POLICY_VIOLATION, "too many frames too fast");
+                            }
+                        }
                         Some(Ok(Message::Close(_))) => break Ending::ClientClosed,
                     }
                 }
@@ -291,6 +305,9 @@ impl Connection {
         let span = tracing::Span::current();
         span.record("session", tracing::field::display(&session_id));
         span.record("member", tracing::field::display(&member));
+        if let Some(ticket) = &self.ticket {
+            ticket.welcome();
+        }
         let remaining = claims.exp.saturating_sub(crate::auth::unix_now());
         let member_rate = self.hub.member_rate(&member);
         self.entered = Some(Entered {
@@ -319,10 +336,17 @@ async fn write_batch(
     write_timeout: Duration,
 ) -> bool {
     let write = async {
+        let mut bytes = outbox::frame_len(&first);
         socket.feed(first).await?;
         for _ in 1..BATCH {
+            if bytes >= BATCH_BYTES {
+                break;
+            }
             match outgoing.try_frame() {
-                Some(frame) => socket.feed(frame).await?,
+                Some(frame) => {
+                    bytes += outbox::frame_len(&frame);
+                    socket.feed(frame).await?;
+                }
                 None => break,
             }
         }

@@ -4,10 +4,11 @@
 
 use std::sync::Arc;
 
-use axum::extract::rejection::JsonRejection;
+use axum::body::Body;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -18,6 +19,7 @@ use caucus_protocol::{ErrorCode, SessionId};
 
 use crate::auth::origin_allowed;
 use crate::connection;
+use crate::gate::{Lane, RESERVE_PATHS, Ticket};
 use crate::hub::{Hub, HubError};
 
 /// The router for a hub.
@@ -35,7 +37,27 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/api/join", post(join))
         .route("/api/invites/{code}", get(invite))
         .route("/api/sessions/{id}/minutes", get(minutes))
+        .layer(middleware::from_fn(reserve_lane))
         .with_state(hub)
+}
+
+/// A connection on the gate's reserve lane (taken past the pending cap) may ask for the
+/// health checks only.
+async fn reserve_lane(request: Request, next: Next) -> Response {
+    let on_reserve =
+        request.extensions().get::<Arc<Ticket>>().is_some_and(|ticket| ticket.lane() == Lane::Reserve);
+    if on_reserve && !RESERVE_PATHS.contains(&request.uri().path()) {
+        let mut response = ApiFailure::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
+            "the server is busy; try again in a moment",
+        )
+        .into_response();
+        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        return response;
+    }
+    next.run(request).await
 }
 
 /// An HTTP error: a status and a wire error code with a sentence for a person.
@@ -57,6 +79,9 @@ impl From<HubError> for ApiFailure {
         let status = match &err {
             HubError::NotFacilitator => StatusCode::FORBIDDEN,
             HubError::NoSuchInvite => StatusCode::NOT_FOUND,
+            HubError::Refused(refusal) if refusal.code() == ErrorCode::LimitReached => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             HubError::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             HubError::TooManySessions(_) => StatusCode::TOO_MANY_REQUESTS,
             HubError::Unavailable | HubError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
@@ -65,10 +90,63 @@ impl From<HubError> for ApiFailure {
     }
 }
 
-impl From<JsonRejection> for ApiFailure {
-    fn from(rejection: JsonRejection) -> Self {
-        Self::new(rejection.status(), ErrorCode::BadFrame, rejection.body_text())
+/// Reads a JSON body of at most `limits.api_body_bytes` within `timeouts.body_secs`.
+/// Handlers call it only after the request has passed authentication, so that nobody
+/// can make the server hold a large body without a valid token.
+async fn read_json<T: serde::de::DeserializeOwned>(
+    hub: &Hub,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<T, ApiFailure> {
+    let limit = hub.config().limits.api_body_bytes;
+    let too_large = || {
+        ApiFailure::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::TooLong,
+            format!("request bodies are limited to {limit} bytes"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(too_large());
     }
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.split(';').next().is_some_and(|kind| kind.trim() == "application/json"));
+    if !is_json {
+        return Err(ApiFailure::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::BadFrame,
+            "send the body as JSON with `Content-Type: application/json`",
+        ));
+    }
+    let within = std::time::Duration::from_secs(hub.config().timeouts.body_secs);
+    let bytes = match tokio::time::timeout(within, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(_)) => return Err(too_large()),
+        Err(_) => {
+            return Err(ApiFailure::new(
+                StatusCode::REQUEST_TIMEOUT,
+                ErrorCode::BadFrame,
+                format!("the request body did not arrive within {} seconds", within.as_secs()),
+            ));
+        }
+    };
+    serde_json::from_slice(&bytes).map_err(|err| {
+        let status = match err.classify() {
+            serde_json::error::Category::Data => StatusCode::UNPROCESSABLE_ENTITY,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiFailure::new(
+            status,
+            ErrorCode::BadFrame,
+            format!("the body is not valid JSON for this request: {err}"),
+        )
+    })
 }
 
 impl IntoResponse for ApiFailure {
@@ -141,23 +219,35 @@ async fn style_css() -> Response {
     asset("text/css; charset=utf-8", STYLE_CSS)
 }
 
-async fn upgrade(State(hub): State<Arc<Hub>>, headers: HeaderMap, upgrade: WebSocketUpgrade) -> Response {
-    accept(hub, &headers, upgrade, connection::Mode::Chat)
+async fn upgrade(
+    State(hub): State<Arc<Hub>>,
+    ticket: Option<Extension<Arc<Ticket>>>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    accept(hub, ticket.map(|Extension(ticket)| ticket), &headers, upgrade, connection::Mode::Chat)
 }
 
 /// The conformance echo endpoint: off unless `conformance_echo` is set.
 async fn upgrade_echo(
     State(hub): State<Arc<Hub>>,
+    ticket: Option<Extension<Arc<Ticket>>>,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
     if !hub.config().conformance_echo {
         return StatusCode::NOT_FOUND.into_response();
     }
-    accept(hub, &headers, upgrade, connection::Mode::Echo)
+    accept(hub, ticket.map(|Extension(ticket)| ticket), &headers, upgrade, connection::Mode::Echo)
 }
 
-fn accept(hub: Arc<Hub>, headers: &HeaderMap, upgrade: WebSocketUpgrade, mode: connection::Mode) -> Response {
+fn accept(
+    hub: Arc<Hub>,
+    ticket: Option<Arc<Ticket>>,
+    headers: &HeaderMap,
+    upgrade: WebSocketUpgrade,
+    mode: connection::Mode,
+) -> Response {
     let header_text = |name| headers.get(name).and_then(|value: &HeaderValue| value.to_str().ok());
     if !origin_allowed(header_text(header::ORIGIN), header_text(header::HOST), &hub.config().allowed_origins)
     {
@@ -178,7 +268,7 @@ fn accept(hub: Arc<Hub>, headers: &HeaderMap, upgrade: WebSocketUpgrade, mode: c
         .max_frame_size(frame_bytes)
         .max_message_size(frame_bytes)
         .on_upgrade(move |socket| async move {
-            tracker.spawn(connection::serve(socket, hub, mode));
+            tracker.spawn(connection::serve(socket, hub, ticket, mode));
         })
 }
 
@@ -189,23 +279,24 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 async fn create_session(
     State(hub): State<Arc<Hub>>,
     headers: HeaderMap,
-    body: Result<Json<CreateSession>, JsonRejection>,
+    body: Body,
 ) -> Result<(StatusCode, Json<SessionCreated>), ApiFailure> {
     let unauthorized =
         |message: String| ApiFailure::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message);
     let token = bearer(&headers)
         .ok_or_else(|| unauthorized("send a facilitator token as `Authorization: Bearer <token>`".into()))?;
     let (claims, _) = hub.auth().verify(token).map_err(|err| unauthorized(err.to_string()))?;
-    let Json(request) = body?;
+    let request: CreateSession = read_json(&hub, &headers, body).await?;
     let created = hub.create_session(&claims, request).await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 
 async fn join(
     State(hub): State<Arc<Hub>>,
-    body: Result<Json<JoinRequest>, JsonRejection>,
+    headers: HeaderMap,
+    body: Body,
 ) -> Result<Json<Joined>, ApiFailure> {
-    let Json(request) = body?;
+    let request: JoinRequest = read_json(&hub, &headers, body).await?;
     Ok(Json(hub.join(&request.invite_code, &request.name).await?))
 }
 

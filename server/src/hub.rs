@@ -220,6 +220,7 @@ impl Hub {
             settings: record.settings.clone(),
             ground_rules: record.ground_rules.clone(),
             limits: self.config.limits.text,
+            caps: self.config.limits.session,
         }
     }
 
@@ -228,6 +229,8 @@ impl Hub {
         let settings = ActorSettings {
             connections_per_member: self.config.limits.connections_per_member,
             replay_per_room: self.config.limits.replay_per_room,
+            replay_bytes_per_room: self.config.limits.replay_bytes_per_room,
+            history_bytes: self.config.limits.history_bytes,
             retention_ms: u64::from(self.config.retention.caucus_transcript_days) * 24 * 60 * 60 * 1000,
             // An event and an ack per command, and room to spare.
             max_batch: (self.config.limits.outbound_queue / 8).clamp(1, 256),

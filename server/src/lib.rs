@@ -12,6 +12,8 @@
 //!   `session::actor` is the task that owns one session and fans its events out.
 //! - [`hub`]: live sessions by id and invite code.
 //! - [`connection`]: one WebSocket: hello, read loop, bounded outbound queue, closes.
+//! - [`gate`]: the front gate: connection caps, and HTTP/1.1 with a deadline on every
+//!   phase.
 //! - [`http`]: the axum router: `/ws`, `/api/...`, `/healthz`, the web client.
 //! - [`metrics`]: Prometheus counters and gauges for `/metrics`.
 //! - [`minutes`]: the minutes export rendered as Markdown.
@@ -24,6 +26,7 @@ pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod connection;
+pub mod gate;
 pub mod http;
 pub mod hub;
 pub mod metrics;
@@ -36,13 +39,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::auth::{Auth, KeyError};
 use crate::config::{Config, StoreKind};
+use crate::gate::{Caps, Gate};
 use crate::hub::Hub;
 use crate::store::{MemoryStore, SqliteOptions, SqliteStore, Store, StoreError};
 
@@ -63,6 +66,7 @@ pub struct Server {
     listener: TcpListener,
     address: SocketAddr,
     hub: Arc<Hub>,
+    gate: Arc<Gate>,
 }
 
 impl Server {
@@ -96,7 +100,16 @@ impl Server {
         if restored > 0 {
             info!(sessions = restored, "restored sessions from the store");
         }
-        Ok(Self { listener, address, hub })
+        let descriptors = gate::raise_descriptor_limit();
+        let caps = Caps::from_config(hub.config(), descriptors);
+        info!(
+            descriptors,
+            connections = caps.connections,
+            pending = caps.pending,
+            pending_per_address = caps.pending_per_address,
+            "connection caps"
+        );
+        Ok(Self { listener, address, hub, gate: Gate::new(caps) })
     }
 
     /// The address actually bound, with the real port when the config asked for 0.
@@ -109,6 +122,11 @@ impl Server {
         &self.hub
     }
 
+    /// The front gate, which counts connections against their caps.
+    pub fn gate(&self) -> &Arc<Gate> {
+        &self.gate
+    }
+
     /// Cancelling this token shuts the server down gracefully.
     pub fn shutdown_token(&self) -> CancellationToken {
         self.hub.shutdown_token()
@@ -119,13 +137,13 @@ impl Server {
     pub async fn run(self) -> std::io::Result<()> {
         let shutdown = self.hub.shutdown_token();
         let grace = Duration::from_secs(self.hub.config().timeouts.shutdown_secs);
-        let listener = self.listener.tap_io(|tcp| {
-            // Chat frames are small; waiting to coalesce them only adds latency.
-            let _ = tcp.set_nodelay(true);
-        });
         let app = http::router(self.hub.clone());
         info!(address = %self.address, "listening");
-        axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await?;
+        let http_connections = tokio_util::task::TaskTracker::new();
+        gate::serve(self.listener, app, self.gate, self.hub.config(), shutdown, http_connections.clone())
+            .await;
+        http_connections.close();
+        let _ = tokio::time::timeout(grace, http_connections.wait()).await;
         let tracker = self.hub.tracker();
         tracker.close();
         info!(tasks = tracker.len(), "shutting down: closing connections");

@@ -7,6 +7,11 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 /// Open WebSocket connections.
 pub const CONNECTIONS: &str = "caucus_connections";
+/// Open TCP connections at the gate, by state: `pending` (not yet welcomed) or
+/// `welcomed`.
+pub const HTTP_CONNECTIONS: &str = "caucus_gate_connections";
+/// Connections turned away at the gate, by reason: `full`, `address`, `busy`.
+pub const CONNECTIONS_REFUSED: &str = "caucus_gate_refused_total";
 /// Live sessions, by phase.
 pub const SESSIONS: &str = "caucus_sessions";
 /// Frames received from clients.
@@ -32,8 +37,45 @@ pub fn handle() -> &'static PrometheusHandle {
         // If a host application installed its own recorder first, that one receives
         // the metrics and this handle renders none.
         let _ = metrics::set_global_recorder(recorder);
+        declare();
         handle
     })
+}
+
+/// Describes every metric and gives it its zero value, so that `/metrics` lists them all,
+/// with HELP and TYPE, before anything has happened: dashboards and alerts work from the
+/// first scrape.
+fn declare() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_gauge!(CONNECTIONS, "Open WebSocket connections.");
+    describe_gauge!(
+        HTTP_CONNECTIONS,
+        "Open TCP connections at the gate, by state (pending: not yet welcomed)."
+    );
+    describe_counter!(CONNECTIONS_REFUSED, "Connections turned away at the gate, by reason.");
+    describe_gauge!(SESSIONS, "Live sessions in memory, by phase.");
+    describe_counter!(FRAMES_IN, "Text frames received from clients.");
+    describe_counter!(FRAMES_OUT, "Frames queued to clients.");
+    describe_counter!(SLOW_CONSUMERS, "Connections closed 4008 because their queue was full.");
+    describe_counter!(REFUSALS, "Commands refused, by error code.");
+    describe_histogram!(STORE_COMMIT, Unit::Seconds, "How long store appends take.");
+    metrics::gauge!(CONNECTIONS).set(0.0);
+    for state in ["pending", "welcomed"] {
+        metrics::gauge!(HTTP_CONNECTIONS, "state" => state).set(0.0);
+    }
+    for reason in ["full", "address", "busy"] {
+        metrics::counter!(CONNECTIONS_REFUSED, "reason" => reason).absolute(0);
+    }
+    for phase in ["gathering", "caucusing", "reconvened", "ended"] {
+        metrics::gauge!(SESSIONS, "phase" => phase).increment(0.0);
+    }
+    metrics::counter!(FRAMES_IN).absolute(0);
+    metrics::counter!(FRAMES_OUT).absolute(0);
+    metrics::counter!(SLOW_CONSUMERS).absolute(0);
+    for code in caucus_protocol::ErrorCode::ALL {
+        metrics::counter!(REFUSALS, "code" => code_label(code)).absolute(0);
+    }
+    let _ = metrics::histogram!(STORE_COMMIT);
 }
 
 /// The wire name of an error code, as a label.

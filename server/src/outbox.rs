@@ -1,7 +1,9 @@
 //! A connection's outbound queue: the frames that the session actor, and the connection
 //! itself, queue for one client, and a request to close it.
 //!
-//! The queue is bounded in frames and lock-free. Its memory follows what is queued:
+//! The queue is bounded in frames and in bytes, and lock-free. The byte bound is what
+//! keeps a client that asks for much (history pages, a replay) and then stops reading
+//! from pinning megabytes: past it, the connection is closed 4008 like any slow reader. Its memory follows what is queued:
 //! crossbeam's `SegQueue` frees each 31-slot segment once it has been read, so an idle
 //! connection keeps at most one part-used segment, where a tokio channel keeps every
 //! block it ever grew to. With tens of thousands of mostly idle connections, that
@@ -19,6 +21,15 @@ use futures::task::AtomicWaker;
 
 /// Numbers connections for logs and for the actor's bookkeeping.
 pub type ConnectionId = u64;
+
+/// A frame's payload size in bytes, which is what the byte bound counts.
+pub fn frame_len(message: &Message) -> usize {
+    match message {
+        Message::Text(text) => text.len(),
+        Message::Binary(bytes) | Message::Ping(bytes) | Message::Pong(bytes) => bytes.len(),
+        Message::Close(_) => 0,
+    }
+}
 
 /// The sending side, held by the session actor and the connection: cheap to clone.
 #[derive(Debug, Clone)]
@@ -39,6 +50,9 @@ struct Shared {
     /// Frames queued now; never more than `capacity`.
     queued: AtomicUsize,
     capacity: usize,
+    /// Bytes of frames queued now; never more than `max_bytes`.
+    queued_bytes: AtomicUsize,
+    max_bytes: usize,
     /// Why the connection must close. The first reason wins.
     close: OnceLock<(u16, &'static str)>,
     /// Set when the receiving side is dropped: nothing queued now would be written.
@@ -56,12 +70,15 @@ pub enum Next {
     Frame(Message),
 }
 
-/// A queue that holds at most `capacity` frames for connection `id`.
-pub fn channel(id: ConnectionId, capacity: usize) -> (Outbox, Outgoing) {
+/// A queue that holds at most `capacity` frames and `max_bytes` bytes for connection
+/// `id`.
+pub fn channel(id: ConnectionId, capacity: usize, max_bytes: usize) -> (Outbox, Outgoing) {
     let shared = Arc::new(Shared {
         frames: SegQueue::new(),
         queued: AtomicUsize::new(0),
         capacity: capacity.max(1),
+        queued_bytes: AtomicUsize::new(0),
+        max_bytes: max_bytes.max(1),
         close: OnceLock::new(),
         receiver_gone: AtomicBool::new(false),
         waker: AtomicWaker::new(),
@@ -88,8 +105,12 @@ impl Outbox {
         if shared.receiver_gone.load(Ordering::Acquire) || shared.close.get().is_some() {
             return false;
         }
-        if shared.queued.fetch_add(1, Ordering::AcqRel) >= shared.capacity {
+        let bytes = frame_len(&message);
+        let over_count = shared.queued.fetch_add(1, Ordering::AcqRel) >= shared.capacity;
+        let over_bytes = shared.queued_bytes.fetch_add(bytes, Ordering::AcqRel) + bytes > shared.max_bytes;
+        if over_count || over_bytes {
             shared.queued.fetch_sub(1, Ordering::AcqRel);
+            shared.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
             metrics::counter!(crate::metrics::SLOW_CONSUMERS).increment(1);
             self.close(close::TOO_SLOW, "you fell too far behind; reconnect and resume");
             return false;
@@ -139,6 +160,7 @@ impl Outgoing {
     fn pop(&self) -> Option<Message> {
         let frame = self.shared.frames.pop()?;
         self.shared.queued.fetch_sub(1, Ordering::AcqRel);
+        self.shared.queued_bytes.fetch_sub(frame_len(&frame), Ordering::AcqRel);
         Some(frame)
     }
 }
@@ -159,7 +181,7 @@ mod tests {
 
     #[tokio::test]
     async fn frames_come_out_in_order_and_a_full_queue_asks_to_close() {
-        let (outbox, mut outgoing) = channel(7, 2);
+        let (outbox, mut outgoing) = channel(7, 2, 1024);
         assert!(outbox.deliver(&text("one")));
         assert!(outbox.deliver(&text("two")));
         assert!(!outbox.deliver(&text("three")), "a third frame overflows a queue of two");
@@ -170,8 +192,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_queue_full_in_bytes_asks_to_close_however_few_its_frames() {
+        let (outbox, mut outgoing) = channel(7, 100, 10);
+        assert!(outbox.deliver(&text("12345")));
+        assert!(outbox.deliver(&text("67890")));
+        assert!(!outbox.deliver(&text("x")), "an eleventh byte overflows a queue of ten");
+        assert!(matches!(outgoing.next().await, Next::Close(close::TOO_SLOW, _)));
+    }
+
+    #[tokio::test]
+    async fn bytes_read_make_room_again() {
+        let (outbox, mut outgoing) = channel(7, 100, 10);
+        assert!(outbox.deliver(&text("1234567890")));
+        assert!(matches!(outgoing.next().await, Next::Frame(_)));
+        assert!(outbox.deliver(&text("abcdefghij")), "the first frame's bytes were given back");
+    }
+
+    #[tokio::test]
     async fn a_reader_wakes_for_a_frame_sent_while_it_waits() {
-        let (outbox, mut outgoing) = channel(1, 8);
+        let (outbox, mut outgoing) = channel(1, 8, 1024);
         let reader = tokio::spawn(async move {
             let mut seen = Vec::new();
             for _ in 0..3 {
@@ -191,7 +230,7 @@ mod tests {
 
     #[test]
     fn a_gone_reader_refuses_frames_and_frees_room() {
-        let (outbox, outgoing) = channel(1, 1);
+        let (outbox, outgoing) = channel(1, 1, 1024);
         assert!(outbox.deliver(&text("queued")));
         drop(outgoing);
         assert!(!outbox.deliver(&text("after")));

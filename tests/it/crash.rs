@@ -24,7 +24,7 @@ fn burst_config(dir: &Path) -> Result<std::path::PathBuf> {
     let path = dir.join("burst.toml");
     std::fs::write(
         &path,
-        "[limits]\nframes_per_sec = 100000\nframe_burst = 100000\nmember_frames_per_sec = 100000\nmember_frame_burst = 100000\n",
+        "[limits]\nframes_per_sec = 100000\nframe_burst = 100000\nmember_frames_per_sec = 100000\nmember_frame_burst = 100000\nreplay_per_room = 1024\noutbound_queue = 8192\n[limits.session]\npoints_per_caucus = 1000\npoints_per_person = 1000\n",
     )?;
     Ok(path)
 }

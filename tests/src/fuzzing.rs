@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use caucus_protocol::api::{CreateSession, JoinRequest};
 use caucus_protocol::{CaucusLabels, ClientFrame, Command, MemberId, Role, Room, SessionId, Settings};
-use caucus_server::session::{Decision, Session, SessionSetup, TextLimits, check_text};
+use caucus_server::session::{Decision, Session, SessionCaps, SessionSetup, TextLimits, check_text};
 
 /// Decoding a client frame never panics, and what decodes re-encodes to the same frame.
 pub fn client_frame(data: &[u8]) {
@@ -26,6 +26,7 @@ fn sample_session() -> Session {
         settings: Settings::default(),
         ground_rules: None,
         limits: TextLimits::default(),
+        caps: SessionCaps::default(),
     })
     .unwrap();
     let apply = |session: &mut Session, drafts| {
@@ -99,6 +100,7 @@ pub fn api_bodies(data: &[u8]) {
             settings: request.settings,
             ground_rules: request.ground_rules,
             limits: TextLimits::default(),
+            caps: SessionCaps::default(),
         });
     }
     if let Ok(request) = serde_json::from_slice::<JoinRequest>(data) {

@@ -229,6 +229,10 @@ pub struct ActorSettings {
     pub connections_per_member: usize,
     /// Events replayed per room without a usable cursor.
     pub replay_per_room: u64,
+    /// Bytes of events replayed per room at most.
+    pub replay_bytes_per_room: usize,
+    /// Bytes of events in one history page at most.
+    pub history_bytes: usize,
     /// How long after the end the private rooms are purged, in milliseconds.
     pub retention_ms: u64,
     /// The most commands one batch takes. A batch's frames reach a busy sender all at
@@ -388,13 +392,15 @@ impl SessionActor {
             online.push(member.clone());
         }
         online.sort();
-        let (welcome, replay) = self
+        let (mut welcome, replay) = self
             .session
             .welcome(&member, resume, online, self.settings.replay_per_room)
             .ok_or(ConnectError::NoSuchSession)?;
+        let replay =
+            super::budget::fit_replay(&mut welcome.rooms, &replay, self.settings.replay_bytes_per_room);
         outbox.deliver(&encode(&ServerMessage::Welcome(Box::new(welcome))));
-        for event in replay {
-            outbox.deliver(&encode(&ServerMessage::Event(event.clone())));
+        for frame in &replay {
+            outbox.deliver(frame);
         }
         info!(member = %member, connection = outbox.id(), "connected");
         self.connections.entry(member.clone()).or_default().push(outbox);
@@ -600,6 +606,8 @@ impl SessionActor {
                 ServerMessage::Ack(Ack { client_id, room: None, seq: None })
             }
             Ok(Decision::History { room, events, more }) => {
+                let (events, cut) = super::budget::fit_history(events, self.settings.history_bytes);
+                let more = more || cut;
                 self.send_to_connection(member, connection, &ServerMessage::History { room, events, more });
                 ServerMessage::Ack(Ack { client_id, room: None, seq: None })
             }

@@ -4,11 +4,14 @@
 //! and connections around it.
 
 mod actor;
+mod budget;
 mod state;
 
 pub(crate) use actor::encode;
 pub use actor::{ActorSettings, ConnectError, JoinError, SessionHandle, Summary};
-pub use state::{Decision, Draft, ERASED, Refusal, Session, SessionSetup, TextLimits, check_text};
+pub use state::{
+    Decision, Draft, ERASED, Refusal, Session, SessionCaps, SessionSetup, TextLimits, check_text,
+};
 
 #[cfg(test)]
 mod model_tests;

@@ -20,7 +20,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use proptest_state_machine::{ReferenceStateMachine, StateMachineTest, prop_state_machine};
 
-use super::state::{Decision, Session, SessionSetup, TextLimits};
+use super::state::{Decision, Session, SessionCaps, SessionSetup, TextLimits};
 
 /// Person 0 is the facilitator; the rest are members who may join.
 const PEOPLE: usize = 6;
@@ -248,6 +248,7 @@ fn setup() -> SessionSetup {
         settings: Settings::default(),
         ground_rules: None,
         limits: TextLimits::default(),
+        caps: SessionCaps::default(),
     }
 }
 

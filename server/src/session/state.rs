@@ -49,6 +49,36 @@ impl Default for TextLimits {
     }
 }
 
+/// Caps on how much one session, and one person in it, can add. Everything below is
+/// part of every later `welcome`, so without caps one person could make each welcome
+/// as large as they like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionCaps {
+    /// People in the session, facilitators included.
+    pub members: usize,
+    /// Topic proposals in the session.
+    pub proposals: usize,
+    /// Topic proposals by one person.
+    pub proposals_per_person: usize,
+    /// Points a caucus holds at once.
+    pub points_per_caucus: usize,
+    /// Points one person holds at once in their caucus (as their current author).
+    pub points_per_person: usize,
+}
+
+impl Default for SessionCaps {
+    fn default() -> Self {
+        Self {
+            members: 2000,
+            proposals: 50,
+            proposals_per_person: 5,
+            points_per_caucus: 50,
+            points_per_person: 10,
+        }
+    }
+}
+
 /// Why a command was refused. Each maps to one wire [`ErrorCode`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
@@ -80,6 +110,8 @@ pub enum Refusal {
     TooLong { what: &'static str, max: usize },
     #[error("{0}")]
     InvalidValue(String),
+    #[error("{0}")]
+    LimitReached(String),
 }
 
 impl Refusal {
@@ -100,6 +132,7 @@ impl Refusal {
             Refusal::Empty(_) => ErrorCode::Empty,
             Refusal::TooLong { .. } => ErrorCode::TooLong,
             Refusal::InvalidValue(_) => ErrorCode::InvalidValue,
+            Refusal::LimitReached(_) => ErrorCode::LimitReached,
         }
     }
 }
@@ -197,6 +230,7 @@ pub struct Session {
     settings: Settings,
     ground_rules: Option<String>,
     limits: TextLimits,
+    caps: SessionCaps,
     phase: Phase,
     topic: Option<String>,
     timer: Option<RoundTimer>,
@@ -232,6 +266,8 @@ pub struct SessionSetup {
     pub ground_rules: Option<String>,
     /// Length limits on text.
     pub limits: TextLimits,
+    /// Caps on what the session and each person can add.
+    pub caps: SessionCaps,
 }
 
 fn caucus_index(caucus: Caucus) -> usize {
@@ -287,6 +323,7 @@ impl Session {
             settings: setup.settings,
             ground_rules: setup.ground_rules,
             limits,
+            caps: setup.caps,
             phase: Phase::Gathering,
             topic: None,
             timer: None,
@@ -310,6 +347,7 @@ impl Session {
             settings: self.settings.clone(),
             ground_rules: self.ground_rules.clone(),
             limits: self.limits,
+            caps: self.caps,
         }
     }
 
@@ -466,6 +504,12 @@ impl Session {
         if self.people.contains_key(id) {
             return Err(Refusal::InvalidValue("that person is already here".into()));
         }
+        if self.people.len() >= self.caps.members {
+            return Err(Refusal::LimitReached(format!(
+                "this session is full: it has its {} people",
+                self.caps.members
+            )));
+        }
         Ok(Draft::new(
             Room::Plenary,
             EventBody::Joined {
@@ -489,6 +533,13 @@ impl Session {
         let require_facilitator = |action: &'static str| {
             if facilitator { Ok(()) } else { Err(Refusal::Forbidden(action)) }
         };
+        // A retried message that was stored gets its original ack, whatever happened
+        // since (PROTOCOL.md §3.3): the sender must learn it arrived.
+        if let (Command::Say { .. }, Some(key)) = (command, client_id)
+            && let Some(&(room, seq)) = self.sent.get(&(who.clone(), key.clone()))
+        {
+            return Ok(Decision::Repeat { room, seq });
+        }
         // Reading and erasure go on after the end; nothing else does.
         let after_end =
             matches!(command, Command::Hello { .. } | Command::History { .. } | Command::EraseMember { .. });
@@ -501,11 +552,6 @@ impl Session {
                 Err(Refusal::InvalidValue("this connection has already said hello".into()))
             }
             Command::Say { room, text } => {
-                if let Some(key) = client_id
-                    && let Some(&(room, seq)) = self.sent.get(&(who.clone(), key.clone()))
-                {
-                    return Ok(Decision::Repeat { room, seq });
-                }
                 let room = self.postable_room(who, facilitator, room)?;
                 check_text("the message", text, limits.message_chars)?;
                 Ok(Decision::Apply {
@@ -559,6 +605,7 @@ impl Session {
             Command::ProposeTopic { text } => {
                 self.check_plenary_open(facilitator)?;
                 check_text("the topic", text, limits.topic_chars)?;
+                self.check_proposal_caps(who)?;
                 let proposal = Proposal {
                     id: self.proposals.len() as u32 + 1,
                     text: text.clone(),
@@ -737,12 +784,14 @@ impl Session {
                 if self.points[caucus_index(caucus)].iter().any(|point| point.message == Some(*seq)) {
                     return Ok(Decision::nothing());
                 }
+                self.check_point_caps(caucus, who)?;
                 Ok(Decision::events(vec![self.point_added(caucus, who, text, Some(*seq))]))
             }
             Command::WritePoint { room, text } => {
                 let caucus = self.own_caucus(who, room)?;
                 self.check_caucus_open()?;
                 check_text("the point", text, limits.message_chars)?;
+                self.check_point_caps(caucus, who)?;
                 Ok(Decision::events(vec![self.point_added(caucus, who, text.clone(), None)]))
             }
             Command::EditPoint { room, point, text } => {
@@ -1165,6 +1214,42 @@ impl Session {
     fn point_mut(&mut self, room: Room, id: u32) -> Option<&mut Point> {
         let caucus = room.caucus()?;
         self.points[caucus_index(caucus)].iter_mut().find(|point| point.id == id)
+    }
+
+    fn check_proposal_caps(&self, who: &MemberId) -> Result<(), Refusal> {
+        let caps = self.caps;
+        if self.proposals.len() >= caps.proposals {
+            return Err(Refusal::LimitReached(format!(
+                "this session already has {} topic proposals; vote for one of them",
+                caps.proposals
+            )));
+        }
+        let own = self.proposals.iter().filter(|state| state.proposal.by == *who).count();
+        if own >= caps.proposals_per_person {
+            return Err(Refusal::LimitReached(format!(
+                "you have made {} topic proposals, as many as one person may",
+                caps.proposals_per_person
+            )));
+        }
+        Ok(())
+    }
+
+    fn check_point_caps(&self, caucus: Caucus, who: &MemberId) -> Result<(), Refusal> {
+        let caps = self.caps;
+        let points = &self.points[caucus_index(caucus)];
+        if points.len() >= caps.points_per_caucus {
+            return Err(Refusal::LimitReached(format!(
+                "your caucus already has {} points; withdraw or merge some first",
+                caps.points_per_caucus
+            )));
+        }
+        if points.iter().filter(|point| point.by == *who).count() >= caps.points_per_person {
+            return Err(Refusal::LimitReached(format!(
+                "you already hold {} of your caucus's points; withdraw or edit one first",
+                caps.points_per_person
+            )));
+        }
+        Ok(())
     }
 
     fn point_added(&self, caucus: Caucus, who: &MemberId, text: String, message: Option<u64>) -> Draft {

@@ -7,7 +7,7 @@ use caucus_protocol::{
     RoomName, SessionId, Settings,
 };
 
-use super::state::{Decision, Refusal, Session, SessionSetup, TextLimits};
+use super::state::{Decision, Refusal, Session, SessionCaps, SessionSetup, TextLimits};
 
 const START: u64 = 1_800_000_000_000;
 
@@ -34,6 +34,7 @@ impl Fixture {
             settings,
             ground_rules: None,
             limits: TextLimits::default(),
+            caps: SessionCaps::default(),
         })
         .unwrap();
         let mut fixture = Self { session, now: START };

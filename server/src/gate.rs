@@ -1,0 +1,466 @@
+//! The front gate: accepts TCP connections within limits, and serves HTTP/1.1 on them
+//! with a deadline on every phase, so that nobody can hold the server open before
+//! they have authenticated.
+//!
+//! - **Counting.** Every connection holds a [`Ticket`]. It is *pending* from accept
+//!   until a WebSocket on it is welcomed (its `hello` accepted); plain HTTP connections
+//!   stay pending. Pending connections are capped in total and per source address;
+//!   all connections are capped below the process's descriptor limit, so that the
+//!   database, the log and welcomed people always have descriptors.
+//! - **The reserve lane.** Past the pending cap, a few more connections are taken on a
+//!   short header deadline and may ask only `/healthz` and `/readyz`: a flood does not
+//!   blind the health checks. Past that, a connection gets a canned 503 and is closed.
+//! - **Deadlines.** The request head must arrive within `timeouts.header_secs` (hyper's
+//!   header timer, which also closes idle keep-alive connections); a body within
+//!   `timeouts.body_secs` (see `http`); a write may stall for at most
+//!   `timeouts.write_secs` ([`StallGuard`]). Request heads are capped at
+//!   `limits.header_bytes`.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::Request;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::Service;
+use tracing::{debug, warn};
+
+use crate::config::Config;
+
+/// Descriptors kept back from connections: the database and its WAL, the log, the
+/// listener, and room for whatever the process opens later.
+pub const DESCRIPTOR_RESERVE: u64 = 64;
+/// Connections on the reserve lane at most.
+const RESERVE_LANE: usize = 32;
+/// How long a reserve-lane connection has to send its request head.
+const RESERVE_HEADER_DEADLINE: Duration = Duration::from_secs(2);
+/// The paths the reserve lane answers.
+pub const RESERVE_PATHS: [&str; 2] = ["/healthz", "/readyz"];
+
+/// Which lane a connection came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// The ordinary lane: everything is served.
+    Normal,
+    /// Past the pending cap: health checks only.
+    Reserve,
+}
+
+/// The caps the gate enforces; see `docs/OPERATIONS.md` § Limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caps {
+    /// Open connections at most, welcomed or not.
+    pub connections: usize,
+    /// Connections not yet welcomed, at most.
+    pub pending: usize,
+    /// Connections not yet welcomed from one source address, at most.
+    pub pending_per_address: usize,
+}
+
+impl Caps {
+    /// The configured caps, with `limits.max_connections = 0` meaning "what the
+    /// descriptor limit allows, less [`DESCRIPTOR_RESERVE`]".
+    pub fn from_config(config: &Config, descriptors: u64) -> Self {
+        let limits = &config.limits;
+        let allowed = usize::try_from(descriptors.saturating_sub(DESCRIPTOR_RESERVE)).unwrap_or(usize::MAX);
+        let connections = match limits.max_connections {
+            0 => allowed,
+            configured => configured.min(allowed),
+        }
+        .max(1);
+        Self {
+            connections,
+            pending: limits.max_pending_connections.min(connections),
+            pending_per_address: limits.max_pending_per_address,
+        }
+    }
+}
+
+/// Raises the soft descriptor limit to the hard one, as servers do, and returns it.
+pub fn raise_descriptor_limit() -> u64 {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(err) => {
+            warn!(error = %err, "could not read or raise the descriptor limit; assuming 1024");
+            1024
+        }
+    }
+}
+
+/// Counts connections against the caps.
+#[derive(Debug)]
+pub struct Gate {
+    caps: Caps,
+    counts: Mutex<Counts>,
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    open: usize,
+    pending: usize,
+    reserve: usize,
+    pending_by_address: HashMap<IpAddr, usize>,
+}
+
+/// Why a connection was turned away at the gate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// Every connection slot is taken.
+    Full,
+    /// This address already has as many connections waiting as it may.
+    Address,
+    /// The pending cap and the reserve lane are both full.
+    Busy,
+}
+
+impl Refused {
+    /// A complete HTTP response saying why, for a connection that will not be served.
+    fn response(self) -> String {
+        let reason = match self {
+            Refused::Address => "too many connections from your address are waiting; try again soon",
+            Refused::Full | Refused::Busy => "the server is busy; try again in a moment",
+        };
+        format!(
+            "HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\ncontent-type: text/plain; charset=utf-8\r\n\
+             retry-after: 5\r\ncontent-length: {}\r\n\r\n{reason}",
+            reason.len()
+        )
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Refused::Full => "full",
+            Refused::Address => "address",
+            Refused::Busy => "busy",
+        }
+    }
+}
+
+impl Gate {
+    /// A gate with these caps.
+    pub fn new(caps: Caps) -> Arc<Self> {
+        Arc::new(Self { caps, counts: Mutex::new(Counts::default()) })
+    }
+
+    /// The caps in force.
+    pub fn caps(&self) -> Caps {
+        self.caps
+    }
+
+    /// Admits a connection from `address`, or says why not.
+    pub fn admit(self: &Arc<Self>, address: IpAddr) -> Result<Arc<Ticket>, Refused> {
+        let mut counts = self.counts.lock().expect("the gate's counts are never poisoned");
+        if counts.open >= self.caps.connections {
+            return Err(Refused::Full);
+        }
+        let from_address = counts.pending_by_address.get(&address).copied().unwrap_or(0);
+        if from_address >= self.caps.pending_per_address {
+            return Err(Refused::Address);
+        }
+        let lane = if counts.pending < self.caps.pending {
+            counts.pending += 1;
+            Lane::Normal
+        } else if counts.reserve < RESERVE_LANE {
+            counts.reserve += 1;
+            Lane::Reserve
+        } else {
+            return Err(Refused::Busy);
+        };
+        counts.open += 1;
+        *counts.pending_by_address.entry(address).or_default() += 1;
+        drop(counts);
+        metrics::gauge!(crate::metrics::HTTP_CONNECTIONS, "state" => "pending").increment(1.0);
+        Ok(Arc::new(Ticket { gate: self.clone(), address, lane, welcomed: AtomicBool::new(false) }))
+    }
+
+    fn release(&self, ticket: &Ticket, frees_pending: bool, closing: bool) {
+        let mut counts = self.counts.lock().expect("the gate's counts are never poisoned");
+        if frees_pending {
+            match ticket.lane {
+                Lane::Normal => counts.pending -= 1,
+                Lane::Reserve => counts.reserve -= 1,
+            }
+            if let Some(count) = counts.pending_by_address.get_mut(&ticket.address) {
+                *count -= 1;
+                if *count == 0 {
+                    counts.pending_by_address.remove(&ticket.address);
+                }
+            }
+        }
+        if closing {
+            counts.open -= 1;
+        }
+    }
+
+    /// Connections open now, and of those, pending.
+    pub fn counts(&self) -> (usize, usize) {
+        let counts = self.counts.lock().expect("the gate's counts are never poisoned");
+        (counts.open, counts.pending + counts.reserve)
+    }
+}
+
+/// One admitted connection's place at the gate. The last clone to go frees it.
+#[derive(Debug)]
+pub struct Ticket {
+    gate: Arc<Gate>,
+    address: IpAddr,
+    lane: Lane,
+    welcomed: AtomicBool,
+}
+
+impl Ticket {
+    /// The lane this connection came in on.
+    pub fn lane(&self) -> Lane {
+        self.lane
+    }
+
+    /// The WebSocket on this connection was welcomed: it no longer counts as pending.
+    pub fn welcome(&self) {
+        if !self.welcomed.swap(true, Ordering::AcqRel) {
+            self.gate.release(self, true, false);
+            metrics::gauge!(crate::metrics::HTTP_CONNECTIONS, "state" => "pending").decrement(1.0);
+            metrics::gauge!(crate::metrics::HTTP_CONNECTIONS, "state" => "welcomed").increment(1.0);
+        }
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let was_welcomed = self.welcomed.load(Ordering::Acquire);
+        self.gate.release(self, !was_welcomed, true);
+        let state = if was_welcomed { "welcomed" } else { "pending" };
+        metrics::gauge!(crate::metrics::HTTP_CONNECTIONS, "state" => state).decrement(1.0);
+    }
+}
+
+/// Accepts connections until `shutdown`, serving `app` on each one admitted. Returns
+/// once the listener has stopped; connections still open are asked to finish and are
+/// tracked by `connections`.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    gate: Arc<Gate>,
+    config: &Config,
+    shutdown: CancellationToken,
+    connections: TaskTracker,
+) {
+    let header_deadline = Duration::from_secs(config.timeouts.header_secs);
+    let write_deadline = Duration::from_secs(config.timeouts.write_secs);
+    let header_bytes = config.limits.header_bytes;
+    let mut last_accept_warning: Option<Instant> = None;
+    loop {
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                // Out of descriptors or memory: the caps should prevent it, but some
+                // other part of the process may hold descriptors. Say so now and then,
+                // not in a loop, and give the process a moment.
+                if last_accept_warning.is_none_or(|at| at.elapsed() > Duration::from_secs(30)) {
+                    warn!(error = %err, "could not accept a connection");
+                    last_accept_warning = Some(Instant::now());
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let ticket = match gate.admit(peer.ip()) {
+            Ok(ticket) => ticket,
+            Err(refused) => {
+                metrics::counter!(crate::metrics::CONNECTIONS_REFUSED, "reason" => refused.label())
+                    .increment(1);
+                debug!(reason = refused.label(), "connection refused at the gate");
+                // A best-effort answer on a fresh socket, which has room for it.
+                let _ = stream.try_write(refused.response().as_bytes());
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let deadline = match ticket.lane() {
+            Lane::Normal => header_deadline,
+            Lane::Reserve => RESERVE_HEADER_DEADLINE.min(header_deadline),
+        };
+        connections.spawn(serve_connection(
+            stream,
+            peer,
+            app.clone(),
+            ticket,
+            ConnectionLimits { header_deadline: deadline, write_deadline, header_bytes },
+            shutdown.clone(),
+        ));
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct ConnectionLimits {
+    header_deadline: Duration,
+    write_deadline: Duration,
+    header_bytes: usize,
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    app: Router,
+    ticket: Arc<Ticket>,
+    limits: ConnectionLimits,
+    shutdown: CancellationToken,
+) {
+    let io = TokioIo::new(StallGuard::new(stream, limits.write_deadline));
+    let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+        request.extensions_mut().insert(ticket.clone());
+        request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+        app.clone().call(request.map(axum::body::Body::new))
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_deadline)
+        .max_buf_size(limits.header_bytes.max(8192));
+    let connection = builder.serve_connection(io, service).with_upgrades();
+    tokio::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => {
+            if let Err(err) = result {
+                debug!(error = %err, "an HTTP connection ended with an error");
+            }
+        }
+        () = shutdown.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
+        }
+    }
+}
+
+/// A stream whose writes may stall for at most `deadline`: a peer that stops reading
+/// cannot hold a connection, and what is buffered for it, open.
+#[derive(Debug)]
+pub struct StallGuard<S> {
+    inner: S,
+    deadline: Duration,
+    stalled: Option<Pin<Box<Sleep>>>,
+}
+
+impl<S> StallGuard<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: S, deadline: Duration) -> Self {
+        Self { inner, deadline, stalled: None }
+    }
+
+    /// Called when a write could not proceed: starts the clock, or fails once it ran out.
+    fn poll_stall(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        let deadline = self.deadline;
+        let timer = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(deadline)));
+        ready!(timer.as_mut().poll(cx));
+        Poll::Ready(io::Error::new(io::ErrorKind::TimedOut, "the peer stopped reading"))
+    }
+
+    fn poll_guarded<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        op: impl FnOnce(Pin<&mut S>, &mut Context<'_>) -> Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>>
+    where
+        S: Unpin,
+    {
+        match op(Pin::new(&mut self.inner), cx) {
+            Poll::Ready(result) => {
+                self.stalled = None;
+                Poll::Ready(result)
+            }
+            Poll::Pending => self.poll_stall(cx).map(Err),
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for StallGuard<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for StallGuard<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.poll_guarded(cx, |inner, cx| inner.poll_write(cx, buf))
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_guarded(cx, |inner, cx| inner.poll_write_vectored(cx, bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_guarded(cx, |inner, cx| inner.poll_flush(cx))
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_guarded(cx, |inner, cx| inner.poll_shutdown(cx))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gate(pending: usize, per_address: usize, connections: usize) -> Arc<Gate> {
+        Gate::new(Caps { connections, pending, pending_per_address: per_address })
+    }
+
+    #[test]
+    fn pending_connections_are_capped_per_address_and_in_total_then_go_to_the_reserve_lane() {
+        let gate = gate(3, 2, 100);
+        let a: IpAddr = "127.0.0.2".parse().unwrap();
+        let b: IpAddr = "127.0.0.3".parse().unwrap();
+        let first = gate.admit(a).unwrap();
+        let _second = gate.admit(a).unwrap();
+        assert_eq!(gate.admit(a).unwrap_err(), Refused::Address);
+        let _third = gate.admit(b).unwrap();
+        let reserve = gate.admit(b).unwrap();
+        assert_eq!(reserve.lane(), Lane::Reserve);
+        // A welcomed connection frees its pending place and its address's.
+        first.welcome();
+        let again = gate.admit(a).unwrap();
+        assert_eq!(again.lane(), Lane::Normal);
+        assert_eq!(gate.counts(), (5, 4));
+    }
+
+    #[test]
+    fn every_place_comes_back_when_connections_close() {
+        let gate = gate(2, 2, 3);
+        let a: IpAddr = "127.0.0.2".parse().unwrap();
+        let tickets: Vec<_> = (0..2).map(|_| gate.admit(a).unwrap()).collect();
+        tickets[0].welcome();
+        let third = gate.admit("127.0.0.3".parse().unwrap()).unwrap();
+        assert_eq!(gate.admit("127.0.0.4".parse().unwrap()).unwrap_err(), Refused::Full);
+        drop(tickets);
+        drop(third);
+        assert_eq!(gate.counts(), (0, 0));
+        assert!(gate.admit(a).is_ok());
+    }
+}
