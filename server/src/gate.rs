@@ -7,9 +7,10 @@
 //!   stay pending. Pending connections are capped in total and per source address;
 //!   all connections are capped below the process's descriptor limit, so that the
 //!   database, the log and welcomed people always have descriptors.
-//! - **The reserve lane.** Past the pending cap, a few more connections are taken on a
-//!   short header deadline and may ask only `/healthz` and `/readyz`: a flood does not
-//!   blind the health checks. Past that, a connection gets a canned 503 and is closed.
+//! - **The reserve lane.** Past the pending cap, a few more connections, from addresses
+//!   with almost none waiting, are taken on a short header deadline and may ask only
+//!   `/healthz` and `/readyz`: a flood does not blind the health checks. Past that, a
+//!   connection gets a canned 503 and is closed.
 //! - **Deadlines.** The request head must arrive within `timeouts.header_secs` (hyper's
 //!   header timer, which also closes idle keep-alive connections); a body within
 //!   `timeouts.body_secs` (see `http`); a write may stall for at most
@@ -44,6 +45,9 @@ use crate::config::Config;
 pub const DESCRIPTOR_RESERVE: u64 = 64;
 /// Connections on the reserve lane at most.
 const RESERVE_LANE: usize = 32;
+/// An address with this many connections waiting already gets no place on the reserve
+/// lane: a flood from a few addresses cannot fill it, and a monitor still gets in.
+const RESERVE_PER_ADDRESS: usize = 2;
 /// How long a reserve-lane connection has to send its request head.
 const RESERVE_HEADER_DEADLINE: Duration = Duration::from_secs(2);
 /// The paths the reserve lane answers.
@@ -172,7 +176,7 @@ impl Gate {
         let lane = if counts.pending < self.caps.pending {
             counts.pending += 1;
             Lane::Normal
-        } else if counts.reserve < RESERVE_LANE {
+        } else if counts.reserve < RESERVE_LANE && from_address < RESERVE_PER_ADDRESS {
             counts.reserve += 1;
             Lane::Reserve
         } else {

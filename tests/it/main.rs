@@ -11,6 +11,7 @@ mod conformance;
 mod crash;
 mod disk;
 mod durability;
+mod edge;
 mod facilitation;
 mod flow;
 mod fuzz_corpus;

@@ -190,3 +190,57 @@ fn the_report_runs_every_scenario_on_every_peer_and_writes_its_files() -> Result
     assert!(plot.starts_with("<svg") && plot.contains("Caucus") && plot.contains("<polyline"), "{plot}");
     Ok(())
 }
+
+/// The value of one series in a Prometheus text exposition, if it is there.
+fn series(exposition: &str, name: &str) -> Option<f64> {
+    exposition
+        .lines()
+        .find_map(|line| line.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|value| value.trim().parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_are_declared_from_the_start_and_sessions_are_counted_by_their_phase() -> Result<()> {
+    let data = tempfile::tempdir()?;
+    let running = serve(data.path(), None)?;
+    let address = running.address;
+    let scrape = || async { http(address, "GET", "/metrics", &[], None).await.map(|response| response.body) };
+
+    let fresh = scrape().await?;
+    for declared in [
+        "# TYPE caucus_connections gauge",
+        "# HELP caucus_sessions",
+        "# TYPE caucus_sessions gauge",
+        "# TYPE caucus_frames_in_total counter",
+        "# TYPE caucus_slow_consumer_disconnects_total counter",
+        "# TYPE caucus_gate_refused_total counter",
+        "caucus_refusals_total{code=\"rate_limited\"} 0",
+        "caucus_sessions{phase=\"caucusing\"} 0",
+    ] {
+        anyhow::ensure!(fresh.contains(declared), "a fresh /metrics lacks `{declared}`:\n{fresh}");
+    }
+
+    let body = serde_json::to_string(&caucus_protocol::api::CreateSession {
+        title: "Metrics".into(),
+        caucuses: caucus_protocol::CaucusLabels { a: "A".into(), b: "B".into() },
+        settings: Settings::default(),
+        ground_rules: None,
+    })?;
+    let auth = format!("Bearer {}", running.sign_in);
+    let created: caucus_protocol::api::SessionCreated =
+        http(address, "POST", "/api/sessions", &[("authorization", &auth)], Some(&body)).await?.json()?;
+    let mut desk = Client::connect(address).await?;
+    desk.hello(&created.session, &running.sign_in).await?;
+    let phases = |exposition: &str| {
+        ["gathering", "caucusing", "reconvened", "ended"]
+            .map(|phase| series(exposition, &format!("caucus_sessions{{phase=\"{phase}\"}}")).unwrap_or(-1.0))
+    };
+    anyhow::ensure!(phases(&scrape().await?) == [1.0, 0.0, 0.0, 0.0]);
+    desk.ok(Command::OpenCaucuses { duration_secs: None }).await?;
+    anyhow::ensure!(phases(&scrape().await?) == [0.0, 1.0, 0.0, 0.0], "after opening the caucuses");
+    desk.ok(Command::Reconvene { round: 1 }).await?;
+    anyhow::ensure!(phases(&scrape().await?) == [0.0, 0.0, 1.0, 0.0], "after the reconvene");
+    desk.ok(Command::EndSession {}).await?;
+    anyhow::ensure!(phases(&scrape().await?) == [0.0, 0.0, 0.0, 1.0], "after the end");
+    Ok(())
+}

@@ -150,6 +150,7 @@ impl SessionHandle {
             deferred: None,
             presence: BTreeMap::new(),
             presence_due: None,
+            reported_phase: None,
         };
         tracker.spawn(actor.run(shutdown));
         Self { id, requests, ended }
@@ -259,6 +260,8 @@ struct SessionActor {
     presence: BTreeMap<MemberId, bool>,
     /// When to announce them.
     presence_due: Option<tokio::time::Instant>,
+    /// The phase this session counts under in the `caucus_sessions` gauge.
+    reported_phase: Option<caucus_protocol::Phase>,
 }
 
 fn unavailable(client_id: Option<caucus_protocol::ClientId>) -> ServerMessage {
@@ -305,10 +308,8 @@ impl SessionActor {
     #[instrument(name = "session", skip_all, fields(session = %self.session.id()))]
     async fn run(mut self, shutdown: CancellationToken) {
         debug!("session actor started");
-        let phase_gauge =
-            |phase| metrics::gauge!(crate::metrics::SESSIONS, "phase" => crate::metrics::phase_label(phase));
-        phase_gauge(self.session.phase()).increment(1.0);
         loop {
+            self.report_phase(Some(self.session.phase()));
             if let Some(request) = self.deferred.take() {
                 self.handle(request).await;
                 continue;
@@ -336,7 +337,7 @@ impl SessionActor {
                 () = shutdown.cancelled() => break,
             }
         }
-        phase_gauge(self.session.phase()).decrement(1.0);
+        self.report_phase(None);
         debug!("session actor stopped");
     }
 
@@ -557,7 +558,6 @@ impl SessionActor {
 
     /// Puts the state back to exactly what the store holds.
     fn rebuild(&mut self) {
-        let phase_before = self.session.phase();
         match self.store.load_session(self.session.id()) {
             Ok(Some(stored)) => {
                 let mut session = Session::restore(self.session.setup());
@@ -569,15 +569,23 @@ impl SessionActor {
             Ok(None) => warn!("the store no longer has this session; keeping the state in memory"),
             Err(err) => warn!(error = %err, "could not reload the session after a refused write"),
         }
-        self.track_phase(phase_before);
     }
 
-    fn track_phase(&self, before: caucus_protocol::Phase) {
-        if self.session.phase() != before {
-            let gauge = |phase| metrics::gauge!(crate::metrics::SESSIONS, "phase" => crate::metrics::phase_label(phase));
-            gauge(before).decrement(1.0);
-            gauge(self.session.phase()).increment(1.0);
+    /// Moves this session in the `caucus_sessions` gauge to `phase` (`None`: out of
+    /// it), whichever path changed the phase: a batch, a timer, a rebuild.
+    fn report_phase(&mut self, phase: Option<caucus_protocol::Phase>) {
+        if self.reported_phase == phase {
+            return;
         }
+        let gauge =
+            |phase| metrics::gauge!(crate::metrics::SESSIONS, "phase" => crate::metrics::phase_label(phase));
+        if let Some(before) = self.reported_phase {
+            gauge(before).decrement(1.0);
+        }
+        if let Some(now) = phase {
+            gauge(now).increment(1.0);
+        }
+        self.reported_phase = phase;
     }
 
     /// Handles one command on its own, against committed state.
@@ -686,13 +694,11 @@ impl SessionActor {
     /// Stores the drafts as events, then delivers them. Returns the first event's room
     /// and number, or `Err` if the store refused and nothing changed.
     async fn commit(&mut self, drafts: Vec<Draft>) -> Result<Option<(Room, u64)>, ()> {
-        let phase_before = self.session.phase();
         let mut batch = Batch::default();
         let first = self.stage(drafts, &mut batch);
         if !self.flush(batch).await {
             return Err(());
         }
-        self.track_phase(phase_before);
         Ok(first)
     }
 
