@@ -3,6 +3,8 @@
 // Everything people type is put on the page as text nodes, never as markup. The app
 // keeps, per room, the events it has seen, and resumes from them after any drop.
 
+import { Drafts, describeKinds, KINDS } from "./drafts.js";
+
 const $ = (selector) => document.querySelector(selector);
 
 /** Builds an element. Children that are strings become text nodes, never HTML. */
@@ -29,10 +31,18 @@ const store = {
   remove: (key) => localStorage.removeItem(`caucus.${key}`),
 };
 
+let announcing = null;
 function announce(text) {
   const announcer = $("#announcer");
   announcer.textContent = "";
-  setTimeout(() => { announcer.textContent = text; }, 50);
+  clearTimeout(announcing);
+  announcing = setTimeout(() => { announcer.textContent = text; }, 50);
+}
+
+/** Empties the screen-reader region, which may still hold a message from a room just left. */
+function silenceAnnouncer() {
+  clearTimeout(announcing);
+  $("#announcer").textContent = "";
 }
 
 function setStatus(text, kind) {
@@ -116,8 +126,10 @@ function showLanding() {
 function rerender(container, render) {
   const active = container.contains(document.activeElement) ? document.activeElement : null;
   const focusKey = active?.id ? `#${CSS.escape(active.id)}` : active?.dataset.key ? `[data-key="${CSS.escape(active.dataset.key)}"]` : null;
+  // Boxes bound to a room's draft refill themselves from it; copying them by id could
+  // carry one room's text into another's.
   const typed = [...container.querySelectorAll("input[id], textarea[id]")]
-    .filter((input) => !input.readOnly && input.type !== "checkbox")
+    .filter((input) => !input.readOnly && input.type !== "checkbox" && !input.dataset.draftRoom)
     .map((input) => [input.id, input.value]);
   container.replaceChildren(...render());
   for (const [id, value] of typed) {
@@ -228,6 +240,10 @@ class Live {
     this.nextId = 1;
     this.help = [];
     this.built = false;
+    this.drafts = new Drafts();
+    this.closedRooms = new Set(); // rooms whose round closed while offline
+    this.reasons = []; // why the person's rooms changed, gathered while a frame is handled
+    this.ownSeatCommands = new Set(); // client_ids of this person's own seat changes
   }
 
   start() {
@@ -269,6 +285,7 @@ class Live {
       page(h("section", { class: "card narrow" }, h("h2", {}, "You are no longer connected"),
         h("p", { role: "alert" }, reasons[event.code] || event.reason)));
       clearInterval(this.timer);
+      this.drafts = new Drafts();
       return;
     }
     const delay = Math.min(10000, 500 * 2 ** this.retry++);
@@ -276,24 +293,42 @@ class Live {
     setTimeout(() => this.connect(), delay);
   }
 
+  /**
+   * Sends a command once. Nothing is queued or sent again later: a command that fails
+   * (offline, or refused) goes back to `onError`, for the room it was meant for.
+   */
   send(command, onError) {
     const client_id = `w${Date.now().toString(36)}-${this.nextId++}`;
     if (onError) this.pending.set(client_id, onError);
     if (this.socket?.readyState !== WebSocket.OPEN) {
+      this.pending.delete(client_id);
       onError?.({ message: "You are offline; try again once reconnected." });
       return;
     }
+    const ownSeat = command.type === "choose_caucus" || (command.type === "move" && command.member === this.me?.id);
+    if (ownSeat) this.ownSeatCommands.add(client_id);
     this.socket.send(JSON.stringify({ ...command, client_id }));
   }
 
   receive(message) {
+    const before = this.welcome ? { view: this.view, postable: this.drafts.rooms().filter((room) => this.canPost(room)) } : null;
+    this.handle(message);
+    if (before) this.settleDrafts(before);
+    else this.reasons = [];
+  }
+
+  handle(message) {
     switch (message.type) {
       case "welcome": return this.welcomed(message);
       case "event": return this.event(message);
-      case "ack": this.pending.delete(message.client_id); return;
+      case "ack":
+        this.pending.delete(message.client_id);
+        this.ownSeatCommands.delete(message.client_id);
+        return;
       case "error": {
         const callback = this.pending.get(message.client_id);
         this.pending.delete(message.client_id);
+        this.ownSeatCommands.delete(message.client_id);
         if (callback) callback(message); else this.flash(message.message);
         return;
       }
@@ -305,7 +340,10 @@ class Live {
         const previous = this.seat;
         this.seat = message.caucus?.caucus ?? null;
         this.caucus = message.caucus;
-        if (previous && previous !== this.seat) this.rooms.delete(`caucus_${previous}`);
+        if (previous && previous !== this.seat) {
+          this.rooms.delete(`caucus_${previous}`);
+          silenceAnnouncer();
+        }
         // A new caucus is read from the moment of joining: everything in it is live.
         if (this.seat && !this.rooms.has(this.myRoom())) {
           this.rooms.set(this.myRoom(), new Map());
@@ -313,7 +351,11 @@ class Live {
         }
         if (this.view.startsWith("caucus_") && this.view !== this.myRoom()) this.view = this.myRoom() || "plenary";
         if (this.phase.name === "caucusing" && this.seat) this.view = this.myRoom();
-        announce(this.seat ? `You are now in ${this.labels[this.seat]}.` : "You are now in the plenary only.");
+        // The seat message comes before the ack of the command that caused it.
+        const own = this.ownSeatCommands.size > 0;
+        if (this.seat) this.reasons.push(own ? `You are now in ${this.labels[this.seat]}.` : `You were moved to ${this.labels[this.seat]}.`);
+        else if (own) this.reasons.push("You are now in the plenary only.");
+        else this.reasons.push(`You were moved out of ${previous ? this.labels[previous] : "your caucus"}: you are in the plenary only.`);
         return this.render();
       }
       case "typing": return;
@@ -324,8 +366,10 @@ class Live {
 
   welcomed(welcome) {
     this.retry = 0;
+    this.ownSeatCommands.clear(); // their acks were lost with the old connection
     setStatus("Online", "online");
     const first = !this.welcome;
+    const was = first ? null : { phase: this.phase, seat: this.seat, role: this.me.role };
     this.welcome = welcome;
     this.me = welcome.you;
     this.seat = welcome.seat;
@@ -341,14 +385,114 @@ class Live {
     this.seats = new Map((welcome.seats || []).map((seat) => [seat.member, seat.caucus]));
     this.replayUntil = {};
     const readable = new Set(welcome.rooms.map((cursor) => cursor.room));
-    for (const room of [...this.rooms.keys()]) if (!readable.has(room)) this.rooms.delete(room);
+    for (const room of [...this.rooms.keys()]) {
+      if (readable.has(room)) continue;
+      this.rooms.delete(room);
+      silenceAnnouncer();
+    }
     for (const cursor of welcome.rooms) {
       if (cursor.reset || !this.rooms.has(cursor.room)) this.rooms.set(cursor.room, new Map());
       this.replayUntil[cursor.room] = cursor.head;
     }
     if (first && this.phase.name === "caucusing" && this.seat) this.view = this.myRoom();
+    if (was) this.caughtUp(was);
     if (!this.readable(this.view)) this.view = "plenary";
     this.render();
+  }
+
+  /** After a reconnect: what changed while the person was away, and where they are now. */
+  caughtUp(was) {
+    const roundClosed = was.phase.name === "caucusing"
+      && (this.phase.name !== "caucusing" || this.phase.round !== was.phase.round);
+    if (roundClosed) {
+      // Even if a new round is open, the one the drafts were written in has closed.
+      for (const room of ["caucus_a", "caucus_b"]) this.closedRooms.add(room);
+      if (this.view.startsWith("caucus_")) this.view = "plenary";
+    }
+    if (this.phase.name === "ended" && was.phase.name !== "ended") {
+      this.reasons.push("The session ended while you were offline. It is now read-only.");
+    } else if (roundClosed) {
+      this.reasons.push("The caucuses reconvened while you were offline: everyone is back in the plenary.");
+    }
+    if (was.seat !== this.seat) {
+      this.reasons.push(this.seat
+        ? `While you were offline your caucus changed: you are now in ${this.labels[this.seat]}.`
+        : "While you were offline you left your caucus: you are in the plenary only.");
+    }
+    if (this.phase.name === "caucusing" && this.seat && (roundClosed || was.seat !== this.seat)) this.view = this.myRoom();
+    if (was.role !== this.me.role) this.reasons.push(`Your role changed: you are now a ${this.me.role}.`);
+  }
+
+  /** Whether the person may post in `room` now. */
+  canPost(room) {
+    if (this.phase.name === "ended") return false;
+    if (room === "plenary") return this.phase.name !== "caucusing" || this.isFacilitator();
+    if (room.startsWith("caucus_")) return this.phase.name === "caucusing" && room === this.myRoom();
+    if (room === "facilitators") return this.isFacilitator() && this.rooms.has(room);
+    return false;
+  }
+
+  /**
+   * Whether a draft for `room` may be kept: the person can post there now, or will again
+   * without changing rooms (the plenary after a round). A caucus draft lives only as
+   * long as the round and the seat it was written in.
+   */
+  mayKeepDraft(room) {
+    if (this.closedRooms.has(room)) return false;
+    if (room === "plenary") return this.phase.name !== "ended";
+    return this.canPost(room);
+  }
+
+  /**
+   * Runs after every frame: drops the drafts of rooms the person can no longer post in,
+   * and tells them, once, why their room changed and what became of their unsent text.
+   */
+  settleDrafts(before) {
+    const lines = this.reasons.splice(0);
+    for (const room of this.drafts.rooms()) {
+      if (this.mayKeepDraft(room)) continue;
+      const kinds = this.drafts.discard(room);
+      if (kinds.length) {
+        lines.push(`Your unsent text in ${this.roomLabel(room)} was discarded and not sent (the ${describeKinds(kinds)} you were writing).`);
+      }
+    }
+    this.closedRooms.clear();
+    const moved = this.view !== before.view;
+    for (const room of this.drafts.rooms()) {
+      if (!this.drafts.has(room)) continue;
+      const closed = before.postable.includes(room) && !this.canPost(room);
+      if (closed || (moved && room === before.view && lines.length)) {
+        lines.push(`Your unsent text in ${this.roomLabel(room)} is kept there for when you can post again.`);
+      }
+    }
+    if (!lines.length) return;
+    this.notify(lines.join(" "));
+    if (moved) {
+      // Keys typed after a forced switch must not land in the new room's box.
+      const typing = document.activeElement;
+      this.render();
+      if (!typing || typing === document.body || typing.matches("input, textarea") || !typing.isConnected) $("#room-heading")?.focus();
+    }
+  }
+
+  /** A visible notice, read out by screen readers, kept until dismissed. */
+  notify(text) {
+    const list = $("#notices");
+    if (!list) { announce(text); return; }
+    const item = h("p", { class: "notice-item" }, h("span", {}, text),
+      h("button", { type: "button", class: "secondary", "aria-label": "Dismiss this notice", onclick: () => item.remove() }, "Dismiss"));
+    list.append(item);
+    while (list.children.length > 3) list.firstElementChild.remove();
+  }
+
+  /** A command that carried text failed: the text goes back to its own room, or away. */
+  unsent(room, kind, text, error) {
+    if (this.mayKeepDraft(room)) {
+      this.drafts.restore(room, kind, text);
+      this.flash(error.message);
+      return;
+    }
+    this.notify(`Your ${KINDS[kind]} to ${this.roomLabel(room)} was not sent (${error.message}). It was discarded.`);
   }
 
   myRoom() { return this.seat ? `caucus_${this.seat}` : null; }
@@ -402,18 +546,29 @@ class Live {
         this.phase = { name: "caucusing", round: event.round };
         this.deadline = event.deadline;
         if (this.seat) this.view = this.myRoom();
-        announce(`Round ${event.round} has started.`);
+        this.reasons.push(this.seat
+          ? `Round ${event.round} has started: you are now in ${this.labels[this.seat]}.`
+          : `Round ${event.round} has started.${this.isFacilitator() ? "" : " Only facilitators post in the plenary until the caucuses reconvene."}`);
         break;
       case "timer_warning": this.deadline = event.deadline; announce("The round ends soon."); break;
       case "round_extended": this.deadline = event.deadline; announce("The round was extended."); break;
-      case "reconvened":
+      case "reconvened": {
+        // With auto_reconvene on, the server's timer reconvenes at the deadline.
+        const timeUp = this.info.settings.auto_reconvene && this.deadline !== null && event.at >= this.deadline;
         this.phase = { name: "reconvened", round: event.round };
         this.deadline = null;
         this.view = "plenary";
         if (this.caucus) this.caucus.points = [];
-        announce("The caucuses have reconvened in the plenary.");
+        this.reasons.push(timeUp
+          ? "Time is up: the caucuses have closed and everyone is back in the plenary."
+          : "The caucuses have reconvened: everyone is back in the plenary.");
         break;
-      case "session_ended": this.phase = { name: "ended" }; this.deadline = null; announce("The session has ended."); break;
+      }
+      case "session_ended":
+        this.phase = { name: "ended" };
+        this.deadline = null;
+        this.reasons.push("The session has ended. It is now read-only.");
+        break;
       case "seated": this.seats.set(event.member, event.caucus); break;
       case "help_requested":
         if (event.room === "facilitators") { this.help.push(event); announce(`${this.labels[event.caucus]} asks for a facilitator.`); }
@@ -475,32 +630,42 @@ class Live {
 
   build() {
     this.built = true;
-    const composer = h("textarea", { id: "composer", rows: 2, maxlength: 4000, "aria-describedby": "composer-note" });
-    composer.addEventListener("keydown", (event) => {
-      if (event.key === "Enter" && !event.shiftKey) { event.preventDefault(); form.requestSubmit(); }
-    });
     const form = h("form", { id: "composer-form", "aria-label": "Send a message" },
       h("label", { for: "composer", id: "composer-label" }, "Message"),
-      composer,
+      this.composer("plenary"),
       h("p", { id: "composer-note", class: "note" }, "Enter sends; Shift+Enter starts a new line."),
       h("button", { type: "submit" }, "Send"),
       h("p", { id: "flash", class: "error", role: "alert" }));
     form.addEventListener("submit", (event) => {
       event.preventDefault();
+      const composer = $("#composer");
+      const room = composer.dataset.draftRoom;
+      // Only ever to the box's own room, and only while that room is the one on screen.
+      if (room !== this.view || !this.canPost(room)) return;
       const text = composer.value;
       if (!text.trim()) return;
       $("#flash").textContent = "";
-      this.send({ type: "say", room: this.view, text }, (error) => { $("#flash").textContent = error.message; composer.value = text; });
-      composer.value = "";
+      this.drafts.clear(room, "message");
+      this.send({ type: "say", room, text }, (error) => this.unsent(room, "message", text, error));
     });
     $("#main").replaceChildren(h("div", { class: "layout" },
       h("nav", { class: "rooms", "aria-label": "Rooms" }, h("ul", { id: "room-list" })),
       h("section", { id: "room", "aria-labelledby": "room-heading" },
-        h("h2", { id: "room-heading" }),
+        h("div", { id: "notices", class: "notices", "aria-live": "polite" }),
+        h("h2", { id: "room-heading", tabindex: -1 }),
         h("ol", { id: "messages", class: "messages", tabindex: 0, "aria-label": "Messages" }),
         h("div", { id: "console", hidden: true }),
         form),
       h("aside", { id: "side", "aria-label": "Session" })));
+  }
+
+  /** The message box of one room: a new element per room, bound to that room's draft. */
+  composer(room) {
+    const box = h("textarea", { id: "composer", rows: 2, maxlength: 4000, "aria-describedby": "composer-note" });
+    box.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && !event.shiftKey) { event.preventDefault(); box.form?.requestSubmit(); }
+    });
+    return this.drafts.bind(box, room, "message");
   }
 
   renderCountdown() {
@@ -540,10 +705,9 @@ class Live {
     consoleView.hidden = true;
     $("#messages").hidden = false;
     heading.textContent = this.roomLabel(room);
-    const canPost = this.phase.name !== "ended"
-      && (room !== "plenary" || this.phase.name !== "caucusing" || this.isFacilitator())
-      && (!room.startsWith("caucus_") || this.phase.name === "caucusing");
-    form.hidden = !canPost;
+    form.hidden = !this.canPost(room);
+    const composer = $("#composer");
+    if (composer.dataset.draftRoom !== room) composer.replaceWith(this.composer(room));
     $("#composer-label").textContent = `Message to ${this.roomLabel(room)}`;
     const events = [...(this.rooms.get(room)?.values() ?? [])].sort((x, y) => x.seq - y.seq);
     const items = events.map((event) => this.renderEvent(event)).filter(Boolean);
@@ -625,14 +789,16 @@ class Live {
 
   renderProposals() {
     if (this.phase.name === "ended") return null;
-    const input = h("input", { type: "text", id: "propose", maxlength: 300 });
+    const input = this.drafts.bind(h("input", { type: "text", id: "propose", maxlength: 300 }), "plenary", "proposal");
     const form = h("form", { class: "row" },
       h("div", {}, h("label", { for: "propose" }, "Propose a topic"), input),
       h("button", { type: "submit" }, "Propose"));
     form.addEventListener("submit", (event) => {
       event.preventDefault();
-      if (input.value.trim()) this.send({ type: "propose_topic", text: input.value });
-      input.value = "";
+      const text = input.value;
+      if (!text.trim()) return;
+      this.drafts.clear("plenary", "proposal");
+      this.send({ type: "propose_topic", text }, (error) => this.unsent("plenary", "proposal", text, error));
     });
     const proposals = [...this.proposals.values()];
     return h("section", { class: "card", "aria-labelledby": "topics-heading" },
@@ -665,14 +831,16 @@ class Live {
     const room = this.view;
     const points = this.caucus?.points ?? [];
     const open = this.phase.name === "caucusing";
-    const input = h("input", { type: "text", id: "new-point", maxlength: 4000 });
+    const input = this.drafts.bind(h("input", { type: "text", id: `new-point-${room}`, maxlength: 4000 }), room, "point");
     const form = h("form", { class: "row" },
-      h("div", {}, h("label", { for: "new-point" }, "Write a point"), input),
+      h("div", {}, h("label", { for: input.id }, "Write a point"), input),
       h("button", { type: "submit" }, "Add point"));
     form.addEventListener("submit", (event) => {
       event.preventDefault();
-      if (input.value.trim()) this.send({ type: "write_point", room, text: input.value });
-      input.value = "";
+      const text = input.value;
+      if (room !== this.view || !this.canPost(room) || !text.trim()) return;
+      this.drafts.clear(room, "point");
+      this.send({ type: "write_point", room, text }, (error) => this.unsent(room, "point", text, error));
     });
     const move = (index, by) => {
       const order = points.map((p) => p.id);

@@ -27,6 +27,7 @@ pub fn router(hub: Arc<Hub>) -> Router {
     Router::new()
         .route("/", get(index))
         .route("/app.js", get(app_js))
+        .route("/drafts.js", get(drafts_js))
         .route("/style.css", get(style_css))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -187,6 +188,7 @@ pub const WRITE_BUFFER: usize = 8 * 1024;
 /// The browser app's files, embedded so that the binary alone serves it.
 const INDEX_HTML: &str = include_str!("../../web-client/index.html");
 const APP_JS: &str = include_str!("../../web-client/app.js");
+const DRAFTS_JS: &str = include_str!("../../web-client/drafts.js");
 const STYLE_CSS: &str = include_str!("../../web-client/style.css");
 
 /// Scripts and styles come only from this server, so user text can never run as code.
@@ -213,6 +215,10 @@ async fn index() -> Response {
 
 async fn app_js() -> Response {
     asset("text/javascript; charset=utf-8", APP_JS)
+}
+
+async fn drafts_js() -> Response {
+    asset("text/javascript; charset=utf-8", DRAFTS_JS)
 }
 
 async fn style_css() -> Response {

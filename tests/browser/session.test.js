@@ -91,7 +91,7 @@ test("a facilitator and three members go from invite to minutes", async () => {
   await facilitator.getByLabel("Move Bayo to").selectOption({ label: "White caucus" });
   await facilitator.getByRole("button", { name: "Move Bayo" }).click();
   await bayo.locator("#room-heading", { hasText: "White caucus" }).waitFor();
-  await bayo.getByText("You are now in White caucus.", { exact: false }).waitFor({ state: "attached" });
+  await bayo.locator("#notices", { hasText: "You were moved to White caucus." }).waitFor();
   assert.equal(await bayo.locator("#messages", { hasText: "A-private" }).count(), 0, "a moved member still sees the old caucus");
   await say(bayo, "B-chat: glad to join you");
   await dana.locator("#messages li", { hasText: "B-chat: glad to join you" }).waitFor();

@@ -98,3 +98,95 @@ export function shot(page, name) {
   mkdirSync(screenshots, { recursive: true });
   return page.screenshot({ path: join(screenshots, `${name}.png`), fullPage: true });
 }
+
+/** Everything a page holds on screen now: its text, its markup and every field's value. */
+export async function pageContents(page) {
+  return page.evaluate(() => [
+    document.body.innerText,
+    document.body.innerHTML,
+    ...[...document.querySelectorAll("input, textarea")].map((input) => input.value),
+  ].join("\n"));
+}
+
+/** Keeps every WebSocket frame the page sends from now on, in `page.sentFrames`. */
+export function recordSentFrames(page) {
+  page.sentFrames = [];
+  page.on("websocket", (socket) => socket.on("framesent", ({ payload }) => page.sentFrames.push(String(payload))));
+}
+
+/**
+ * Sends one command as the person signed in on `page`, over a WebSocket of its own, and
+ * resolves with the server's `ack` or `error`. For what the UI cannot do, such as a
+ * round of a few seconds.
+ */
+export async function command(page, frame) {
+  return page.evaluate((frame) => new Promise((done, fail) => {
+    const session = new URLSearchParams(location.hash.slice(1)).get("session");
+    const token = localStorage.getItem(`caucus.session.${session}`);
+    const socket = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`);
+    const timer = setTimeout(() => fail(new Error("no answer to the command within 10 s")), 10000);
+    socket.onopen = () => socket.send(JSON.stringify({ type: "hello", session, token, resume: {} }));
+    socket.onmessage = (message) => {
+      const reply = JSON.parse(message.data);
+      if (reply.type === "welcome") socket.send(JSON.stringify({ ...frame, client_id: "test-command" }));
+      if ((reply.type === "ack" || reply.type === "error") && reply.client_id === "test-command") {
+        clearTimeout(timer);
+        socket.close();
+        done(reply);
+      }
+    };
+  }), frame);
+}
+
+/**
+ * Lets a test play with the page's connection: `cutConnection(page)` closes its
+ * WebSockets and makes every reconnect fail until `restoreConnection(page)`;
+ * `holdIncoming(page)` keeps what the server sends from reaching the app until
+ * `releaseIncoming(page)`, as a slow network would. Call before the page loads the app.
+ */
+export async function makeConnectionControllable(page) {
+  await page.addInitScript(() => {
+    const Original = window.WebSocket;
+    window.__sockets = [];
+    window.__connectionCut = false;
+    window.__held = null; // while holding: the deliveries waiting
+    window.WebSocket = class extends Original {
+      constructor(url, protocols) {
+        // A path that never upgrades: the attempt fails as a dropped network would.
+        super(window.__connectionCut ? String(url).replace(/\/ws$/, "/no-such-socket") : url, protocols);
+        window.__sockets.push(this);
+      }
+
+      addEventListener(type, listener, options) {
+        if (type !== "message") return super.addEventListener(type, listener, options);
+        return super.addEventListener(type, (event) => {
+          if (window.__held) window.__held.push(() => listener(event));
+          else listener(event);
+        }, options);
+      }
+    };
+  });
+}
+
+export async function cutConnection(page) {
+  await page.evaluate(() => {
+    window.__connectionCut = true;
+    for (const socket of window.__sockets) socket.close();
+  });
+}
+
+export async function restoreConnection(page) {
+  await page.evaluate(() => { window.__connectionCut = false; });
+}
+
+export async function holdIncoming(page) {
+  await page.evaluate(() => { window.__held = []; });
+}
+
+export async function releaseIncoming(page) {
+  await page.evaluate(() => {
+    const held = window.__held ?? [];
+    window.__held = null;
+    for (const deliver of held) deliver();
+  });
+}
