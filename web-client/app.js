@@ -215,7 +215,10 @@ async function showJoin(code) {
     error.textContent = "";
     if (!accept.checked) { error.textContent = "Please accept the ground rules to join."; return; }
     try {
-      const joined = await api("POST", "/api/join", { invite_code: code, name: name.value });
+      // The server records which ground rules were accepted, so they go back verbatim.
+      const joined = await api("POST", "/api/join", {
+        invite_code: code, name: name.value, accept_ground_rules: invite.ground_rules ?? null,
+      });
       store.set(`session.${joined.session}`, joined.token);
       location.hash = `session=${joined.session}`;
     } catch (err) {

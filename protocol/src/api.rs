@@ -53,6 +53,10 @@ pub struct JoinRequest {
     pub invite_code: String,
     /// The name others will see, stored exactly as typed.
     pub name: String,
+    /// The session's ground rules, exactly as the invite showed them: the person's
+    /// acceptance. Required when the session has ground rules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accept_ground_rules: Option<String>,
 }
 
 /// The reply to [`JoinRequest`].

@@ -164,6 +164,11 @@ pub enum EventBody {
     Joined {
         /// Who.
         member: Member,
+        /// `sha256:` and the hex SHA-256 of the ground rules this person accepted to
+        /// join; absent when there were none to accept (and for facilitators, who set
+        /// them).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ground_rules: Option<String>,
     },
     /// Any room: a message.
     Message {

@@ -303,7 +303,7 @@ async fn join(
     body: Body,
 ) -> Result<Json<Joined>, ApiFailure> {
     let request: JoinRequest = read_json(&hub, &headers, body).await?;
-    Ok(Json(hub.join(&request.invite_code, &request.name).await?))
+    Ok(Json(hub.join(&request.invite_code, &request.name, request.accept_ground_rules).await?))
 }
 
 async fn invite(

@@ -187,7 +187,7 @@ impl Hub {
         self.store.create_session(&record).await.map_err(|_| HubError::Unavailable)?;
         let handle = self.start(session, &record);
         let name = creator.name.clone().unwrap_or_else(|| facilitator.to_string());
-        handle.join(facilitator.clone(), name, Role::Facilitator).await?;
+        handle.join(facilitator.clone(), name, Role::Facilitator, None).await?;
         let (id, invite_code) = (record.id, record.invite_code);
         info!(session = %id, facilitator = %facilitator, "session created");
         Ok(SessionCreated {
@@ -260,12 +260,19 @@ impl Hub {
     }
 
     /// Admits a new member by invite code and returns their token for this session.
-    pub async fn join(&self, code: &str, name: &str) -> Result<Joined, HubError> {
+    pub async fn join(
+        &self,
+        code: &str,
+        name: &str,
+        accepted_rules: Option<String>,
+    ) -> Result<Joined, HubError> {
         let (id, handle) = self.invited_session(code)?;
         let member = MemberId::new(format!("m-{}", random_token(12))).expect("generated ids are valid");
-        handle.join(member.clone(), name.to_owned(), Role::Member).await.map_err(|err| match err {
-            JoinError::Refused(Refusal::SessionEnded) => HubError::NoSuchInvite,
-            other => other.into(),
+        handle.join(member.clone(), name.to_owned(), Role::Member, accepted_rules).await.map_err(|err| {
+            match err {
+                JoinError::Refused(Refusal::SessionEnded) => HubError::NoSuchInvite,
+                other => other.into(),
+            }
         })?;
         info!(session = %id, member = %member, "member joined");
         Ok(Joined { token: self.auth.mint_member(&id, &member), session: id, member })

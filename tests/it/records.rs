@@ -6,7 +6,7 @@ use caucus_protocol::api::{ApiError, Minutes};
 use caucus_protocol::{Caucus, Command, ErrorCode, EventBody, Room, RoomName, ServerMessage, Settings};
 use caucus_tests::{http, room};
 
-use crate::support::{Scene, holds};
+use crate::support::{GROUND_RULES, Scene, holds};
 
 #[tokio::test]
 async fn history_pages_back_through_a_readable_room_only() -> Result<()> {
@@ -162,5 +162,44 @@ async fn erasing_a_member_takes_their_words_and_name_out_of_the_session_and_the_
             row.get(0)
         })?;
     assert_eq!(recorded, 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn joining_records_which_ground_rules_were_accepted_and_refuses_without_them() -> Result<()> {
+    let mut scene = Scene::new(Settings::default()).await?;
+    let address = scene.server.address;
+    let join = |accept: Option<&str>| {
+        let mut body = serde_json::json!({ "invite_code": scene.invite, "name": "Amara" });
+        if let Some(accept) = accept {
+            body["accept_ground_rules"] = accept.into();
+        }
+        body.to_string()
+    };
+    for (what, body) in [("no acceptance", join(None)), ("other rules", join(Some("Anything goes.")))] {
+        let refused = http(address, "POST", "/api/join", &[], Some(&body)).await?;
+        assert_eq!(refused.status, 422, "{what}: {}", refused.body);
+        assert!(refused.body.contains("invalid_value"), "{what}: {}", refused.body);
+        assert!(refused.body.contains("ground rules"), "{what}: the refusal says why: {}", refused.body);
+    }
+
+    let accepted = http(address, "POST", "/api/join", &[], Some(&join(Some(GROUND_RULES)))).await?;
+    assert_eq!(accepted.status, 200, "{}", accepted.body);
+    let joined: caucus_protocol::api::Joined = accepted.json()?;
+    let event = scene
+        .facilitator
+        .client
+        .expect_body(
+            Room::Plenary,
+            |body| matches!(body, EventBody::Joined { member, .. } if member.id == joined.member),
+        )
+        .await?;
+    let EventBody::Joined { ground_rules, .. } = event.body else { unreachable!("picked above") };
+    assert_eq!(ground_rules, Some(caucus_server::session::rules_digest(GROUND_RULES)));
+    assert!(ground_rules.is_some_and(|digest| digest.starts_with("sha256:") && digest.len() == 7 + 64));
+    // And it is stored: the record survives a restart.
+    let stored = scene.server.stored_events(&scene.session);
+    assert!(stored.iter().any(|event| matches!(&event.body,
+        EventBody::Joined { member, ground_rules: Some(_) } if member.id == joined.member)));
     Ok(())
 }

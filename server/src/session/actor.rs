@@ -88,6 +88,7 @@ enum Request {
         member: MemberId,
         name: String,
         role: Role,
+        accepted_rules: Option<String>,
         reply: oneshot::Sender<Result<(), JoinError>>,
     },
     Connect {
@@ -166,10 +167,19 @@ impl SessionHandle {
         &self.id
     }
 
-    /// Admits a new person with `role`.
-    pub async fn join(&self, member: MemberId, name: String, role: Role) -> Result<(), JoinError> {
+    /// Admits a new person with `role`, who accepted `accepted_rules` (a member must
+    /// accept the session's ground rules, if it has any).
+    pub async fn join(
+        &self,
+        member: MemberId,
+        name: String,
+        role: Role,
+        accepted_rules: Option<String>,
+    ) -> Result<(), JoinError> {
         let (reply, answer) = oneshot::channel();
-        self.send(Request::Join { member, name, role, reply }).await.map_err(|()| JoinError::ShuttingDown)?;
+        self.send(Request::Join { member, name, role, accepted_rules, reply })
+            .await
+            .map_err(|()| JoinError::ShuttingDown)?;
         answer.await.unwrap_or(Err(JoinError::ShuttingDown))
     }
 
@@ -343,8 +353,8 @@ impl SessionActor {
 
     async fn handle(&mut self, request: Request) {
         match request {
-            Request::Join { member, name, role, reply } => {
-                let result = match self.session.decide_join(&member, &name, role) {
+            Request::Join { member, name, role, accepted_rules, reply } => {
+                let result = match self.session.decide_join(&member, &name, role, accepted_rules.as_deref()) {
                     Ok(draft) => {
                         self.commit(vec![draft]).await.map(|_| ()).map_err(|()| JoinError::Unavailable)
                     }

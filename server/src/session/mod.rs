@@ -11,6 +11,7 @@ pub(crate) use actor::encode;
 pub use actor::{ActorSettings, ConnectError, JoinError, SessionHandle, Summary};
 pub use state::{
     Decision, Draft, ERASED, Refusal, Session, SessionCaps, SessionSetup, TextLimits, check_text,
+    rules_digest,
 };
 
 #[cfg(test)]

@@ -286,6 +286,15 @@ fn room_index(room: Room) -> usize {
     }
 }
 
+/// How a `joined` event records which ground rules were accepted: `sha256:` and the
+/// hex digest of the text.
+pub fn rules_digest(rules: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(rules.as_bytes());
+    let hex: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
 /// Checks a piece of text against emptiness and a length limit. Text is otherwise kept
 /// byte for byte: markup, quotes and control characters are data, not instructions.
 pub fn check_text(what: &'static str, text: &str, max: usize) -> Result<(), Refusal> {
@@ -496,7 +505,13 @@ impl Session {
     }
 
     /// Admits a new person. Their name is checked; their id must be new.
-    pub fn decide_join(&self, id: &MemberId, name: &str, role: Role) -> Result<Draft, Refusal> {
+    pub fn decide_join(
+        &self,
+        id: &MemberId,
+        name: &str,
+        role: Role,
+        accepted_rules: Option<&str>,
+    ) -> Result<Draft, Refusal> {
         if self.phase == Phase::Ended {
             return Err(Refusal::SessionEnded);
         }
@@ -510,10 +525,25 @@ impl Session {
                 self.caps.members
             )));
         }
+        // Members enter by accepting the ground rules; facilitators set them.
+        let ground_rules = match (&self.ground_rules, role) {
+            (Some(rules), Role::Member) => {
+                if accepted_rules != Some(rules.as_str()) {
+                    return Err(Refusal::InvalidValue(
+                        "accept the session's ground rules to join: send them back, exactly as the \
+                         invite shows them, in `accept_ground_rules`"
+                            .into(),
+                    ));
+                }
+                Some(rules_digest(rules))
+            }
+            _ => None,
+        };
         Ok(Draft::new(
             Room::Plenary,
             EventBody::Joined {
                 member: Member { id: id.clone(), name: name.to_owned(), role, secretary: false },
+                ground_rules,
             },
         ))
     }
@@ -868,7 +898,7 @@ impl Session {
     pub fn evolve(&mut self, event: RoomEvent) {
         debug_assert_eq!(event.seq, self.head(event.room) + 1, "events applied out of order");
         match &event.body {
-            EventBody::Joined { member } => {
+            EventBody::Joined { member, .. } => {
                 self.join_order.push(member.id.clone());
                 self.people
                     .insert(member.id.clone(), Person { member: member.clone(), seat: None, removed: false });
@@ -997,8 +1027,13 @@ impl Session {
         let mut rewrites = Vec::new();
         for event in self.logs.iter().flatten() {
             let body = match &event.body {
-                EventBody::Joined { member: joined } if joined.id == *member && joined.name != ERASED => {
-                    EventBody::Joined { member: Member { name: erased(), ..joined.clone() } }
+                EventBody::Joined { member: joined, ground_rules }
+                    if joined.id == *member && joined.name != ERASED =>
+                {
+                    EventBody::Joined {
+                        member: Member { name: erased(), ..joined.clone() },
+                        ground_rules: ground_rules.clone(),
+                    }
                 }
                 EventBody::Message { from, client_id, text } if from == member && text != ERASED => {
                     EventBody::Message { from: from.clone(), text: erased(), client_id: client_id.clone() }
@@ -1022,7 +1057,7 @@ impl Session {
     pub fn apply_rewrites(&mut self, rewrites: Vec<RoomEvent>) {
         for event in rewrites {
             match &event.body {
-                EventBody::Joined { member } => {
+                EventBody::Joined { member, .. } => {
                     if let Some(person) = self.people.get_mut(&member.id) {
                         person.member.name = member.name.clone();
                     }

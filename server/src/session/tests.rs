@@ -46,7 +46,7 @@ impl Fixture {
     }
 
     fn join(&mut self, who: &str, role: Role) {
-        let draft = self.session.decide_join(&id(who), who, role).unwrap();
+        let draft = self.session.decide_join(&id(who), who, role, None).unwrap();
         self.store(vec![draft]);
     }
 

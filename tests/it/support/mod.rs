@@ -15,6 +15,9 @@ use caucus_server::hub::Hub;
 use caucus_tests::{Client, http};
 use tokio_util::sync::CancellationToken;
 
+/// The ground rules of every session the tests create; members accept them to join.
+pub const GROUND_RULES: &str = "What is said in a caucus stays in it.";
+
 /// A server running in this test's runtime on `127.0.0.1:0`.
 pub struct TestServer {
     pub address: SocketAddr,
@@ -114,7 +117,7 @@ impl TestServer {
             title: "Anti-racism practice circle".into(),
             caucuses: CaucusLabels { a: "Racially minoritised caucus".into(), b: "White caucus".into() },
             settings,
-            ground_rules: Some("What is said in a caucus stays in it.".into()),
+            ground_rules: Some(GROUND_RULES.into()),
         })?;
         let auth = format!("Bearer {token}");
         let response =
@@ -125,7 +128,8 @@ impl TestServer {
 
     /// Joins by invite code over HTTP.
     pub async fn join(&self, invite_code: &str, name: &str) -> Result<Joined> {
-        let body = serde_json::json!({ "invite_code": invite_code, "name": name }).to_string();
+        let body = serde_json::json!({ "invite_code": invite_code, "name": name, "accept_ground_rules": GROUND_RULES })
+            .to_string();
         let response = http(self.address, "POST", "/api/join", &[], Some(&body)).await?;
         ensure!(response.status == 200, "joining failed: {} {}", response.status, response.body);
         response.json()
