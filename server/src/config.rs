@@ -413,8 +413,13 @@ impl Config {
                  4 × replay_bytes_per_room + 256 KiB, and history_bytes + 256 KiB",
             );
         }
-        if limits.replay_bytes_per_room < limits.frame_bytes || limits.history_bytes < limits.frame_bytes {
-            return invalid("limits.replay_bytes_per_room and history_bytes must be at least frame_bytes");
+        // One event, at the longest text allowed, must fit a replay and a history page.
+        let longest_event = 4 * limits.text.message_chars + 1024;
+        if limits.replay_bytes_per_room < longest_event || limits.history_bytes < longest_event {
+            return invalid(
+                "limits.replay_bytes_per_room and history_bytes must hold the longest event: \
+                 at least 4 × text.message_chars + 1024 bytes",
+            );
         }
         if limits.max_pending_connections == 0 || limits.max_pending_per_address == 0 {
             return invalid("limits.max_pending_connections and max_pending_per_address must be at least 1");

@@ -43,7 +43,7 @@ use crate::config::Config;
 /// Descriptors kept back from connections: the database and its WAL, the log, the
 /// listener, and room for whatever the process opens later.
 pub const DESCRIPTOR_RESERVE: u64 = 64;
-/// Connections on the reserve lane at most.
+/// Connections on the reserve lane at most: a part of [`DESCRIPTOR_RESERVE`].
 const RESERVE_LANE: usize = 32;
 /// An address with this many connections waiting already gets no place on the reserve
 /// lane: a flood from a few addresses cannot fill it, and a monitor still gets in.
@@ -84,9 +84,11 @@ impl Caps {
             configured => configured.min(allowed),
         }
         .max(1);
+        // At most half the connections may be pending, so that a flood of them always
+        // leaves room for people to be welcomed.
         Self {
             connections,
-            pending: limits.max_pending_connections.min(connections),
+            pending: limits.max_pending_connections.min(connections / 2).max(1),
             pending_per_address: limits.max_pending_per_address,
         }
     }
@@ -166,19 +168,19 @@ impl Gate {
     /// Admits a connection from `address`, or says why not.
     pub fn admit(self: &Arc<Self>, address: IpAddr) -> Result<Arc<Ticket>, Refused> {
         let mut counts = self.counts.lock().expect("the gate's counts are never poisoned");
-        if counts.open >= self.caps.connections {
-            return Err(Refused::Full);
-        }
         let from_address = counts.pending_by_address.get(&address).copied().unwrap_or(0);
         if from_address >= self.caps.pending_per_address {
             return Err(Refused::Address);
         }
-        let lane = if counts.pending < self.caps.pending {
+        // The reserve lane lives in the descriptors kept back from `connections`.
+        let lane = if counts.pending < self.caps.pending && counts.open < self.caps.connections {
             counts.pending += 1;
             Lane::Normal
         } else if counts.reserve < RESERVE_LANE && from_address < RESERVE_PER_ADDRESS {
             counts.reserve += 1;
             Lane::Reserve
+        } else if counts.open >= self.caps.connections {
+            return Err(Refused::Full);
         } else {
             return Err(Refused::Busy);
         };
@@ -289,7 +291,9 @@ pub async fn serve(
                 metrics::counter!(crate::metrics::CONNECTIONS_REFUSED, "reason" => refused.label())
                     .increment(1);
                 debug!(reason = refused.label(), "connection refused at the gate");
-                // A best-effort answer on a fresh socket, which has room for it.
+                // A best-effort answer on a fresh socket, which has room for it. Reading
+                // what already arrived first makes the close a clean one, not a reset.
+                let _ = stream.try_read(&mut [0; 4096]);
                 let _ = stream.try_write(refused.response().as_bytes());
                 continue;
             }
@@ -456,14 +460,21 @@ mod tests {
 
     #[test]
     fn every_place_comes_back_when_connections_close() {
-        let gate = gate(2, 2, 3);
+        let gate = gate(2, 3, 3);
         let a: IpAddr = "127.0.0.2".parse().unwrap();
         let tickets: Vec<_> = (0..2).map(|_| gate.admit(a).unwrap()).collect();
         tickets[0].welcome();
         let third = gate.admit("127.0.0.3".parse().unwrap()).unwrap();
-        assert_eq!(gate.admit("127.0.0.4".parse().unwrap()).unwrap_err(), Refused::Full);
+        // Every connection slot is taken: a health check still gets the reserve lane.
+        let monitor: IpAddr = "127.0.0.4".parse().unwrap();
+        let health = gate.admit(monitor).unwrap();
+        assert_eq!(health.lane(), Lane::Reserve);
+        let again = gate.admit(monitor).unwrap();
+        // Past two waiting, an address gets no reserve place either.
+        assert_eq!(gate.admit(monitor).unwrap_err(), Refused::Full);
         drop(tickets);
         drop(third);
+        drop((health, again));
         assert_eq!(gate.counts(), (0, 0));
         assert!(gate.admit(a).is_ok());
     }

@@ -8,10 +8,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use caucus_protocol::api::{CreateSession, Joined, SessionCreated};
+use caucus_protocol::api::{Joined, SessionCreated};
 use caucus_protocol::{
-    Caucus, CaucusLabels, ClientFrame, ClientId, Command, EventBody, Phase, Room, RoomEvent, ServerMessage,
-    Settings,
+    Caucus, ClientFrame, ClientId, Command, EventBody, Phase, Room, RoomEvent, ServerMessage,
 };
 use caucus_tests::{Client, http, room};
 use futures::{SinkExt, StreamExt};
@@ -30,16 +29,7 @@ fn burst_config(dir: &Path) -> Result<std::path::PathBuf> {
 }
 
 async fn create_session(address: SocketAddr, token: &str) -> Result<SessionCreated> {
-    let body = serde_json::to_string(&CreateSession {
-        title: "Crash test".into(),
-        caucuses: CaucusLabels { a: "A".into(), b: "B".into() },
-        settings: Settings::default(),
-        ground_rules: None,
-    })?;
-    let auth = format!("Bearer {token}");
-    let response = http(address, "POST", "/api/sessions", &[("authorization", &auth)], Some(&body)).await?;
-    ensure!(response.status == 201, "{}", response.body);
-    response.json()
+    caucus_tests::create_session(address, token, "Crash test").await
 }
 
 async fn join(address: SocketAddr, invite: &str, name: &str) -> Result<Joined> {

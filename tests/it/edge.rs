@@ -379,3 +379,29 @@ async fn a_retried_message_gets_its_original_ack_after_the_end() -> Result<()> {
     ensure!(again.as_ref().is_ok_and(|ack| ack.seq == first.seq), "the retry got {again:?}");
     Ok(())
 }
+
+#[tokio::test]
+async fn at_the_descriptor_limit_health_checks_and_welcomed_people_keep_working() -> Result<()> {
+    use crate::support::binary::serve_with_descriptor_limit;
+    let data = tempfile::tempdir()?;
+    // 200 descriptors: the gate keeps 64 back, so 136 connections at most.
+    let running = serve_with_descriptor_limit(data.path(), 200)?;
+    let address = running.address;
+    let token = running.sign_in.clone();
+    let created = caucus_tests::create_session(address, &token, "Flood").await?;
+    let mut desk = caucus_tests::Client::connect(address).await?;
+    desk.hello(&created.session, &token).await?;
+
+    // 400 idle connections from eight addresses: more than the process has descriptors.
+    let mut flood = Vec::new();
+    for n in 0..400 {
+        if let Ok(stream) = connect_from(address, &format!("127.0.0.{}", 2 + n % 8)).await {
+            flood.push(stream);
+        }
+    }
+    let health = http(address, "GET", "/healthz", &[], None).await?;
+    ensure!(health.status == 200, "healthz under a flood: {}", health.status);
+    desk.say(Room::Plenary, "still heard under a flood").await?;
+    drop(flood);
+    Ok(())
+}

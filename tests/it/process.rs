@@ -31,16 +31,7 @@ async fn the_binary_serves_mints_tokens_and_shuts_down_on_sigterm() -> Result<()
     assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
 
     // The token works against the running server: same data folder, same key.
-    let body = serde_json::to_string(&caucus_protocol::api::CreateSession {
-        title: "Process test".into(),
-        caucuses: caucus_protocol::CaucusLabels { a: "A".into(), b: "B".into() },
-        settings: Settings::default(),
-        ground_rules: None,
-    })?;
-    let auth = format!("Bearer {token}");
-    let created = http(address, "POST", "/api/sessions", &[("authorization", &auth)], Some(&body)).await?;
-    assert_eq!(created.status, 201, "{}", created.body);
-    let created: caucus_protocol::api::SessionCreated = created.json()?;
+    let created = caucus_tests::create_session(address, token, "Process test").await?;
     let mut client = Client::connect(address).await?;
     client.hello(&created.session, token).await?;
     client
@@ -220,15 +211,7 @@ async fn metrics_are_declared_from_the_start_and_sessions_are_counted_by_their_p
         anyhow::ensure!(fresh.contains(declared), "a fresh /metrics lacks `{declared}`:\n{fresh}");
     }
 
-    let body = serde_json::to_string(&caucus_protocol::api::CreateSession {
-        title: "Metrics".into(),
-        caucuses: caucus_protocol::CaucusLabels { a: "A".into(), b: "B".into() },
-        settings: Settings::default(),
-        ground_rules: None,
-    })?;
-    let auth = format!("Bearer {}", running.sign_in);
-    let created: caucus_protocol::api::SessionCreated =
-        http(address, "POST", "/api/sessions", &[("authorization", &auth)], Some(&body)).await?.json()?;
+    let created = caucus_tests::create_session(address, &running.sign_in, "Metrics").await?;
     let mut desk = Client::connect(address).await?;
     desk.hello(&created.session, &running.sign_in).await?;
     let phases = |exposition: &str| {

@@ -451,3 +451,27 @@ fn dechunk(mut body: &str) -> String {
     }
     out
 }
+
+/// Creates a session titled `title`, with caucuses "A" and "B", default settings and no
+/// ground rules, over HTTP as facilitator `token`.
+pub async fn create_session(
+    address: SocketAddr,
+    token: &str,
+    title: &str,
+) -> Result<caucus_protocol::api::SessionCreated> {
+    let body = serde_json::to_string(&caucus_protocol::api::CreateSession {
+        title: title.into(),
+        caucuses: caucus_protocol::CaucusLabels { a: "A".into(), b: "B".into() },
+        settings: caucus_protocol::Settings::default(),
+        ground_rules: None,
+    })?;
+    let auth = format!("Bearer {token}");
+    let response = http(address, "POST", "/api/sessions", &[("authorization", &auth)], Some(&body)).await?;
+    anyhow::ensure!(
+        response.status == 201,
+        "creating a session failed: {} {}",
+        response.status,
+        response.body
+    );
+    response.json()
+}

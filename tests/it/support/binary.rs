@@ -50,7 +50,17 @@ impl Running {
 /// Starts `caucus serve` on a free port with `data` as its data folder, and reads the
 /// address and sign-in link it prints.
 pub fn serve(data: &Path, config: Option<&Path>) -> Result<Running> {
-    let mut command = Process::new(caucus_binary());
+    serve_with(Process::new(caucus_binary()), data, config)
+}
+
+/// Like [`serve`], with the process's descriptor limit set to `limit` (`ulimit -n`).
+pub fn serve_with_descriptor_limit(data: &Path, limit: u32) -> Result<Running> {
+    let mut shell = Process::new("sh");
+    shell.arg("-c").arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\"")).arg(caucus_binary());
+    serve_with(shell, data, None)
+}
+
+fn serve_with(mut command: Process, data: &Path, config: Option<&Path>) -> Result<Running> {
     command
         .arg("serve")
         .env("CAUCUS_LISTEN", "127.0.0.1:0")
