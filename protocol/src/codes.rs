@@ -53,7 +53,9 @@ pub enum ErrorCode {
     Unauthorized,
     /// HTTP only: the invite code is unknown or no longer valid.
     NoSuchInvite,
-    /// HTTP only: this facilitator already runs as many live sessions as allowed.
+    /// A cap is reached: over HTTP, this facilitator already runs as many live sessions
+    /// as allowed, or the session is full; over the WebSocket, the session's or this
+    /// person's cap on topic proposals or points. The message says which.
     LimitReached,
 }
 
@@ -103,8 +105,9 @@ pub mod close {
     pub const POLICY_VIOLATION: u16 = 1008;
     /// A frame over the size limit.
     pub const MESSAGE_TOO_BIG: u16 = 1009;
-    /// The token is missing, malformed, badly signed, of the wrong algorithm, not yet
-    /// valid, or for the wrong issuer or audience. The reason says which.
+    /// The token is malformed (which includes an empty token or a missing claim),
+    /// badly signed, of the wrong algorithm, not yet valid, or for the wrong issuer or
+    /// audience. The reason says which.
     pub const INVALID_TOKEN: u16 = 4001;
     /// The token has expired, at `hello` or while connected. Get a new one.
     pub const TOKEN_EXPIRED: u16 = 4002;

@@ -421,6 +421,15 @@ impl Config {
                  at least 4 × text.message_chars + 1024 bytes",
             );
         }
+        let session = &limits.session;
+        if session.members < 2
+            || session.proposals == 0
+            || session.proposals_per_person == 0
+            || session.points_per_caucus == 0
+            || session.points_per_person == 0
+        {
+            return invalid("limits.session.members must be at least 2, and its other caps at least 1");
+        }
         if limits.max_pending_connections == 0 || limits.max_pending_per_address == 0 {
             return invalid("limits.max_pending_connections and max_pending_per_address must be at least 1");
         }

@@ -230,6 +230,7 @@ impl Hub {
             connections_per_member: self.config.limits.connections_per_member,
             replay_per_room: self.config.limits.replay_per_room,
             replay_bytes_per_room: self.config.limits.replay_bytes_per_room,
+            outbound_bytes: self.config.limits.outbound_bytes,
             history_bytes: self.config.limits.history_bytes,
             retention_ms: u64::from(self.config.retention.caucus_transcript_days) * 24 * 60 * 60 * 1000,
             // An event and an ack per command, and room to spare.

@@ -107,7 +107,10 @@ impl Outbox {
         }
         let bytes = frame_len(&message);
         let over_count = shared.queued.fetch_add(1, Ordering::AcqRel) >= shared.capacity;
-        let over_bytes = shared.queued_bytes.fetch_add(bytes, Ordering::AcqRel) + bytes > shared.max_bytes;
+        // An empty queue takes any one frame, however large (a welcome to a big
+        // session): the bound is on what waits behind it.
+        let before = shared.queued_bytes.fetch_add(bytes, Ordering::AcqRel);
+        let over_bytes = before > 0 && before + bytes > shared.max_bytes;
         if over_count || over_bytes {
             shared.queued.fetch_sub(1, Ordering::AcqRel);
             shared.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
@@ -197,6 +200,14 @@ mod tests {
         assert!(outbox.deliver(&text("12345")));
         assert!(outbox.deliver(&text("67890")));
         assert!(!outbox.deliver(&text("x")), "an eleventh byte overflows a queue of ten");
+        assert!(matches!(outgoing.next().await, Next::Close(close::TOO_SLOW, _)));
+    }
+
+    #[tokio::test]
+    async fn an_empty_queue_takes_one_frame_larger_than_its_bound_but_nothing_behind_it() {
+        let (outbox, mut outgoing) = channel(7, 100, 4);
+        assert!(outbox.deliver(&text("a welcome larger than the bound")));
+        assert!(!outbox.deliver(&text("x")));
         assert!(matches!(outgoing.next().await, Next::Close(close::TOO_SLOW, _)));
     }
 

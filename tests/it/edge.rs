@@ -333,6 +333,7 @@ async fn a_replay_over_its_byte_budget_resets_the_room_to_its_newest_events() ->
 async fn proposals_and_points_are_capped_per_person() -> Result<()> {
     let mut scene = Scene::new(Settings::default()).await?;
     let mut amara = scene.seated("Amara", caucus_protocol::Caucus::A).await?;
+    let mut chidi = scene.seated("Chidi", caucus_protocol::Caucus::A).await?;
     let caps = caucus_server::session::SessionCaps::default();
     for n in 0..caps.proposals_per_person {
         amara.client.ok(Command::ProposeTopic { text: format!("topic {n}") }).await?;
@@ -345,10 +346,20 @@ async fn proposals_and_points_are_capped_per_person() -> Result<()> {
     for n in 0..caps.points_per_person {
         amara.client.ok(Command::WritePoint { room: in_caucus.clone(), text: format!("point {n}") }).await?;
     }
-    let refused =
-        amara.client.refused(Command::WritePoint { room: in_caucus, text: "one more".into() }).await?;
+    let refused = amara
+        .client
+        .refused(Command::WritePoint { room: in_caucus.clone(), text: "one more".into() })
+        .await?;
     ensure!(refused.code == ErrorCode::LimitReached, "{refused:?}");
     ensure!(refused.message.contains("withdraw"), "the refusal says what to do: {}", refused.message);
+    // Editing someone else's point would make it hers: that counts too.
+    chidi.client.ok(Command::WritePoint { room: in_caucus.clone(), text: "Chidi's point".into() }).await?;
+    let next = caps.points_per_person as u32 + 1;
+    let refused = amara
+        .client
+        .refused(Command::EditPoint { room: in_caucus, point: next, text: "now mine".into() })
+        .await?;
+    ensure!(refused.code == ErrorCode::LimitReached, "{refused:?}");
     Ok(())
 }
 

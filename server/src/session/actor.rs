@@ -242,6 +242,8 @@ pub struct ActorSettings {
     pub replay_per_room: u64,
     /// Bytes of events replayed per room at most.
     pub replay_bytes_per_room: usize,
+    /// Bytes one connection's outbound queue holds at most.
+    pub outbound_bytes: usize,
     /// Bytes of events in one history page at most.
     pub history_bytes: usize,
     /// How long after the end the private rooms are purged, in milliseconds.
@@ -403,13 +405,23 @@ impl SessionActor {
             online.push(member.clone());
         }
         online.sort();
-        let (mut welcome, replay) = self
+        let (welcome, replay) = self
             .session
             .welcome(&member, resume, online, self.settings.replay_per_room)
             .ok_or(ConnectError::NoSuchSession)?;
-        let replay =
-            super::budget::fit_replay(&mut welcome.rooms, &replay, self.settings.replay_bytes_per_room);
-        outbox.deliver(&encode(&ServerMessage::Welcome(Box::new(welcome))));
+        // The replay gets at most half of what the outbound queue has left beside the
+        // welcome (which may be large in a big session), shared between the rooms.
+        let message = ServerMessage::Welcome(Box::new(welcome));
+        let mut frame = encode(&message);
+        let ServerMessage::Welcome(mut welcome) = message else { unreachable!("built above") };
+        let spare = self.settings.outbound_bytes.saturating_sub(frame.len()) / 2;
+        let per_room = self.settings.replay_bytes_per_room.min(spare / welcome.rooms.len().max(1));
+        let cursors = welcome.rooms.clone();
+        let replay = super::budget::fit_replay(&mut welcome.rooms, &replay, per_room);
+        if welcome.rooms != cursors {
+            frame = encode(&ServerMessage::Welcome(welcome));
+        }
+        outbox.deliver(&frame);
         for frame in &replay {
             outbox.deliver(frame);
         }

@@ -827,8 +827,13 @@ impl Session {
             Command::EditPoint { room, point, text } => {
                 let caucus = self.own_caucus(who, room)?;
                 self.check_caucus_open()?;
-                self.find_point(caucus, *point)?;
+                let found = self.find_point(caucus, *point)?;
                 check_text("the point", text, limits.message_chars)?;
+                // An edit makes the editor the point's author, so it counts against
+                // their cap like a point they wrote.
+                if found.by != *who {
+                    self.check_point_caps(caucus, who)?;
+                }
                 Ok(Decision::events(vec![Draft::new(
                     caucus.room(),
                     EventBody::PointEdited { point: *point, text: text.clone(), by: who.clone() },
