@@ -202,7 +202,10 @@ impl Connection {
         debug!(?ending, "connection ending");
         Box::pin(finish(&mut socket, ending, write_timeout)).await;
         if let Some(entered) = self.entered.take() {
-            Box::pin(entered.session.disconnect(entered.member, self.id)).await;
+            let Entered { session, member, member_rate, .. } = entered;
+            drop(member_rate);
+            self.hub.release_member_rate(&member);
+            Box::pin(session.disconnect(member, self.id)).await;
         }
     }
 

@@ -147,6 +147,12 @@ impl Hub {
             .clone()
     }
 
+    /// Forgets `member`'s shared rate limiter once none of their connections holds it,
+    /// so that the table does not grow with everyone who ever connected.
+    pub fn release_member_rate(&self, member: &MemberId) {
+        self.member_rates.remove_if(member, |_, rate| Arc::strong_count(rate) == 1);
+    }
+
     /// The handle of a live session.
     pub fn session(&self, id: &SessionId) -> Option<SessionHandle> {
         self.sessions.get(id).map(|entry| entry.value().clone())
@@ -184,9 +190,12 @@ impl Hub {
             created_at: self.clock.now_ms(),
         };
         let session = Session::new(self.setup(&record))?;
+        let name = creator.name.clone().unwrap_or_else(|| facilitator.to_string());
+        // Refuse before anything is stored: a session whose creator cannot join would
+        // be left without a facilitator.
+        session.decide_join(&facilitator, &name, Role::Facilitator, None)?;
         self.store.create_session(&record).await.map_err(|_| HubError::Unavailable)?;
         let handle = self.start(session, &record);
-        let name = creator.name.clone().unwrap_or_else(|| facilitator.to_string());
         handle.join(facilitator.clone(), name, Role::Facilitator, None).await?;
         let (id, invite_code) = (record.id, record.invite_code);
         info!(session = %id, facilitator = %facilitator, "session created");

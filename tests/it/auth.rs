@@ -268,3 +268,16 @@ async fn metrics_and_readiness_are_served_without_any_content() -> Result<()> {
     assert!(!metrics.body.contains(amara.id.as_str()));
     Ok(())
 }
+
+#[tokio::test]
+async fn a_session_whose_creator_cannot_join_is_never_created() -> Result<()> {
+    let server = TestServer::start().await;
+    // A facilitator name longer than a display name may be: the creator cannot join.
+    let token = server.facilitator_token(&"N".repeat(200));
+    let refused = caucus_tests::create_session(server.address, &token, "Orphan").await;
+    let message = refused.expect_err("the session is refused").to_string();
+    assert!(message.contains("422") && message.contains("too_long"), "{message}");
+    let stored = server.hub.store().load()?;
+    assert!(stored.is_empty(), "a session without a facilitator was left behind: {}", stored.len());
+    Ok(())
+}
