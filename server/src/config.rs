@@ -100,7 +100,7 @@ impl Default for Limits {
             member_frame_burst: 80,
             connections_per_member: 5,
             outbound_queue: 2048,
-            outbound_bytes: 2 * 1024 * 1024,
+            outbound_bytes: 4 * 1024 * 1024,
             replay_bytes_per_room: 256 * 1024,
             history_bytes: 256 * 1024,
             max_connections: 0,
@@ -413,12 +413,13 @@ impl Config {
                  4 × replay_bytes_per_room + 256 KiB, and history_bytes + 256 KiB",
             );
         }
-        // One event, at the longest text allowed, must fit a replay and a history page.
-        let longest_event = 4 * limits.text.message_chars + 1024;
-        if limits.replay_bytes_per_room < longest_event || limits.history_bytes < longest_event {
+        // A reconvene sends both caucuses' feedback at once: every carried point, at up
+        // to 6 bytes a character once JSON escapes control characters.
+        let feedback = 2 * limits.session.points_per_caucus * (6 * limits.text.message_chars + 256);
+        if limits.outbound_bytes < feedback + 256 * 1024 {
             return invalid(
-                "limits.replay_bytes_per_room and history_bytes must hold the longest event: \
-                 at least 4 × text.message_chars + 1024 bytes",
+                "limits.outbound_bytes must hold a reconvene's feedback: at least \
+                 2 × session.points_per_caucus × (6 × text.message_chars + 256) + 256 KiB",
             );
         }
         let session = &limits.session;

@@ -339,7 +339,7 @@ async fn serve_connection(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_deadline)
-        .max_buf_size(limits.header_bytes.max(8192));
+        .max_header_size(limits.header_bytes);
     let connection = builder.serve_connection(io, service).with_upgrades();
     tokio::pin!(connection);
     tokio::select! {

@@ -142,12 +142,14 @@ impl Server {
         let http_connections = tokio_util::task::TaskTracker::new();
         gate::serve(self.listener, app, self.gate, self.hub.config(), shutdown, http_connections.clone())
             .await;
+        // One deadline for both: HTTP requests in flight, then WebSockets and sessions.
+        let deadline = tokio::time::Instant::now() + grace;
         http_connections.close();
-        let _ = tokio::time::timeout(grace, http_connections.wait()).await;
+        let _ = tokio::time::timeout_at(deadline, http_connections.wait()).await;
         let tracker = self.hub.tracker();
         tracker.close();
         info!(tasks = tracker.len(), "shutting down: closing connections");
-        if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+        if tokio::time::timeout_at(deadline, tracker.wait()).await.is_err() {
             warn!(tasks = tracker.len(), "shutdown deadline passed with tasks still running");
         }
         info!("stopped");

@@ -23,7 +23,7 @@ fn burst_config(dir: &Path) -> Result<std::path::PathBuf> {
     let path = dir.join("burst.toml");
     std::fs::write(
         &path,
-        "[limits]\nframes_per_sec = 100000\nframe_burst = 100000\nmember_frames_per_sec = 100000\nmember_frame_burst = 100000\nreplay_per_room = 1024\noutbound_queue = 8192\n[limits.session]\npoints_per_caucus = 1000\npoints_per_person = 1000\n",
+        "[limits]\nframes_per_sec = 100000\nframe_burst = 100000\nmember_frames_per_sec = 100000\nmember_frame_burst = 100000\nreplay_per_room = 1024\noutbound_queue = 8192\noutbound_bytes = 16777216\n[limits.session]\npoints_per_caucus = 160\npoints_per_person = 160\n",
     )?;
     Ok(path)
 }

@@ -8,9 +8,10 @@ use caucus_protocol::{RoomCursor, RoomEvent, ServerMessage};
 use super::encode;
 
 /// Encodes the replay for `rooms`, keeping per room the newest events whose frames fit
-/// in `budget` bytes. A room cut short resets: its `from` moves up to just before the
-/// first event kept, so the client starts that room afresh and pages back with
-/// `history` for the rest.
+/// in `budget` bytes, and always the newest one, however large (a reconvene's feedback
+/// can be). A room cut short resets: its `from` moves up to just before the first event
+/// kept, so the client starts that room afresh and pages back with `history` for the
+/// rest.
 pub(crate) fn fit_replay(rooms: &mut [RoomCursor], replay: &[&RoomEvent], budget: usize) -> Vec<Utf8Bytes> {
     let mut frames = Vec::with_capacity(replay.len());
     for cursor in rooms.iter_mut() {
@@ -20,7 +21,7 @@ pub(crate) fn fit_replay(rooms: &mut [RoomCursor], replay: &[&RoomEvent], budget
         let mut used = 0;
         for event in events.iter().rev() {
             let frame = encode(&ServerMessage::Event((*event).clone()));
-            if used + frame.len() > budget {
+            if used + frame.len() > budget && !kept.is_empty() {
                 break;
             }
             used += frame.len();
@@ -35,14 +36,15 @@ pub(crate) fn fit_replay(rooms: &mut [RoomCursor], replay: &[&RoomEvent], budget
     frames
 }
 
-/// Keeps the newest events of a history page that fit in `budget` bytes. Returns them
-/// and whether any were left out, which the page reports as `more`.
+/// Keeps the newest events of a history page that fit in `budget` bytes, and always the
+/// newest one, so that paging back never stalls on a large event. Returns them and
+/// whether any were left out, which the page reports as `more`.
 pub(crate) fn fit_history(mut events: Vec<RoomEvent>, budget: usize) -> (Vec<RoomEvent>, bool) {
     let mut used = 0;
     let mut first_kept = events.len();
     for (index, event) in events.iter().enumerate().rev() {
         let size = serde_json::to_string(event).map_or(usize::MAX, |json| json.len() + 1);
-        if used + size > budget {
+        if used + size > budget && first_kept < events.len() {
             break;
         }
         used += size;
@@ -82,6 +84,18 @@ mod tests {
         assert_eq!(frames.len(), 3);
         assert!(frames[0].as_str().contains("\"seq\":8"), "{}", frames[0].as_str());
         assert_eq!((rooms[0].from, rooms[0].reset), (7, true));
+    }
+
+    #[test]
+    fn an_event_larger_than_the_budget_is_still_sent_alone() {
+        let events: Vec<RoomEvent> = (1..=3).map(|seq| message(seq, &"x".repeat(1000))).collect();
+        let replay: Vec<&RoomEvent> = events.iter().collect();
+        let mut rooms = vec![RoomCursor { room: Room::Plenary, head: 3, from: 0, reset: false }];
+        let frames = fit_replay(&mut rooms, &replay, 10);
+        assert_eq!(frames.len(), 1);
+        assert_eq!((rooms[0].from, rooms[0].reset), (2, true));
+        let (kept, more) = fit_history(events, 10);
+        assert_eq!((kept.iter().map(|event| event.seq).collect::<Vec<_>>(), more), (vec![3], true));
     }
 
     #[test]

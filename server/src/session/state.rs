@@ -519,7 +519,10 @@ impl Session {
         if self.people.contains_key(id) {
             return Err(Refusal::InvalidValue("that person is already here".into()));
         }
-        if self.people.len() >= self.caps.members {
+        // Active people are capped; so, more loosely, is everyone who ever joined, so
+        // that joining and being removed cannot grow the session without end.
+        let active = self.people.keys().filter(|id| !self.is_removed(id)).count();
+        if active >= self.caps.members || self.people.len() >= 2 * self.caps.members {
             return Err(Refusal::LimitReached(format!(
                 "this session is full: it has its {} people",
                 self.caps.members
@@ -832,7 +835,7 @@ impl Session {
                 // An edit makes the editor the point's author, so it counts against
                 // their cap like a point they wrote.
                 if found.by != *who {
-                    self.check_point_caps(caucus, who)?;
+                    self.check_own_point_cap(caucus, who)?;
                 }
                 Ok(Decision::events(vec![Draft::new(
                     caucus.room(),
@@ -1283,6 +1286,14 @@ impl Session {
                 caps.points_per_caucus
             )));
         }
+        self.check_own_point_cap(caucus, who)
+    }
+
+    /// The per-person part of [`Session::check_point_caps`]: an edit of another's point
+    /// adds no point, but makes the editor its author.
+    fn check_own_point_cap(&self, caucus: Caucus, who: &MemberId) -> Result<(), Refusal> {
+        let caps = self.caps;
+        let points = &self.points[caucus_index(caucus)];
         if points.iter().filter(|point| point.by == *who).count() >= caps.points_per_person {
             return Err(Refusal::LimitReached(format!(
                 "you already hold {} of your caucus's points; withdraw or edit one first",

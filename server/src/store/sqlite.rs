@@ -179,6 +179,7 @@ impl SqliteStore {
 
 /// The writer thread: takes queued writes in batches and commits each batch once.
 fn run_writer(mut connection: Connection, mut queue: mpsc::Receiver<Write>, batch_limit: usize) {
+    let mut scrub_due = false;
     while let Some(first) = queue.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < batch_limit {
@@ -187,19 +188,29 @@ fn run_writer(mut connection: Connection, mut queue: mpsc::Receiver<Write>, batc
                 Err(_) => break,
             }
         }
-        let mut results = commit(&mut connection, &batch);
+        let results = commit(&mut connection, &batch);
         let scrubbing = |write: &Write| matches!(write.work, Work::Purge(..) | Work::Rewrite(..));
-        let scrub_due = batch.iter().zip(&results).any(|(write, result)| scrubbing(write) && result.is_ok());
-        // A purge or erasure is acknowledged only once its content is gone from the files.
-        if scrub_due && let Err(err) = scrub(&connection) {
-            warn!(error = %err, "purged content may remain in the database files; the purge will be retried");
-            for (write, result) in batch.iter().zip(results.iter_mut()) {
-                if scrubbing(write) {
-                    *result = Err(err.clone());
-                }
+        scrub_due |= batch.iter().zip(&results).any(|(write, result)| scrubbing(write) && result.is_ok());
+        // Everything else in the batch is answered first: it need not wait for a rebuild.
+        let (scrubbed, others): (Vec<_>, Vec<_>) =
+            batch.into_iter().zip(results).partition(|(write, _)| scrubbing(write));
+        for (write, result) in others {
+            let _ = write.done.send(result);
+        }
+        // A purge or erasure is answered once its content is gone from the files. If a
+        // reader keeps the WAL from being emptied, the committed change still stands (the
+        // session must not show what the database no longer holds): the scrub is
+        // retried after every later batch until it succeeds.
+        if scrub_due {
+            match scrub(&connection) {
+                Ok(()) => scrub_due = false,
+                Err(err) => warn!(
+                    error = %err,
+                    "purged content may remain in the database files until a later write retries the clean-up"
+                ),
             }
         }
-        for (write, result) in batch.into_iter().zip(results) {
+        for (write, result) in scrubbed {
             let _ = write.done.send(result);
         }
     }
@@ -345,16 +356,26 @@ pub fn backup(database: &Path, destination: &Path) -> Result<(), StoreError> {
     if !database.exists() {
         return Err(StoreError::new(format!("there is no database at {}", database.display())));
     }
-    // Created empty and private first; VACUUM INTO fills an empty file.
-    create_private(destination)?;
-    let source = open_connection(database, Duration::from_secs(5))?;
-    let target = destination
-        .to_str()
-        .ok_or_else(|| StoreError::new(format!("{} is not a UTF-8 path", destination.display())))?;
-    source.execute("VACUUM INTO ?1", [target]).map(drop).map_err(|err| {
-        let _ = std::fs::remove_file(destination);
+    // Written beside the destination and renamed into place once complete and synced,
+    // so that a crash never leaves a partial file that looks like a backup.
+    let partial = destination.with_extension("partial");
+    let _ = std::fs::remove_file(&partial);
+    create_private(&partial)?;
+    let failed = |err: &dyn std::fmt::Display| {
+        let _ = std::fs::remove_file(&partial);
         StoreError::new(format!("the backup failed: {err}"))
-    })
+    };
+    let source = open_connection(database, Duration::from_secs(5))?;
+    let target = partial
+        .to_str()
+        .ok_or_else(|| StoreError::new(format!("{} is not a UTF-8 path", partial.display())))?;
+    source.execute("VACUUM INTO ?1", [target]).map_err(|err| failed(&err))?;
+    std::fs::File::open(&partial).and_then(|file| file.sync_all()).map_err(|err| failed(&err))?;
+    std::fs::rename(&partial, destination).map_err(|err| failed(&err))?;
+    if let Some(folder) = destination.parent().filter(|folder| !folder.as_os_str().is_empty()) {
+        let _ = std::fs::File::open(folder).and_then(|folder| folder.sync_all());
+    }
+    Ok(())
 }
 
 impl Store for SqliteStore {
