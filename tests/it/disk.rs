@@ -194,3 +194,37 @@ async fn an_erasure_is_acknowledged_only_once_the_words_are_gone_from_every_file
     ensure!(!serde_json::to_string(&replay)?.contains("SECRET-MOVED"));
     Ok(())
 }
+
+#[tokio::test]
+async fn an_erasure_blocked_from_cleaning_the_files_stands_and_is_cleaned_by_a_later_write() -> Result<()> {
+    let mut scene =
+        Scene::on(roomy_server(|config| config.store.busy_timeout_ms = 200).await, Settings::default())
+            .await?;
+    let mut members = talk_through_rounds(&mut scene).await?;
+    let chidi = members.pop().expect("three members");
+
+    // A reader (a backup, say) holds the database open in a read transaction.
+    let reader = rusqlite::Connection::open(scene.server.data_dir().join("caucus.db"))?;
+    reader.execute_batch("BEGIN; SELECT count(*) FROM events;")?;
+    scene.facilitator.client.ok(Command::EraseMember { member: chidi.id.clone() }).await?;
+    // The erasure stands: nobody is shown the words any more.
+    let mut fresh = scene.server.client().await;
+    let (_, replay) = fresh.hello_resume(&scene.session, &members[0].token, BTreeMap::new()).await?;
+    ensure!(!serde_json::to_string(&replay)?.contains("SECRET-MOVED"), "the erased words are still shown");
+
+    // Once the reader lets go, the next write finishes cleaning the files.
+    reader.execute_batch("COMMIT;")?;
+    drop(reader);
+    members[0].client.say(Room::Plenary, "a later write").await?;
+    // The later write is answered before the clean-up runs behind it.
+    let mut clean = false;
+    for _ in 0..100 {
+        if !holds(&raw_files(scene.server.data_dir()), "SECRET-MOVED") {
+            clean = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    ensure!(clean, "erased words are still readable after a later write");
+    Ok(())
+}

@@ -416,3 +416,14 @@ async fn at_the_descriptor_limit_health_checks_and_welcomed_people_keep_working(
     drop(flood);
     Ok(())
 }
+
+#[tokio::test]
+async fn removing_someone_frees_their_place_in_a_full_session() -> Result<()> {
+    let server = TestServer::start_with(|config| config.limits.session.members = 3).await;
+    let mut scene = Scene::on(server, Settings::default()).await?;
+    let two = scene.member("Two").await?;
+    scene.member("Three").await?;
+    scene.facilitator.client.ok(Command::Remove { member: two.id.clone() }).await?;
+    scene.server.join(&scene.invite, "Four").await?;
+    Ok(())
+}
