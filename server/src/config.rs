@@ -197,6 +197,10 @@ pub struct Config {
     pub public_url: Option<String>,
     /// Browser origins allowed to open `/ws`, besides the server's own.
     pub allowed_origins: Vec<String>,
+    /// Addresses of reverse proxies in front of the server. Every connection through a
+    /// proxy comes from its address, so these are exempt from the per-address cap on
+    /// waiting connections (limit per client at the proxy instead).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// A file holding the token signing key. `CAUCUS_JWT_SECRET` takes precedence.
     pub jwt_secret_file: Option<PathBuf>,
     /// The token issuer and audience.
@@ -240,6 +244,7 @@ impl Default for Config {
             data_dir: PathBuf::from("data"),
             public_url: None,
             allowed_origins: Vec::new(),
+            trusted_proxies: Vec::new(),
             jwt_secret_file: None,
             token_issuer: "caucus".into(),
             token_ttl_secs: 12 * 60 * 60,
@@ -315,6 +320,14 @@ impl Config {
                 .filter(|origin| !origin.is_empty())
                 .map(str::to_owned)
                 .collect();
+        }
+        if let Some(value) = var("CAUCUS_TRUSTED_PROXIES") {
+            self.trusted_proxies = value
+                .split(',')
+                .map(str::trim)
+                .filter(|address| !address.is_empty())
+                .map(|address| parse("CAUCUS_TRUSTED_PROXIES", address))
+                .collect::<Result<_, _>>()?;
         }
         if let Some(value) = var("CAUCUS_JWT_SECRET_FILE") {
             self.jwt_secret_file = Some(PathBuf::from(value));
@@ -504,11 +517,13 @@ mod tests {
             .apply_env(|name| match name {
                 "CAUCUS_LISTEN" => Some("127.0.0.1:9100".into()),
                 "CAUCUS_ALLOWED_ORIGINS" => Some("https://a.example, https://b.example".into()),
+                "CAUCUS_TRUSTED_PROXIES" => Some("127.0.0.1, ::1".into()),
                 _ => None,
             })
             .unwrap();
         assert_eq!(config.listen.port(), 9100);
         assert_eq!(config.allowed_origins.len(), 2);
+        assert_eq!(config.trusted_proxies.len(), 2);
         config.apply_overrides(Overrides {
             listen: Some("127.0.0.1:0".parse().unwrap()),
             ..Overrides::default()
@@ -526,6 +541,10 @@ mod tests {
         let mut config = Config::default();
         let err = config.apply_env(|name| (name == "CAUCUS_LISTEN").then(|| "8080".into())).unwrap_err();
         assert!(err.to_string().starts_with("CAUCUS_LISTEN is not valid"), "{err}");
+        let err = config
+            .apply_env(|name| (name == "CAUCUS_TRUSTED_PROXIES").then(|| "proxy.local".into()))
+            .unwrap_err();
+        assert!(err.to_string().starts_with("CAUCUS_TRUSTED_PROXIES is not valid"), "{err}");
         config.limits.outbound_queue = 10;
         assert!(config.validate().is_err());
     }

@@ -63,7 +63,7 @@ pub enum Lane {
 }
 
 /// The caps the gate enforces; see `docs/OPERATIONS.md` § Limits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caps {
     /// Open connections at most, welcomed or not.
     pub connections: usize,
@@ -71,6 +71,8 @@ pub struct Caps {
     pub pending: usize,
     /// Connections not yet welcomed from one source address, at most.
     pub pending_per_address: usize,
+    /// Reverse proxies, exempt from the per-address cap: all their clients share it.
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 impl Caps {
@@ -90,6 +92,7 @@ impl Caps {
             connections,
             pending: limits.max_pending_connections.min(connections / 2).max(1),
             pending_per_address: limits.max_pending_per_address,
+            trusted_proxies: config.trusted_proxies.clone(),
         }
     }
 }
@@ -161,22 +164,23 @@ impl Gate {
     }
 
     /// The caps in force.
-    pub fn caps(&self) -> Caps {
-        self.caps
+    pub fn caps(&self) -> &Caps {
+        &self.caps
     }
 
     /// Admits a connection from `address`, or says why not.
     pub fn admit(self: &Arc<Self>, address: IpAddr) -> Result<Arc<Ticket>, Refused> {
         let mut counts = self.counts.lock().expect("the gate's counts are never poisoned");
+        let proxy = self.caps.trusted_proxies.contains(&address);
         let from_address = counts.pending_by_address.get(&address).copied().unwrap_or(0);
-        if from_address >= self.caps.pending_per_address {
+        if from_address >= self.caps.pending_per_address && !proxy {
             return Err(Refused::Address);
         }
         // The reserve lane lives in the descriptors kept back from `connections`.
         let lane = if counts.pending < self.caps.pending && counts.open < self.caps.connections {
             counts.pending += 1;
             Lane::Normal
-        } else if counts.reserve < RESERVE_LANE && from_address < RESERVE_PER_ADDRESS {
+        } else if counts.reserve < RESERVE_LANE && (from_address < RESERVE_PER_ADDRESS || proxy) {
             counts.reserve += 1;
             Lane::Reserve
         } else if counts.open >= self.caps.connections {
@@ -437,7 +441,28 @@ mod tests {
     use super::*;
 
     fn gate(pending: usize, per_address: usize, connections: usize) -> Arc<Gate> {
-        Gate::new(Caps { connections, pending, pending_per_address: per_address })
+        Gate::new(Caps {
+            connections,
+            pending,
+            pending_per_address: per_address,
+            trusted_proxies: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn a_trusted_proxy_is_not_held_to_the_per_address_cap() {
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        let gate = Gate::new(Caps {
+            connections: 100,
+            pending: 10,
+            pending_per_address: 2,
+            trusted_proxies: vec![proxy],
+        });
+        let tickets: Vec<_> = (0..5).map(|_| gate.admit(proxy).unwrap()).collect();
+        assert_eq!(tickets.len(), 5);
+        let other: IpAddr = "10.0.0.2".parse().unwrap();
+        let _held = (gate.admit(other).unwrap(), gate.admit(other).unwrap());
+        assert_eq!(gate.admit(other).unwrap_err(), Refused::Address);
     }
 
     #[test]

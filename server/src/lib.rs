@@ -109,6 +109,9 @@ impl Server {
             pending_per_address = caps.pending_per_address,
             "connection caps"
         );
+        if !caps.trusted_proxies.is_empty() {
+            info!(proxies = ?caps.trusted_proxies, "trusted proxies are exempt from the per-address cap");
+        }
         Ok(Self { listener, address, hub, gate: Gate::new(caps) })
     }
 
