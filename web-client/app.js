@@ -291,7 +291,8 @@ class Live {
       this.drafts = new Drafts();
       return;
     }
-    const delay = Math.min(10000, 500 * 2 ** this.retry++);
+    // Jittered, so that after a server restart everyone does not come back at once.
+    const delay = Math.min(10000, 500 * 2 ** this.retry++) * (0.5 + Math.random());
     setStatus(`Offline — reconnecting in ${Math.round(delay / 1000) || 1} s`, "offline");
     setTimeout(() => this.connect(), delay);
   }

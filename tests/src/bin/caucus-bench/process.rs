@@ -26,7 +26,9 @@ impl Drop for ServerProcess {
 }
 
 impl ServerProcess {
-    /// Starts the release `caucus` next to this harness, with limits raised for load.
+    /// Starts the release `caucus` next to this harness, with limits raised for load. The
+    /// gate's caps on waiting connections are raised too: the harness is one host that
+    /// plays thousands of people, who would come from thousands of addresses.
     pub(crate) fn start(data: &Path) -> Result<Self> {
         let binary = std::env::current_exe()?.with_file_name("caucus");
         if !binary.exists() {
@@ -36,7 +38,8 @@ impl ServerProcess {
         std::fs::write(
             &config,
             "[limits]\nframes_per_sec = 100000\nframe_burst = 100000\nmember_frames_per_sec = 100000\n\
-             member_frame_burst = 100000\nconnections_per_member = 100\nsessions_per_facilitator = 100000\n",
+             member_frame_burst = 100000\nconnections_per_member = 100\nsessions_per_facilitator = 100000\n\
+             max_pending_connections = 100000\nmax_pending_per_address = 100000\n",
         )?;
         let mut child = Process::new(&binary)
             .args(["serve", "--config"])
