@@ -181,7 +181,6 @@ function showCreate() {
         ground_rules: rules.value.trim() ? rules.value : null,
       }, token);
       store.set(`session.${created.session}`, token);
-      store.set(`invite.${created.session}`, created.invite_url);
       location.hash = `session=${created.session}`;
     } catch (err) {
       error.textContent = `Could not create the session: ${err.message}`;
@@ -889,17 +888,38 @@ class Live {
         this.members.get(id)?.role === "facilitator" ? h("span", { class: "note" }, " · facilitator") : null))));
   }
 
+  /** The session's invite, from the server: every facilitator sees it, not only its creator. */
+  async loadInvite(replace = false) {
+    if (this.inviteLoading) return;
+    this.inviteLoading = true;
+    try {
+      this.invite = await api(replace ? "POST" : "GET", `/api/sessions/${this.session}/invite`, null, this.token);
+      if (replace) announce("A new invite link is ready. The old one no longer works.");
+    } catch (err) {
+      this.invite = { error: err.message };
+    } finally {
+      this.inviteLoading = false;
+      this.scheduleRender();
+    }
+  }
+
   renderConsole() {
     const parts = [];
-    const invite = store.get(`invite.${this.session}`);
-    if (invite) {
-      const box = h("input", { type: "text", id: "invite-link", readonly: true, value: invite });
+    if (this.invite === undefined) this.loadInvite();
+    const invite = this.invite;
+    if (invite?.invite_url) {
+      const box = h("input", { type: "text", id: "invite-link", readonly: true, value: invite.invite_url });
       parts.push(h("section", { class: "card" }, h("h3", {}, "Invite link"),
         h("div", { class: "invite" }, h("label", { for: "invite-link", class: "visually-hidden" }, "Invite link"), box,
           h("button", { type: "button", onclick: async () => {
             box.select();
-            try { await navigator.clipboard.writeText(invite); announce("Invite link copied."); } catch { document.execCommand?.("copy"); }
-          } }, "Copy"))));
+            try { await navigator.clipboard.writeText(invite.invite_url); announce("Invite link copied."); } catch { document.execCommand?.("copy"); }
+          } }, "Copy")),
+        h("button", { type: "button", class: "secondary", onclick: () => {
+          if (confirm("Make a new invite link? The old one stops working at once; people already in the session stay.")) this.loadInvite(true);
+        } }, "New invite link")));
+    } else if (invite?.error) {
+      parts.push(h("section", { class: "card" }, h("h3", {}, "Invite link"), h("p", { class: "error", role: "alert" }, invite.error)));
     }
     const ended = this.phase.name === "ended";
     if (!ended) {

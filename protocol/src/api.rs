@@ -34,6 +34,18 @@ pub struct SessionCreated {
     pub invite_url: String,
 }
 
+/// `GET` or `POST /api/sessions/{id}/invite`: the session's current invite, for its
+/// facilitators. `POST` replaces it: the old code stops working at once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InviteLink {
+    /// The session.
+    pub session: SessionId,
+    /// The code members join with.
+    pub invite_code: String,
+    /// A link to the web client that joins with the code.
+    pub invite_url: String,
+}
+
 /// `GET /api/invites/{code}`: what a person sees before they join.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InviteInfo {

@@ -5,9 +5,7 @@
 //! `<!-- golden: client -->` (a [`ClientFrame`]), `<!-- golden: server -->` (a
 //! [`ServerMessage`]), or `<!-- golden: api:NAME -->` for an HTTP body.
 
-use caucus_protocol::api::{
-    ApiError, CreateSession, InviteInfo, JoinRequest, Joined, Minutes, SessionCreated,
-};
+use caucus_protocol::api::{ApiError, CreateSession, InviteInfo, InviteLink, JoinRequest, Joined, Minutes, SessionCreated};
 use caucus_protocol::{ClientFrame, ServerMessage};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -73,6 +71,7 @@ fn every_protocol_example_round_trips() {
             "api:create_session" => round_trip::<CreateSession>(example),
             "api:session_created" => round_trip::<SessionCreated>(example),
             "api:invite_info" => round_trip::<InviteInfo>(example),
+            "api:invite_link" => round_trip::<InviteLink>(example),
             "api:join_request" => round_trip::<JoinRequest>(example),
             "api:joined" => round_trip::<Joined>(example),
             "api:error" => round_trip::<ApiError>(example),

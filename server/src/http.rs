@@ -13,9 +13,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use caucus_protocol::api::{
-    ApiError, ApiErrorBody, CreateSession, InviteInfo, JoinRequest, Joined, SessionCreated,
+    ApiError, ApiErrorBody, CreateSession, InviteInfo, InviteLink, JoinRequest, Joined, SessionCreated,
 };
-use caucus_protocol::{ErrorCode, SessionId};
+use caucus_protocol::{ErrorCode, MemberId, SessionId};
 
 use crate::auth::origin_allowed;
 use crate::connection;
@@ -38,6 +38,7 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/api/join", post(join))
         .route("/api/invites/{code}", get(invite))
         .route("/api/sessions/{id}/minutes", get(minutes))
+        .route("/api/sessions/{id}/invite", get(session_invite).post(rotate_invite))
         .layer(middleware::from_fn(reserve_lane))
         .with_state(hub)
 }
@@ -78,7 +79,7 @@ impl ApiFailure {
 impl From<HubError> for ApiFailure {
     fn from(err: HubError) -> Self {
         let status = match &err {
-            HubError::NotFacilitator => StatusCode::FORBIDDEN,
+            HubError::NotFacilitator | HubError::NotItsFacilitator => StatusCode::FORBIDDEN,
             HubError::NoSuchInvite => StatusCode::NOT_FOUND,
             HubError::Refused(refusal) if refusal.code() == ErrorCode::LimitReached => {
                 StatusCode::TOO_MANY_REQUESTS
@@ -311,6 +312,35 @@ async fn invite(
     Path(code): Path<String>,
 ) -> Result<Json<InviteInfo>, ApiFailure> {
     Ok(Json(hub.invite(&code).await?))
+}
+
+/// The facilitator the bearer token names, or why not.
+fn facilitator_in(hub: &Hub, headers: &HeaderMap, id: &str) -> Result<(SessionId, MemberId), ApiFailure> {
+    let unauthorized =
+        |message: String| ApiFailure::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message);
+    let token = bearer(headers)
+        .ok_or_else(|| unauthorized("send your token as `Authorization: Bearer <token>`".into()))?;
+    let (_, member) = hub.auth().verify(token).map_err(|err| unauthorized(err.to_string()))?;
+    let id = SessionId::new(id).map_err(|_| HubError::NotItsFacilitator)?;
+    Ok((id, member))
+}
+
+async fn session_invite(
+    State(hub): State<Arc<Hub>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<InviteLink>, ApiFailure> {
+    let (id, member) = facilitator_in(&hub, &headers, &id)?;
+    Ok(Json(hub.invite_link(&id, &member).await?))
+}
+
+async fn rotate_invite(
+    State(hub): State<Arc<Hub>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<InviteLink>, ApiFailure> {
+    let (id, member) = facilitator_in(&hub, &headers, &id)?;
+    Ok(Json(hub.rotate_invite(&id, &member).await?))
 }
 
 /// `?format=markdown` or `?format=json` (the default).

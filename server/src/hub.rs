@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use caucus_protocol::api::{CreateSession, InviteInfo, Joined, SessionCreated};
+use caucus_protocol::api::{CreateSession, InviteInfo, InviteLink, Joined, SessionCreated};
 use caucus_protocol::{ErrorCode, MemberId, Role, SessionId};
 use dashmap::DashMap;
 use rand::Rng;
@@ -26,6 +26,8 @@ use crate::store::{SessionRecord, Store, StoredSession};
 pub enum HubError {
     #[error("only a facilitator token can create sessions")]
     NotFacilitator,
+    #[error("only the session's facilitators can see or replace its invite")]
+    NotItsFacilitator,
     #[error("the invite code is unknown, or its session has ended")]
     NoSuchInvite,
     #[error(transparent)]
@@ -42,7 +44,7 @@ impl HubError {
     /// The wire code for this error.
     pub fn code(&self) -> ErrorCode {
         match self {
-            HubError::NotFacilitator => ErrorCode::Forbidden,
+            HubError::NotFacilitator | HubError::NotItsFacilitator => ErrorCode::Forbidden,
             HubError::NoSuchInvite => ErrorCode::NoSuchInvite,
             HubError::Refused(refusal) => refusal.code(),
             HubError::TooManySessions(_) => ErrorCode::LimitReached,
@@ -70,6 +72,8 @@ pub struct Hub {
     clock: Clock,
     sessions: DashMap<SessionId, SessionHandle>,
     invites: DashMap<String, SessionId>,
+    /// Each session's current invite code: the other way round.
+    invite_codes: DashMap<SessionId, String>,
     /// Each person's rate limiter, shared by all their connections.
     member_rates: DashMap<MemberId, Arc<governor::DefaultDirectRateLimiter>>,
     /// Who created each session, for the per-facilitator cap on live sessions.
@@ -100,6 +104,7 @@ impl Hub {
             clock: Clock::start(),
             sessions: DashMap::new(),
             invites: DashMap::new(),
+            invite_codes: DashMap::new(),
             created_by: DashMap::new(),
             member_rates: DashMap::new(),
             shutdown: CancellationToken::new(),
@@ -255,8 +260,50 @@ impl Hub {
         );
         self.sessions.insert(record.id.clone(), handle.clone());
         self.invites.insert(record.invite_code.clone(), record.id.clone());
+        self.invite_codes.insert(record.id.clone(), record.invite_code.clone());
         self.created_by.insert(record.id.clone(), record.created_by.clone());
         handle
+    }
+
+    /// The current invite of session `id`, for one of its facilitators.
+    pub async fn invite_link(&self, id: &SessionId, who: &MemberId) -> Result<InviteLink, HubError> {
+        self.facilitating(id, who).await?;
+        let code =
+            self.invite_codes.get(id).map(|code| code.value().clone()).ok_or(HubError::NotItsFacilitator)?;
+        Ok(self.link(id, code))
+    }
+
+    /// Replaces session `id`'s invite, for one of its facilitators: the old code stops
+    /// working at once, so a removed person cannot come back through it. People
+    /// already in the session are not affected.
+    pub async fn rotate_invite(&self, id: &SessionId, who: &MemberId) -> Result<InviteLink, HubError> {
+        self.facilitating(id, who).await?;
+        let code = random_token(10);
+        self.store.set_invite(id, &code).await.map_err(|_| HubError::Unavailable)?;
+        if let Some(old) = self.invite_codes.insert(id.clone(), code.clone()) {
+            self.invites.remove(&old);
+        }
+        self.invites.insert(code.clone(), id.clone());
+        info!(session = %id, facilitator = %who, "invite replaced");
+        Ok(self.link(id, code))
+    }
+
+    /// Refuses unless `who` is a facilitator of live session `id`; a session that does
+    /// not exist gets the same refusal.
+    async fn facilitating(&self, id: &SessionId, who: &MemberId) -> Result<(), HubError> {
+        let session = self.session(id).ok_or(HubError::NotItsFacilitator)?;
+        match session.role_of(who.clone()).await {
+            Some(Role::Facilitator) => Ok(()),
+            _ => Err(HubError::NotItsFacilitator),
+        }
+    }
+
+    fn link(&self, id: &SessionId, invite_code: String) -> InviteLink {
+        InviteLink {
+            session: id.clone(),
+            invite_url: format!("{}/#invite={invite_code}", self.public_url),
+            invite_code,
+        }
     }
 
     /// What an invite leads to, for the page people see before joining.

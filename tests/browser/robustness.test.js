@@ -174,3 +174,24 @@ test("axe finds no serious or critical accessibility violations, and the app fit
     await server.stop();
   }
 });
+
+test("a new invite link from the console shuts the old one at once", async () => {
+  const server = await startServer();
+  try {
+    const facilitator = await person(browser);
+    const old = await createSession(facilitator, server, "Invites");
+    await facilitator.getByRole("button", { name: "New invite link" }).click();
+    const box = facilitator.locator("#invite-link");
+    await facilitator.waitForFunction((before) => document.querySelector("#invite-link")?.value !== before, old);
+    const fresh = await box.inputValue();
+    assert.notEqual(fresh, old);
+    await facilitator.locator("#announcer", { hasText: "The old one no longer works" }).waitFor({ state: "attached" });
+
+    const latecomer = await person(browser);
+    await latecomer.goto(old);
+    await latecomer.getByRole("heading", { name: "This invite does not work" }).waitFor();
+    await joinAs(latecomer, fresh, "Latecomer");
+  } finally {
+    await server.stop();
+  }
+});

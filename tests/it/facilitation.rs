@@ -123,3 +123,67 @@ async fn roles_and_the_secretary_flag_come_from_the_session() -> Result<()> {
     assert_eq!(last.code, ErrorCode::InvalidValue, "the last facilitator cannot step down");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_new_invite_link_shuts_out_a_removed_member_and_survives_a_restart() -> Result<()> {
+    let mut scene = Scene::new(Settings::default()).await?;
+    let address = scene.server.address;
+    let path = format!("/api/sessions/{}/invite", scene.session);
+    let as_facilitator = format!("Bearer {}", scene.facilitator.token);
+    let invite =
+        caucus_tests::http(address, "GET", &path, &[("authorization", &as_facilitator)], None).await?;
+    assert_eq!(invite.status, 200, "{}", invite.body);
+    let invite: caucus_protocol::api::InviteLink = invite.json()?;
+    assert_eq!(invite.invite_code, scene.invite);
+    assert!(invite.invite_url.ends_with(&format!("/#invite={}", scene.invite)), "{}", invite.invite_url);
+
+    // Members, strangers and the token-less cannot see or replace it.
+    let amara = scene.member("Amara").await?;
+    let as_member = format!("Bearer {}", amara.token);
+    for method in ["GET", "POST"] {
+        let refused =
+            caucus_tests::http(address, method, &path, &[("authorization", &as_member)], None).await?;
+        assert_eq!(refused.status, 403, "{method} as a member: {}", refused.body);
+        let anonymous = caucus_tests::http(address, method, &path, &[], None).await?;
+        assert_eq!(anonymous.status, 401, "{method} without a token");
+    }
+    let elsewhere = caucus_tests::http(
+        address,
+        "GET",
+        "/api/sessions/s-nonexistent/invite",
+        &[("authorization", &as_facilitator)],
+        None,
+    )
+    .await?;
+    assert_eq!(elsewhere.status, 403, "an unknown session looks like one that is not yours");
+
+    // Amara is removed; the old link would let her back in as someone new.
+    scene.facilitator.client.ok(Command::Remove { member: amara.id.clone() }).await?;
+    let rotated =
+        caucus_tests::http(address, "POST", &path, &[("authorization", &as_facilitator)], None).await?;
+    assert_eq!(rotated.status, 200, "{}", rotated.body);
+    let rotated: caucus_protocol::api::InviteLink = rotated.json()?;
+    assert_ne!(rotated.invite_code, scene.invite);
+    let old =
+        caucus_tests::http(address, "GET", &format!("/api/invites/{}", scene.invite), &[], None).await?;
+    assert_eq!(old.status, 404, "the old invite still works: {}", old.body);
+    assert!(scene.server.join(&scene.invite, "Amara again").await.is_err(), "joined through the old invite");
+    scene.server.join(&rotated.invite_code, "Bayo").await?;
+
+    // The new code is what a restart brings back.
+    let server = scene.server.restart().await;
+    let back = caucus_tests::http(
+        server.address,
+        "GET",
+        &format!("/api/invites/{}", rotated.invite_code),
+        &[],
+        None,
+    )
+    .await?;
+    assert_eq!(back.status, 200, "{}", back.body);
+    let gone =
+        caucus_tests::http(server.address, "GET", &format!("/api/invites/{}", scene.invite), &[], None)
+            .await?;
+    assert_eq!(gone.status, 404);
+    Ok(())
+}

@@ -109,6 +109,10 @@ enum Request {
     Summarize {
         reply: oneshot::Sender<Summary>,
     },
+    RoleOf {
+        member: MemberId,
+        reply: oneshot::Sender<Option<Role>>,
+    },
     Minutes {
         member: MemberId,
         reply: oneshot::Sender<Option<Minutes>>,
@@ -218,6 +222,13 @@ impl SessionHandle {
     pub async fn minutes(&self, member: MemberId) -> Option<Minutes> {
         let (reply, answer) = oneshot::channel();
         self.send(Request::Minutes { member, reply }).await.ok()?;
+        answer.await.ok().flatten()
+    }
+
+    /// `member`'s role in the session, if they are in it and not removed.
+    pub async fn role_of(&self, member: MemberId) -> Option<Role> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Request::RoleOf { member, reply }).await.ok()?;
         answer.await.ok().flatten()
     }
 
@@ -372,6 +383,10 @@ impl SessionActor {
             Request::Minutes { member, reply } => {
                 let minutes = self.session.may_export_minutes(&member).then(|| self.session.minutes());
                 let _ = reply.send(minutes);
+            }
+            Request::RoleOf { member, reply } => {
+                let role = self.session.role_of(&member).filter(|_| !self.session.is_removed(&member));
+                let _ = reply.send(role);
             }
             Request::Summarize { reply } => {
                 let _ = reply.send(Summary {

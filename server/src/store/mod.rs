@@ -68,6 +68,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Records a new session.
     fn create_session<'a>(&'a self, record: &'a SessionRecord) -> BoxFuture<'a, Result<(), StoreError>>;
 
+    /// Replaces `session`'s invite code. Returns once it is durable.
+    fn set_invite<'a>(
+        &'a self,
+        session: &'a SessionId,
+        code: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+
     /// Appends `events` to `session`, all or nothing. Returns once they are durable.
     fn append<'a>(
         &'a self,
@@ -139,6 +146,17 @@ fn done<'a>() -> BoxFuture<'a, Result<(), StoreError>> {
 impl Store for MemoryStore {
     fn create_session<'a>(&'a self, record: &'a SessionRecord) -> BoxFuture<'a, Result<(), StoreError>> {
         self.lock().sessions.push(record.clone());
+        done()
+    }
+
+    fn set_invite<'a>(
+        &'a self,
+        session: &'a SessionId,
+        code: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        if let Some(record) = self.lock().sessions.iter_mut().find(|record| record.id == *session) {
+            record.invite_code = code.to_owned();
+        }
         done()
     }
 

@@ -75,6 +75,7 @@ pub struct SqliteStore {
 #[derive(Debug)]
 enum Work {
     CreateSession(SessionRecord),
+    SetInvite(SessionId, String),
     Append(SessionId, Vec<RoomEvent>),
     Purge(SessionId, Vec<Room>),
     Rewrite(SessionId, Vec<RoomEvent>),
@@ -273,6 +274,13 @@ fn apply(connection: &Connection, work: &Work) -> rusqlite::Result<()> {
                 params![record.id.as_str(), record.invite_code, record.created_at as i64, json],
             )?;
         }
+        Work::SetInvite(session, code) => {
+            // The record keeps its own copy of the code, for loading.
+            connection.execute(
+                "UPDATE sessions SET invite_code = ?2, record = json_set(record, '$.invite_code', ?2) WHERE id = ?1",
+                params![session.as_str(), code],
+            )?;
+        }
         Work::Append(session, events) => {
             let mut insert = connection.prepare_cached(
                 "INSERT INTO events (session, room, seq, at, body) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -381,6 +389,14 @@ pub fn backup(database: &Path, destination: &Path) -> Result<(), StoreError> {
 impl Store for SqliteStore {
     fn create_session<'a>(&'a self, record: &'a SessionRecord) -> BoxFuture<'a, Result<(), StoreError>> {
         self.submit(Work::CreateSession(record.clone()))
+    }
+
+    fn set_invite<'a>(
+        &'a self,
+        session: &'a SessionId,
+        code: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.submit(Work::SetInvite(session.clone(), code.to_owned()))
     }
 
     fn append<'a>(
