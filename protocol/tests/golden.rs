@@ -5,7 +5,9 @@
 //! `<!-- golden: client -->` (a [`ClientFrame`]), `<!-- golden: server -->` (a
 //! [`ServerMessage`]), or `<!-- golden: api:NAME -->` for an HTTP body.
 
-use caucus_protocol::api::{ApiError, CreateSession, InviteInfo, InviteLink, JoinRequest, Joined, Minutes, SessionCreated};
+use caucus_protocol::api::{
+    ApiError, CreateSession, InviteInfo, InviteLink, JoinRequest, Joined, Minutes, SessionCreated,
+};
 use caucus_protocol::{ClientFrame, ServerMessage};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
