@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Extension, Path, Query, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -17,7 +17,7 @@ use caucus_protocol::api::{
 };
 use caucus_protocol::{ErrorCode, MemberId, SessionId};
 
-use crate::auth::origin_allowed;
+use crate::auth::{Claims, origin_allowed};
 use crate::connection;
 use crate::gate::{Lane, RESERVE_PATHS, Ticket};
 use crate::hub::{Hub, HubError};
@@ -38,7 +38,7 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/api/join", post(join))
         .route("/api/invites/{code}", get(invite))
         .route("/api/sessions/{id}/minutes", get(minutes))
-        .route("/api/sessions/{id}/invite", get(session_invite).post(rotate_invite))
+        .route("/api/sessions/{id}/invite", get(session_invite).post(session_invite))
         .layer(middleware::from_fn(reserve_lane))
         .with_state(hub)
 }
@@ -283,16 +283,22 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ").map(str::trim)
 }
 
+/// The verified token in `Authorization: Bearer`, or 401 saying what is wrong; `asking`
+/// names the token expected, for the message.
+fn authenticated(hub: &Hub, headers: &HeaderMap, asking: &str) -> Result<(Claims, MemberId), ApiFailure> {
+    let unauthorized =
+        |message: String| ApiFailure::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message);
+    let token = bearer(headers)
+        .ok_or_else(|| unauthorized(format!("send {asking} as `Authorization: Bearer <token>`")))?;
+    hub.auth().verify(token).map_err(|err| unauthorized(err.to_string()))
+}
+
 async fn create_session(
     State(hub): State<Arc<Hub>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<SessionCreated>), ApiFailure> {
-    let unauthorized =
-        |message: String| ApiFailure::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message);
-    let token = bearer(&headers)
-        .ok_or_else(|| unauthorized("send a facilitator token as `Authorization: Bearer <token>`".into()))?;
-    let (claims, _) = hub.auth().verify(token).map_err(|err| unauthorized(err.to_string()))?;
+    let (claims, _) = authenticated(&hub, &headers, "a facilitator token")?;
     let request: CreateSession = read_json(&hub, &headers, body).await?;
     let created = hub.create_session(&claims, request).await?;
     Ok((StatusCode::CREATED, Json(created)))
@@ -314,33 +320,21 @@ async fn invite(
     Ok(Json(hub.invite(&code).await?))
 }
 
-/// The facilitator the bearer token names, or why not.
-fn facilitator_in(hub: &Hub, headers: &HeaderMap, id: &str) -> Result<(SessionId, MemberId), ApiFailure> {
-    let unauthorized =
-        |message: String| ApiFailure::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message);
-    let token = bearer(headers)
-        .ok_or_else(|| unauthorized("send your token as `Authorization: Bearer <token>`".into()))?;
-    let (_, member) = hub.auth().verify(token).map_err(|err| unauthorized(err.to_string()))?;
-    let id = SessionId::new(id).map_err(|_| HubError::NotItsFacilitator)?;
-    Ok((id, member))
-}
-
+/// `GET` shows the session's invite to one of its facilitators; `POST` replaces it.
 async fn session_invite(
     State(hub): State<Arc<Hub>>,
+    method: Method,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<InviteLink>, ApiFailure> {
-    let (id, member) = facilitator_in(&hub, &headers, &id)?;
-    Ok(Json(hub.invite_link(&id, &member).await?))
-}
-
-async fn rotate_invite(
-    State(hub): State<Arc<Hub>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Json<InviteLink>, ApiFailure> {
-    let (id, member) = facilitator_in(&hub, &headers, &id)?;
-    Ok(Json(hub.rotate_invite(&id, &member).await?))
+    let (_, member) = authenticated(&hub, &headers, "your token")?;
+    let id = SessionId::new(id).map_err(|_| HubError::NotItsFacilitator)?;
+    let link = if method == Method::POST {
+        hub.rotate_invite(&id, &member).await?
+    } else {
+        hub.invite_link(&id, &member).await?
+    };
+    Ok(Json(link))
 }
 
 /// `?format=markdown` or `?format=json` (the default).
@@ -356,11 +350,7 @@ async fn minutes(
     Path(id): Path<String>,
     Query(query): Query<MinutesQuery>,
 ) -> Result<Response, ApiFailure> {
-    let unauthorized =
-        |message: String| ApiFailure::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message);
-    let token = bearer(&headers)
-        .ok_or_else(|| unauthorized("send your token as `Authorization: Bearer <token>`".into()))?;
-    let (_, member) = hub.auth().verify(token).map_err(|err| unauthorized(err.to_string()))?;
+    let (_, member) = authenticated(&hub, &headers, "your token")?;
     let refused = || {
         ApiFailure::new(
             StatusCode::FORBIDDEN,
