@@ -556,8 +556,7 @@ class Live {
       case "timer_warning": this.deadline = event.deadline; announce("The round ends soon."); break;
       case "round_extended": this.deadline = event.deadline; announce("The round was extended."); break;
       case "reconvened": {
-        // With auto_reconvene on, the server's timer reconvenes at the deadline.
-        const timeUp = this.info.settings.auto_reconvene && this.deadline !== null && event.at >= this.deadline;
+        const timeUp = event.time_up === true;
         this.phase = { name: "reconvened", round: event.round };
         this.deadline = null;
         this.view = "plenary";

@@ -235,6 +235,10 @@ pub enum EventBody {
     Reconvened {
         /// The round.
         round: u32,
+        /// `true` when the server reconvened on its own because the round's time ran
+        /// out (`auto_reconvene`); absent when a facilitator reconvened or ended it.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        time_up: bool,
     },
     /// Plenary: the points a caucus carried out of a round, in its order. They are
     /// attributed to the caucus, never to a person.

@@ -95,6 +95,8 @@ pub struct Auth {
     validation: Validation,
     issuer: String,
     ttl_secs: u64,
+    /// The longest display name, in characters: a facilitator's name is one.
+    name_chars: usize,
 }
 
 impl std::fmt::Debug for Auth {
@@ -145,6 +147,7 @@ impl Auth {
             validation,
             issuer: config.token_issuer.clone(),
             ttl_secs: config.token_ttl_secs,
+            name_chars: config.limits.text.name_chars,
         }
     }
 
@@ -154,6 +157,9 @@ impl Auth {
         let name = name.trim();
         if !name.chars().any(char::is_alphanumeric) {
             return Err("a facilitator name needs at least one letter or digit".into());
+        }
+        if name.chars().count() > self.name_chars {
+            return Err(format!("a facilitator name may be at most {} characters", self.name_chars));
         }
         let id = facilitator_id(name);
         Ok(self.mint(id.as_str(), TokenKind::Facilitator, None, Some(name.to_owned())))

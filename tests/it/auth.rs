@@ -272,8 +272,14 @@ async fn metrics_and_readiness_are_served_without_any_content() -> Result<()> {
 #[tokio::test]
 async fn a_session_whose_creator_cannot_join_is_never_created() -> Result<()> {
     let server = TestServer::start().await;
-    // A facilitator name longer than a display name may be: the creator cannot join.
-    let token = server.facilitator_token(&"N".repeat(200));
+    // A facilitator name longer than a display name may be, in a token minted
+    // elsewhere with the same key: the creator cannot join.
+    assert!(server.hub.auth().mint_facilitator(&"N".repeat(200)).is_err(), "the CLI refuses such a name");
+    let long = "N".repeat(200);
+    let token = sign(
+        &Claims { name: Some(long.clone()), ..claims(caucus_server::auth::facilitator_id(&long).as_str()) },
+        Algorithm::HS256,
+    );
     let refused = caucus_tests::create_session(server.address, &token, "Orphan").await;
     let message = refused.expect_err("the session is refused").to_string();
     assert!(message.contains("422") && message.contains("too_long"), "{message}");

@@ -50,7 +50,7 @@ async fn the_server_reconvenes_on_its_own_when_time_runs_out() -> Result<()> {
     assert_eq!(warning.at - opened.at, 45_000);
     let reconvened = amara
         .client
-        .expect_body(Room::Plenary, |body| matches!(body, EventBody::Reconvened { round: 1 }))
+        .expect_body(Room::Plenary, |body| matches!(body, EventBody::Reconvened { round: 1, time_up: true }))
         .await?;
     assert_eq!(reconvened.at - opened.at, 90_000);
     let feedback = amara

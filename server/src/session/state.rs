@@ -490,7 +490,7 @@ impl Session {
         }
         if now >= timer.deadline {
             return if self.settings.auto_reconvene {
-                self.reconvene_drafts(round)
+                self.reconvene_drafts(round, true)
             } else {
                 vec![Draft::new(Room::Facilitators, EventBody::TimeUp { round })]
             };
@@ -718,7 +718,7 @@ impl Session {
                 require_facilitator("reconvene")?;
                 match self.phase {
                     Phase::Caucusing { round: current } if current == *round => {
-                        Ok(Decision::events(self.reconvene_drafts(current)))
+                        Ok(Decision::events(self.reconvene_drafts(current, false)))
                     }
                     // A double click, or a second facilitator a moment too late:
                     // that round is already reconvened, so there is nothing to do.
@@ -729,7 +729,7 @@ impl Session {
             Command::EndSession {} => {
                 require_facilitator("end the session")?;
                 let mut drafts = match self.phase {
-                    Phase::Caucusing { round } => self.reconvene_drafts(round),
+                    Phase::Caucusing { round } => self.reconvene_drafts(round, false),
                     _ => Vec::new(),
                 };
                 drafts.push(Draft::new(Room::Plenary, EventBody::SessionEnded {}));
@@ -956,7 +956,7 @@ impl Session {
                     timer.expired = true;
                 }
             }
-            EventBody::Reconvened { round } => {
+            EventBody::Reconvened { round, .. } => {
                 self.phase = Phase::Reconvened { round: *round };
                 self.timer = None;
             }
@@ -1342,8 +1342,8 @@ impl Session {
 
     /// Reconvene in one step: the round closes, and each caucus's carried points go to
     /// the plenary, in the caucus's order, attributed to the caucus alone.
-    fn reconvene_drafts(&self, round: u32) -> Vec<Draft> {
-        let mut drafts = vec![Draft::new(Room::Plenary, EventBody::Reconvened { round })];
+    fn reconvene_drafts(&self, round: u32, time_up: bool) -> Vec<Draft> {
+        let mut drafts = vec![Draft::new(Room::Plenary, EventBody::Reconvened { round, time_up })];
         for caucus in Caucus::BOTH {
             // Only agreement from someone still in the caucus counts.
             let agreed =

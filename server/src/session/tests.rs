@@ -213,7 +213,7 @@ fn reconvene_carries_flagged_points_in_order_without_authors() {
 
     let events = fixture.apply("f-ada", Command::Reconvene { round: 1 });
     assert!(events.iter().all(|event| event.room == Room::Plenary));
-    assert!(matches!(events[0].body, EventBody::Reconvened { round: 1 }));
+    assert!(matches!(events[0].body, EventBody::Reconvened { round: 1, time_up: false }));
     assert_eq!(
         feedback(&events),
         vec![
