@@ -221,7 +221,9 @@ fn check_length(secret: Secret, source: &str) -> Result<Secret, KeyError> {
 fn read_secret(path: &Path) -> Result<Secret, KeyError> {
     let bytes =
         std::fs::read(path).map_err(|source| KeyError::Io { path: path.display().to_string(), source })?;
-    let trimmed = String::from_utf8_lossy(&bytes).trim().as_bytes().to_vec();
+    // Surrounding whitespace (a trailing newline) is trimmed, and nothing else changes:
+    // a binary key is used byte for byte.
+    let trimmed = bytes.trim_ascii().to_vec();
     check_length(Secret(trimmed), &path.display().to_string())
 }
 

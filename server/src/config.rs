@@ -279,6 +279,14 @@ impl Config {
             Some(path) => Self::from_file(path)?,
             None => Self::default(),
         };
+        // A variable that is set but not UTF-8 is an error, not silently "unset".
+        for (name, value) in std::env::vars_os() {
+            if let (Some(name), None) = (name.to_str(), value.to_str())
+                && name.starts_with("CAUCUS_")
+            {
+                return Err(ConfigError::Invalid(format!("{name} is not valid UTF-8")));
+            }
+        }
         config.apply_env(|name| std::env::var(name).ok())?;
         config.apply_overrides(overrides);
         config.validate()?;

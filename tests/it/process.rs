@@ -77,6 +77,16 @@ async fn a_bad_setting_stops_the_binary_with_a_readable_message() -> Result<()> 
         .output()?;
     assert!(!short.status.success());
     assert!(String::from_utf8(short.stderr)?.contains("at least 32 bytes"));
+    // A key that is not UTF-8 is refused by name, not taken as unset.
+    use std::os::unix::ffi::OsStrExt;
+    let not_utf8 = std::ffi::OsStr::from_bytes(b"\xff\xfe-a-binary-key-of-more-than-32-bytes");
+    let binary = Process::new(caucus_binary())
+        .args(["token", "facilitator", "--name", "Ada"])
+        .env("CAUCUS_JWT_SECRET", not_utf8)
+        .output()?;
+    assert!(!binary.status.success());
+    let stderr = String::from_utf8(binary.stderr)?;
+    assert!(stderr.contains("CAUCUS_JWT_SECRET is not valid UTF-8"), "{stderr}");
     Ok(())
 }
 
