@@ -88,7 +88,8 @@ function route() {
   if (hash.has("invite")) return showJoin(hash.get("invite"));
   if (hash.has("session")) {
     const session = hash.get("session");
-    const token = store.get(`session.${session}`);
+    // A member's token is the session's own; a facilitator's opens every session they run.
+    const token = store.get(`session.${session}`) ?? store.get("facilitator");
     if (token) return new Live(session, token).start();
   }
   if (store.get("facilitator")) return showCreate();
@@ -186,8 +187,28 @@ function showCreate() {
       error.textContent = `Could not create the session: ${err.message}`;
     }
   });
-  page(form);
+  const yours = h("section", { class: "card narrow", "aria-labelledby": "yours-heading" },
+    h("h2", { id: "yours-heading" }, "Your sessions"), h("p", { class: "note" }, "Loading…"));
+  page(yours, form);
   title.focus();
+  listSessions(yours);
+}
+
+/** The sessions this facilitator runs or co-runs, from the server, live ones first. */
+async function listSessions(section) {
+  const heading = section.firstChild;
+  try {
+    const { sessions } = await api("GET", "/api/sessions", null, store.get("facilitator"));
+    const phase = (p) => p.name === "caucusing" ? `round ${p.round}: caucusing`
+      : p.name === "reconvened" ? `round ${p.round}: reconvened` : p.name;
+    section.replaceChildren(heading, sessions.length === 0
+      ? h("p", { class: "note" }, "None yet. Create one below.")
+      : h("ul", { class: "sessions" }, ...sessions.map((entry) => h("li", {},
+        h("a", { href: `#session=${entry.session}` }, entry.title),
+        h("span", { class: "note" }, ` · ${phase(entry.phase)}`)))));
+  } catch (err) {
+    section.replaceChildren(heading, h("p", { class: "error", role: "alert" }, `Could not list your sessions: ${err.message}`));
+  }
 }
 
 async function showJoin(code) {

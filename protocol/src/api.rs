@@ -46,6 +46,27 @@ pub struct InviteLink {
     pub invite_url: String,
 }
 
+/// `GET /api/sessions`: the sessions the token's facilitator runs or co-runs, live ones
+/// first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FacilitatedSessions {
+    /// The sessions.
+    pub sessions: Vec<FacilitatedSession>,
+}
+
+/// One entry of [`FacilitatedSessions`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FacilitatedSession {
+    /// The session.
+    pub session: SessionId,
+    /// Its title.
+    pub title: String,
+    /// Where it is in its flow.
+    pub phase: crate::Phase,
+    /// Its invite link, while it can still be joined; `null` once it has ended.
+    pub invite_url: Option<String>,
+}
+
 /// `GET /api/invites/{code}`: what a person sees before they join.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InviteInfo {

@@ -6,7 +6,8 @@
 //! [`ServerMessage`]), or `<!-- golden: api:NAME -->` for an HTTP body.
 
 use caucus_protocol::api::{
-    ApiError, CreateSession, InviteInfo, InviteLink, JoinRequest, Joined, Minutes, SessionCreated,
+    ApiError, CreateSession, FacilitatedSessions, InviteInfo, InviteLink, JoinRequest, Joined, Minutes,
+    SessionCreated,
 };
 use caucus_protocol::{ClientFrame, ServerMessage};
 use serde::Serialize;
@@ -74,6 +75,7 @@ fn every_protocol_example_round_trips() {
             "api:session_created" => round_trip::<SessionCreated>(example),
             "api:invite_info" => round_trip::<InviteInfo>(example),
             "api:invite_link" => round_trip::<InviteLink>(example),
+            "api:facilitated_sessions" => round_trip::<FacilitatedSessions>(example),
             "api:join_request" => round_trip::<JoinRequest>(example),
             "api:joined" => round_trip::<Joined>(example),
             "api:error" => round_trip::<ApiError>(example),

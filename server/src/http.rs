@@ -13,7 +13,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use caucus_protocol::api::{
-    ApiError, ApiErrorBody, CreateSession, InviteInfo, InviteLink, JoinRequest, Joined, SessionCreated,
+    ApiError, ApiErrorBody, CreateSession, FacilitatedSessions, InviteInfo, InviteLink, JoinRequest, Joined,
+    SessionCreated,
 };
 use caucus_protocol::{ErrorCode, MemberId, SessionId};
 
@@ -34,7 +35,7 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/metrics", get(metrics))
         .route("/ws", get(upgrade))
         .route("/ws/echo", get(upgrade_echo))
-        .route("/api/sessions", post(create_session))
+        .route("/api/sessions", get(facilitated_sessions).post(create_session))
         .route("/api/join", post(join))
         .route("/api/invites/{code}", get(invite))
         .route("/api/sessions/{id}/minutes", get(minutes))
@@ -318,6 +319,18 @@ async fn invite(
     Path(code): Path<String>,
 ) -> Result<Json<InviteInfo>, ApiFailure> {
     Ok(Json(hub.invite(&code).await?))
+}
+
+/// The sessions the token's facilitator runs or co-runs.
+async fn facilitated_sessions(
+    State(hub): State<Arc<Hub>>,
+    headers: HeaderMap,
+) -> Result<Json<FacilitatedSessions>, ApiFailure> {
+    let (claims, member) = authenticated(&hub, &headers, "a facilitator token")?;
+    if claims.kind != crate::auth::TokenKind::Facilitator {
+        return Err(HubError::NotFacilitator.into());
+    }
+    Ok(Json(FacilitatedSessions { sessions: hub.facilitated_by(&member).await }))
 }
 
 /// `GET` shows the session's invite to one of its facilitators; `POST` replaces it.

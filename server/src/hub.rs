@@ -6,8 +6,10 @@
 
 use std::sync::Arc;
 
-use caucus_protocol::api::{CreateSession, InviteInfo, InviteLink, Joined, SessionCreated};
-use caucus_protocol::{ErrorCode, MemberId, Role, SessionId};
+use caucus_protocol::api::{
+    CreateSession, FacilitatedSession, InviteInfo, InviteLink, Joined, SessionCreated,
+};
+use caucus_protocol::{ErrorCode, MemberId, Phase, Role, SessionId};
 use dashmap::DashMap;
 use rand::Rng;
 use rand::distr::Alphanumeric;
@@ -263,6 +265,35 @@ impl Hub {
         self.invite_codes.insert(record.id.clone(), record.invite_code.clone());
         self.created_by.insert(record.id.clone(), record.created_by.clone());
         handle
+    }
+
+    /// The sessions `who` facilitates, live ones first, then by title.
+    pub async fn facilitated_by(&self, who: &MemberId) -> Vec<FacilitatedSession> {
+        let handles: Vec<SessionHandle> = self.sessions.iter().map(|entry| entry.value().clone()).collect();
+        let mut listed = Vec::new();
+        for handle in handles {
+            if handle.role_of(who.clone()).await != Some(Role::Facilitator) {
+                continue;
+            }
+            let Some(summary) = handle.summarize().await else { continue };
+            let code = self.invite_codes.get(handle.id()).map(|code| code.value().clone());
+            listed.push(FacilitatedSession {
+                session: handle.id().clone(),
+                title: summary.title,
+                phase: summary.phase,
+                invite_url: code
+                    .filter(|_| !summary.ended)
+                    .map(|code| self.link(handle.id(), code).invite_url),
+            });
+        }
+        listed.sort_by(|a, b| {
+            (a.phase == Phase::Ended, &a.title, &a.session).cmp(&(
+                b.phase == Phase::Ended,
+                &b.title,
+                &b.session,
+            ))
+        });
+        listed
     }
 
     /// The current invite of session `id`, for one of its facilitators.

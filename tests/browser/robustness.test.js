@@ -175,7 +175,7 @@ test("axe finds no serious or critical accessibility violations, and the app fit
   }
 });
 
-test("a new invite link from the console shuts the old one at once", async () => {
+test("a new invite link from the console shuts the old one at once, and the facilitator finds the session again", async () => {
   const server = await startServer();
   try {
     const facilitator = await person(browser);
@@ -191,6 +191,14 @@ test("a new invite link from the console shuts the old one at once", async () =>
     await latecomer.goto(old);
     await latecomer.getByRole("heading", { name: "This invite does not work" }).waitFor();
     await joinAs(latecomer, fresh, "Latecomer");
+
+    // The facilitator finds the session again from the start page, with no stored link.
+    await facilitator.goto(`${new URL(server.signIn).origin}/`);
+    await facilitator.getByRole("heading", { name: "Your sessions" }).waitFor();
+    await facilitator.getByRole("link", { name: "Invites" }).click();
+    await facilitator.getByRole("status").filter({ hasText: "Online" }).waitFor();
+    await facilitator.getByRole("button", { name: "Facilitator console" }).click();
+    assert.equal(await facilitator.locator("#invite-link").inputValue(), fresh);
   } finally {
     await server.stop();
   }

@@ -187,3 +187,37 @@ async fn a_new_invite_link_shuts_out_a_removed_member_and_survives_a_restart() -
     assert_eq!(gone.status, 404);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_facilitator_finds_the_sessions_they_run_with_their_invites() -> Result<()> {
+    let mut scene = Scene::new(Settings::default()).await?;
+    let address = scene.server.address;
+    let ada = scene.facilitator.token.clone();
+    let second = caucus_tests::create_session(address, &ada, "Another practice circle").await?;
+    let other = scene.server.facilitator_token("Bea");
+    caucus_tests::create_session(address, &other, "Bea's own").await?;
+    scene.facilitator.client.ok(Command::EndSession {}).await?;
+
+    let listed = caucus_tests::http(
+        address,
+        "GET",
+        "/api/sessions",
+        &[("authorization", &format!("Bearer {ada}"))],
+        None,
+    )
+    .await?;
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    let listed: caucus_protocol::api::FacilitatedSessions = listed.json()?;
+    let ids: Vec<_> = listed.sessions.iter().map(|entry| entry.session.clone()).collect();
+    assert_eq!(ids, vec![second.session.clone(), scene.session.clone()], "live first, and only Ada's");
+    assert_eq!(listed.sessions[0].invite_url.as_deref(), Some(second.invite_url.as_str()));
+    assert_eq!(listed.sessions[1].phase, caucus_protocol::Phase::Ended);
+    assert_eq!(listed.sessions[1].invite_url, None, "an ended session offers no invite");
+
+    let amara = scene.server.join(&second.invite_code, "Amara").await?;
+    let as_member = format!("Bearer {}", amara.token);
+    let refused =
+        caucus_tests::http(address, "GET", "/api/sessions", &[("authorization", &as_member)], None).await?;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    Ok(())
+}

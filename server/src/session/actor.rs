@@ -79,6 +79,8 @@ pub struct Summary {
     pub ground_rules: Option<String>,
     /// Whether the session has ended.
     pub ended: bool,
+    /// Where the session is in its flow.
+    pub phase: caucus_protocol::Phase,
 }
 
 /// A request to a session actor.
@@ -393,6 +395,7 @@ impl SessionActor {
                     title: self.session.title().to_owned(),
                     ground_rules: self.session.ground_rules().map(str::to_owned),
                     ended: self.session.phase() == caucus_protocol::Phase::Ended,
+                    phase: self.session.phase(),
                 });
             }
         }
