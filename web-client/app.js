@@ -941,6 +941,24 @@ class Live {
     } else if (invite?.error) {
       parts.push(h("section", { class: "card" }, h("h3", {}, "Invite link"), h("p", { class: "error", role: "alert" }, invite.error)));
     }
+    const coName = h("input", { type: "text", id: "co-facilitator", maxlength: 80, autocomplete: "off" });
+    // Kept on the page object: the console is rebuilt whenever an event arrives.
+    const coResult = h("p", { class: "note", role: "status" }, this.coResult ?? "");
+    parts.push(h("section", { class: "card", "aria-labelledby": "co-heading" }, h("h3", { id: "co-heading" }, "Co-facilitators"),
+      h("div", { class: "row" }, h("div", {}, h("label", { for: "co-facilitator" }, "Name on their facilitator sign-in link"), coName),
+        h("button", { type: "button", onclick: async () => {
+          const name = coName.value.trim();
+          if (!name) return;
+          try {
+            await api("POST", `/api/sessions/${this.session}/facilitators`, { name }, this.token);
+            this.coResult = `${name} can now run this session: it is on their start page.`;
+            coName.value = "";
+          } catch (err) {
+            this.coResult = `Could not add ${name}: ${err.message}`;
+          }
+          this.scheduleRender();
+        } }, "Add")),
+      coResult));
     const ended = this.phase.name === "ended";
     if (!ended) {
       const minutes = h("input", { type: "number", id: "duration", min: 1, max: 1440, value: 20 });

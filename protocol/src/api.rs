@@ -67,6 +67,24 @@ pub struct FacilitatedSession {
     pub invite_url: Option<String>,
 }
 
+/// `POST /api/sessions/{id}/facilitators`: a facilitator adds a co-facilitator by the
+/// name their facilitator token carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddFacilitator {
+    /// The co-facilitator's name, exactly as in their facilitator token.
+    pub name: String,
+}
+
+/// The reply to [`AddFacilitator`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FacilitatorAdded {
+    /// The session.
+    pub session: SessionId,
+    /// The co-facilitator's id in it.
+    pub member: MemberId,
+}
+
 /// `GET /api/invites/{code}`: what a person sees before they join.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InviteInfo {

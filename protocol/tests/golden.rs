@@ -6,8 +6,8 @@
 //! [`ServerMessage`]), or `<!-- golden: api:NAME -->` for an HTTP body.
 
 use caucus_protocol::api::{
-    ApiError, CreateSession, FacilitatedSessions, InviteInfo, InviteLink, JoinRequest, Joined, Minutes,
-    SessionCreated,
+    AddFacilitator, ApiError, CreateSession, FacilitatedSessions, FacilitatorAdded, InviteInfo, InviteLink,
+    JoinRequest, Joined, Minutes, SessionCreated,
 };
 use caucus_protocol::{ClientFrame, ServerMessage};
 use serde::Serialize;
@@ -76,6 +76,8 @@ fn every_protocol_example_round_trips() {
             "api:invite_info" => round_trip::<InviteInfo>(example),
             "api:invite_link" => round_trip::<InviteLink>(example),
             "api:facilitated_sessions" => round_trip::<FacilitatedSessions>(example),
+            "api:add_facilitator" => round_trip::<AddFacilitator>(example),
+            "api:facilitator_added" => round_trip::<FacilitatorAdded>(example),
             "api:join_request" => round_trip::<JoinRequest>(example),
             "api:joined" => round_trip::<Joined>(example),
             "api:error" => round_trip::<ApiError>(example),

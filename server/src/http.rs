@@ -13,8 +13,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use caucus_protocol::api::{
-    ApiError, ApiErrorBody, CreateSession, FacilitatedSessions, InviteInfo, InviteLink, JoinRequest, Joined,
-    SessionCreated,
+    AddFacilitator, ApiError, ApiErrorBody, CreateSession, FacilitatedSessions, FacilitatorAdded, InviteInfo,
+    InviteLink, JoinRequest, Joined, SessionCreated,
 };
 use caucus_protocol::{ErrorCode, MemberId, SessionId};
 
@@ -40,6 +40,7 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/api/invites/{code}", get(invite))
         .route("/api/sessions/{id}/minutes", get(minutes))
         .route("/api/sessions/{id}/invite", get(session_invite).post(session_invite))
+        .route("/api/sessions/{id}/facilitators", post(add_facilitator))
         .layer(middleware::from_fn(reserve_lane))
         .with_state(hub)
 }
@@ -331,6 +332,19 @@ async fn facilitated_sessions(
         return Err(HubError::NotFacilitator.into());
     }
     Ok(Json(FacilitatedSessions { sessions: hub.facilitated_by(&member).await }))
+}
+
+/// One of a session's facilitators adds a co-facilitator by name.
+async fn add_facilitator(
+    State(hub): State<Arc<Hub>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<Json<FacilitatorAdded>, ApiFailure> {
+    let (_, member) = authenticated(&hub, &headers, "your facilitator token")?;
+    let request: AddFacilitator = read_json(&hub, &headers, body).await?;
+    let id = SessionId::new(id).map_err(|_| HubError::NotItsFacilitator)?;
+    Ok(Json(hub.add_facilitator(&id, &member, &request.name).await?))
 }
 
 /// `GET` shows the session's invite to one of its facilitators; `POST` replaces it.

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use caucus_protocol::api::{
-    CreateSession, FacilitatedSession, InviteInfo, InviteLink, Joined, SessionCreated,
+    CreateSession, FacilitatedSession, FacilitatorAdded, InviteInfo, InviteLink, Joined, SessionCreated,
 };
 use caucus_protocol::{ErrorCode, MemberId, Phase, Role, SessionId};
 use dashmap::DashMap;
@@ -28,7 +28,7 @@ use crate::store::{SessionRecord, Store, StoredSession};
 pub enum HubError {
     #[error("only a facilitator token can create sessions")]
     NotFacilitator,
-    #[error("only the session's facilitators can see or replace its invite")]
+    #[error("only this session's facilitators can do that")]
     NotItsFacilitator,
     #[error("the invite code is unknown, or its session has ended")]
     NoSuchInvite,
@@ -294,6 +294,32 @@ impl Hub {
             ))
         });
         listed
+    }
+
+    /// Adds the facilitator named `name` (as their facilitator token names them) to
+    /// session `id`, for one of its facilitators. They see it in their list at once.
+    /// Adding someone who is already a facilitator there changes nothing.
+    pub async fn add_facilitator(
+        &self,
+        id: &SessionId,
+        who: &MemberId,
+        name: &str,
+    ) -> Result<FacilitatorAdded, HubError> {
+        self.facilitating(id, who).await?;
+        let name = name.trim();
+        if !name.chars().any(char::is_alphanumeric) {
+            return Err(Refusal::InvalidValue(
+                "a facilitator name needs at least one letter or digit".into(),
+            )
+            .into());
+        }
+        let member = crate::auth::facilitator_id(name);
+        let session = self.session(id).ok_or(HubError::NotItsFacilitator)?;
+        if session.role_of(member.clone()).await != Some(Role::Facilitator) {
+            session.join(member.clone(), name.to_owned(), Role::Facilitator, None).await?;
+            info!(session = %id, facilitator = %member, by = %who, "co-facilitator added");
+        }
+        Ok(FacilitatorAdded { session: id.clone(), member })
     }
 
     /// The current invite of session `id`, for one of its facilitators.

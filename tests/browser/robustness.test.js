@@ -203,3 +203,25 @@ test("a new invite link from the console shuts the old one at once, and the faci
     await server.stop();
   }
 });
+
+test("a co-facilitator added from the console finds the session on their start page and runs it", async () => {
+  const server = await startServer();
+  try {
+    const ada = await person(browser);
+    await createSession(ada, server, "Co-chaired circle");
+    await ada.getByLabel("Name on their facilitator sign-in link").fill("Bea Okafor");
+    await ada.getByRole("button", { name: "Add", exact: true }).click();
+    await ada.getByText("Bea Okafor can now run this session").waitFor();
+
+    const bea = await person(browser);
+    await bea.goto(`${new URL(server.signIn).origin}/#token=${server.token("Bea Okafor")}`);
+    await bea.getByRole("heading", { name: "Your sessions" }).waitFor();
+    await bea.getByRole("link", { name: "Co-chaired circle" }).click();
+    await bea.getByRole("status").filter({ hasText: "Online" }).waitFor();
+    await bea.getByRole("button", { name: "Facilitator console" }).click();
+    await bea.getByRole("button", { name: "Open the caucuses" }).click();
+    await ada.getByText("Round 1: caucusing").first().waitFor();
+  } finally {
+    await server.stop();
+  }
+});

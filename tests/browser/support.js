@@ -1,7 +1,7 @@
 // Test support for the browser tests: the real `caucus` binary, headless Chromium,
 // and helpers that fail loudly instead of hanging.
 
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -41,6 +41,10 @@ export async function startServer({ data = mkdtempSync(join(tmpdir(), "caucus-br
   return {
     url, signIn, data, child,
     port: new URL(url).port,
+    /** A facilitator token for `name`, minted as an operator would, with the same key. */
+    token: (name) => execFileSync(binary, ["token", "facilitator", "--name", name], {
+      env: { ...process.env, CAUCUS_DATA_DIR: data },
+    }).toString().trim(),
     stop: () => new Promise((done) => { child.once("exit", done); child.kill("SIGKILL"); }),
   };
 }

@@ -221,3 +221,53 @@ async fn a_facilitator_finds_the_sessions_they_run_with_their_invites() -> Resul
     assert_eq!(refused.status, 403, "{}", refused.body);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_co_facilitator_added_by_name_sees_the_session_at_once_and_runs_it() -> Result<()> {
+    let scene = Scene::new(Settings::default()).await?;
+    let address = scene.server.address;
+    let path = format!("/api/sessions/{}/facilitators", scene.session);
+    let as_ada = format!("Bearer {}", scene.facilitator.token);
+    let bea = scene.server.facilitator_token("Bea Okafor");
+    let as_bea = format!("Bearer {bea}");
+    let list = |auth: String| async move {
+        let listed =
+            caucus_tests::http(address, "GET", "/api/sessions", &[("authorization", &auth)], None).await?;
+        listed.json::<caucus_protocol::api::FacilitatedSessions>()
+    };
+    assert!(list(as_bea.clone()).await?.sessions.is_empty(), "Bea runs nothing yet");
+    // Bea's token alone does not open Ada's session.
+    let mut early = scene.server.client().await;
+    assert!(early.hello(&scene.session, &bea).await.is_err());
+
+    let body = r#"{"name": "  Bea Okafor "}"#;
+    let added = caucus_tests::http(address, "POST", &path, &[("authorization", &as_ada)], Some(body)).await?;
+    assert_eq!(added.status, 200, "{}", added.body);
+    let added: caucus_protocol::api::FacilitatorAdded = added.json()?;
+    let again = caucus_tests::http(address, "POST", &path, &[("authorization", &as_ada)], Some(body)).await?;
+    assert_eq!(
+        again.json::<caucus_protocol::api::FacilitatorAdded>()?,
+        added,
+        "adding twice changes nothing"
+    );
+
+    let listed = list(as_bea.clone()).await?;
+    assert_eq!(listed.sessions.iter().map(|entry| &entry.session).collect::<Vec<_>>(), [&scene.session]);
+    let mut desk = scene.server.client().await;
+    let welcome = desk.hello(&scene.session, &bea).await?;
+    assert_eq!(welcome.you.role, Role::Facilitator);
+    assert_eq!(welcome.you.id, added.member);
+    desk.ok(Command::OpenCaucuses { duration_secs: None }).await?;
+
+    // A member cannot add anyone, and a name needs a letter or digit.
+    let amara = scene.member("Amara").await?;
+    let as_member = format!("Bearer {}", amara.token);
+    let refused =
+        caucus_tests::http(address, "POST", &path, &[("authorization", &as_member)], Some(body)).await?;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    let blank =
+        caucus_tests::http(address, "POST", &path, &[("authorization", &as_ada)], Some(r#"{"name": "..."}"#))
+            .await?;
+    assert_eq!(blank.status, 422, "{}", blank.body);
+    Ok(())
+}
