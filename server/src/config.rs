@@ -105,7 +105,9 @@ impl Default for Limits {
             history_bytes: 256 * 1024,
             max_connections: 0,
             max_pending_connections: 1024,
-            max_pending_per_address: 64,
+            // A browser keeps up to six idle connections after loading the page: a
+            // roomful of people behind one office address must still get in.
+            max_pending_per_address: 256,
             header_bytes: 16 * 1024,
             api_body_bytes: 64 * 1024,
             replay_per_room: 256,
