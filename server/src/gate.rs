@@ -333,7 +333,7 @@ async fn serve_connection(
     limits: ConnectionLimits,
     shutdown: CancellationToken,
 ) {
-    let io = TokioIo::new(StallGuard::new(stream, limits.write_deadline));
+    let io = TokioIo::new(StallGuard::new(Lingering::new(stream), limits.write_deadline));
     let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
         request.extensions_mut().insert(ticket.clone());
         request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
@@ -356,6 +356,90 @@ async fn serve_connection(
             connection.as_mut().graceful_shutdown();
             let _ = connection.await;
         }
+    }
+}
+
+/// Sockets being closed gently at most: each holds a descriptor for up to [`LINGER`].
+const LINGERING: usize = 16;
+/// How long a closing socket reads and discards what its peer still sends.
+const LINGER: Duration = Duration::from_secs(2);
+static LINGERING_NOW: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// A TCP stream that closes gently: when dropped, it sends FIN and reads and discards
+/// what the peer still sends, for a moment, before it closes. Closing a socket with
+/// unread input makes the kernel send a reset, which can destroy the close frame just
+/// sent (a client still writing an oversized frame would see 1006, not 1009).
+#[derive(Debug)]
+pub struct Lingering {
+    stream: Option<TcpStream>,
+}
+
+impl Lingering {
+    /// Wraps `stream`.
+    pub fn new(stream: TcpStream) -> Self {
+        Self { stream: Some(stream) }
+    }
+
+    fn stream(&mut self) -> Pin<&mut TcpStream> {
+        Pin::new(self.stream.as_mut().expect("the stream is present until drop"))
+    }
+}
+
+impl Drop for Lingering {
+    fn drop(&mut self) {
+        let Some(mut stream) = self.stream.take() else { return };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        // Under a flood, close at once rather than hold more descriptors.
+        if LINGERING_NOW.fetch_add(1, Ordering::AcqRel) >= LINGERING {
+            LINGERING_NOW.fetch_sub(1, Ordering::AcqRel);
+            return;
+        }
+        runtime.spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let _ = stream.shutdown().await;
+            let _ = tokio::time::timeout(LINGER, async {
+                let mut discard = [0u8; 4096];
+                while matches!(stream.read(&mut discard).await, Ok(n) if n > 0) {}
+            })
+            .await;
+            LINGERING_NOW.fetch_sub(1, Ordering::AcqRel);
+        });
+    }
+}
+
+impl AsyncRead for Lingering {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.stream().poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Lingering {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.stream().poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.stream().poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.as_ref().is_some_and(TcpStream::is_write_vectored)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.stream().poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.stream().poll_shutdown(cx)
     }
 }
 

@@ -1,6 +1,8 @@
 //! Bad input: each gets a clear error, the connection stays open where it can, and
 //! nothing is stored or delivered.
 
+use std::time::Duration;
+
 use anyhow::Result;
 use caucus_protocol::{
     Caucus, ClientFrame, Command, ErrorCode, EventBody, Room, ServerMessage, Settings, close,
@@ -303,5 +305,51 @@ async fn the_rate_limit_also_counts_all_of_a_persons_connections_together() -> R
     }
     let limited = limited.expect("the person's shared limit refused a frame");
     assert_eq!(limited.code, ErrorCode::RateLimited);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_client_still_writing_an_oversize_frame_reads_the_1009_close_and_a_clean_end() -> Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start().await;
+    let stream = tokio::net::TcpStream::connect(server.address).await?;
+    let (mut reader, mut writer) = stream.into_split();
+    writer
+        .write_all(
+            b"GET /ws HTTP/1.1\r\nhost: caucus\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\
+              sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n",
+        )
+        .await?;
+    // An 8 MiB masked text frame, far over the 64 KiB limit, written while reading.
+    let length: u64 = 8 << 20;
+    let mut head = vec![0x81, 0xFF];
+    head.extend_from_slice(&length.to_be_bytes());
+    head.extend_from_slice(&[1, 2, 3, 4]);
+    let sending = tokio::spawn(async move {
+        writer.write_all(&head).await?;
+        let chunk = vec![b'x'; 64 * 1024];
+        for _ in 0..(length / chunk.len() as u64) {
+            writer.write_all(&chunk).await?;
+        }
+        Ok::<_, std::io::Error>(writer)
+    });
+    let mut received = Vec::new();
+    let ended = tokio::time::timeout(Duration::from_secs(15), async {
+        let mut buffer = [0u8; 8192];
+        loop {
+            match reader.read(&mut buffer).await {
+                Ok(0) => return Ok(()),
+                Ok(n) => received.extend_from_slice(&buffer[..n]),
+                Err(err) => return Err(err),
+            }
+        }
+    })
+    .await;
+    let _ = sending.await;
+    let ended = ended.map_err(|_| anyhow::anyhow!("the server held the connection open"))?;
+    assert!(ended.is_ok(), "the connection ended with {ended:?}, not a clean close");
+    // The close frame: 0x88, a length, then the code 1009 (0x03F1).
+    let close = received.windows(4).any(|window| window[0] == 0x88 && window[2] == 0x03 && window[3] == 0xF1);
+    assert!(close, "no 1009 close frame among {} bytes received", received.len());
     Ok(())
 }
