@@ -17,11 +17,16 @@ export const screenshots = process.env.CAUCUS_UPDATE_SCREENSHOTS === "1"
   ? join(repo, "docs", "screenshots")
   : join(repo, "target", "screenshots");
 
-/** Starts `caucus serve` and resolves once it prints its address and sign-in link. */
-export async function startServer({ data = mkdtempSync(join(tmpdir(), "caucus-browser-")), listen = "127.0.0.1:0" } = {}) {
+/**
+ * Starts `caucus serve` and resolves once it prints its address and sign-in link.
+ * `env`: more environment variables for the server (they win over the defaults here);
+ * `args`: more arguments after `serve` (e.g. `["--config", file]`). To restart on the
+ * same data, pass the `data` (and `listen: 127.0.0.1:<port>`) of the server returned.
+ */
+export async function startServer({ data = mkdtempSync(join(tmpdir(), "caucus-browser-")), listen = "127.0.0.1:0", env = {}, args = [] } = {}) {
   const binary = process.env.CAUCUS_BIN || join(repo, "target", "debug", "caucus");
-  const child = spawn(binary, ["serve"], {
-    env: { ...process.env, CAUCUS_LISTEN: listen, CAUCUS_DATA_DIR: data, CAUCUS_LOG: "warn", CAUCUS_SIGN_IN_LINK: "1" },
+  const child = spawn(binary, ["serve", ...args], {
+    env: { ...process.env, CAUCUS_LISTEN: listen, CAUCUS_DATA_DIR: data, CAUCUS_LOG: "warn", CAUCUS_SIGN_IN_LINK: "1", ...env },
     stdio: ["ignore", "pipe", "inherit"],
   });
   const lines = createInterface({ input: child.stdout });
@@ -43,7 +48,11 @@ export async function startServer({ data = mkdtempSync(join(tmpdir(), "caucus-br
     port: new URL(url).port,
     /** A facilitator token for `name`, minted as an operator would, with the same key. */
     token: (name) => execFileSync(binary, ["token", "facilitator", "--name", name], {
-      env: { ...process.env, CAUCUS_DATA_DIR: data },
+      env: { ...process.env, CAUCUS_DATA_DIR: data, ...env },
+    }).toString().trim(),
+    /** Runs another `caucus` command (e.g. `["signin-link", email]`) on this server's data. */
+    cli: (commandArgs) => execFileSync(binary, commandArgs, {
+      env: { ...process.env, CAUCUS_DATA_DIR: data, ...env },
     }).toString().trim(),
     stop: () => new Promise((done) => { child.once("exit", done); child.kill("SIGKILL"); }),
   };
