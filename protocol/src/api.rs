@@ -21,6 +21,10 @@ pub struct CreateSession {
     /// Ground rules that members read and accept before they join.
     #[serde(default)]
     pub ground_rules: Option<String>,
+    /// Whether people may join by invite with only a display name, without signing
+    /// in. Defaults to yes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_guests: Option<bool>,
 }
 
 /// The reply to [`CreateSession`].
@@ -67,13 +71,41 @@ pub struct FacilitatedSession {
     pub invite_url: Option<String>,
 }
 
+/// `GET /api/me/sessions`: the sessions a signed-in person has a seat in, live ones
+/// first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MySessions {
+    /// The sessions.
+    pub sessions: Vec<MySession>,
+}
+
+/// One entry of [`MySessions`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MySession {
+    /// The session.
+    pub session: SessionId,
+    /// Its title.
+    pub title: String,
+    /// Where it is in its flow.
+    pub phase: crate::Phase,
+    /// The person's role there.
+    pub role: crate::Role,
+    /// Its invite link, for its facilitators while it can still be joined; else `null`.
+    pub invite_url: Option<String>,
+}
+
 /// `POST /api/sessions/{id}/facilitators`: a facilitator adds a co-facilitator by the
 /// name their facilitator token carries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AddFacilitator {
-    /// The co-facilitator's name, exactly as in their facilitator token.
-    pub name: String,
+    /// A co-facilitator with a facilitator token: the name exactly as in it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// A co-facilitator who signs in: their email address. They see the session as soon
+    /// as they sign in with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
 }
 
 /// The reply to [`AddFacilitator`].
@@ -117,8 +149,10 @@ pub struct Joined {
     pub session: SessionId,
     /// The new member's id.
     pub member: MemberId,
-    /// A token for `hello`, scoped to this session.
-    pub token: String,
+    /// A token for `hello`, scoped to this session: for guests only. A signed-in
+    /// person's seat belongs to their account and needs no token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
 }
 
 /// `GET /api/sessions/{id}/minutes`: the record a secretary keeps. It holds the
@@ -204,4 +238,108 @@ pub struct ApiErrorBody {
     pub code: ErrorCode,
     /// A sentence for a person.
     pub message: String,
+}
+
+/// `GET /api/auth/providers`: how people can sign in here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignInOptions {
+    /// OpenID Connect providers, each a button.
+    pub providers: Vec<SignInProvider>,
+    /// Whether this server can email sign-in links.
+    pub email: bool,
+}
+
+/// One OpenID Connect provider; its sign-in starts at `GET /auth/oidc/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignInProvider {
+    /// The provider's id, for the URL.
+    pub id: String,
+    /// What its button says.
+    pub name: String,
+}
+
+/// `POST /api/auth/email`: email me a sign-in link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailSignIn {
+    /// The address to send the link to.
+    pub email: String,
+    /// Where to go once signed in: a path on this server, such as `/#invite=abc`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub return_to: Option<String>,
+}
+
+/// The reply to [`EmailSignIn`]: the same whether or not an account has the address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmailSent {
+    /// Always true: a link is on its way if the address can receive mail.
+    pub sent: bool,
+}
+
+/// `POST /api/auth/email/verify`: sign in with the token from an emailed link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailVerify {
+    /// The token after `#signin=` in the link.
+    pub token: String,
+}
+
+/// `GET /api/me`: the signed-in person.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Me {
+    /// Their account.
+    pub account: AccountInfo,
+    /// `admin`, `facilitator`, both or neither.
+    pub roles: Vec<String>,
+    /// Send as `X-CSRF-Token` on every POST and DELETE.
+    pub csrf: String,
+    /// When this sign-in ends, Unix seconds.
+    pub expires_at: i64,
+    /// After an email sign-in: where to go next (a path on this server).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub return_to: Option<String>,
+}
+
+/// An account, as its owner sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountInfo {
+    /// Stable id; also the person's member id in the sessions they create or join.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// The address it signs in with, if any.
+    pub email: Option<String>,
+}
+
+/// `POST /api/me`: change the display name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rename {
+    /// The new name.
+    pub name: String,
+}
+
+/// `POST /api/me/seats`: give a guest seat to the signed-in account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttachSeat {
+    /// The guest's member token, from `POST /api/join`.
+    pub token: String,
+}
+
+/// The reply to [`AttachSeat`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeatAttached {
+    /// The session.
+    pub session: SessionId,
+    /// The member id the account now enters it as.
+    pub member: MemberId,
+}
+
+/// `POST /api/admin/facilitators`: an admin lets an address facilitate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantFacilitator {
+    /// The address.
+    pub email: String,
 }

@@ -97,7 +97,10 @@ pub enum Command {
     Hello {
         /// The session to enter.
         session: SessionId,
-        /// A token from `caucus token facilitator` or `POST /api/join`.
+        /// A token from `caucus token facilitator` or `POST /api/join`. Left out (or
+        /// empty) in a browser that is signed in: the sign-in cookie sent with the
+        /// upgrade then says who this is.
+        #[serde(default)]
         token: String,
         /// Resume cursors: for each room, the last sequence number this client saw.
         /// The server replays what came after, in each room the person may still read.

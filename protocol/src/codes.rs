@@ -57,11 +57,20 @@ pub enum ErrorCode {
     /// as allowed, or the session is full; over the WebSocket, the session's or this
     /// person's cap on topic proposals or points. The message says which.
     LimitReached,
+    /// HTTP only: a request signed in by cookie lacks the right `X-CSRF-Token`, or a
+    /// sign-in request came from another site's page.
+    Csrf,
+    /// HTTP only: the sign-in link has expired or was already used.
+    InvalidLink,
+    /// HTTP only: this server cannot send email; its operator can print a sign-in link.
+    EmailUnavailable,
+    /// HTTP only: this session does not take guests; sign in to join.
+    SignInRequired,
 }
 
 impl ErrorCode {
     /// Every code, in the order above.
-    pub const ALL: [ErrorCode; 22] = [
+    pub const ALL: [ErrorCode; 26] = [
         ErrorCode::BadFrame,
         ErrorCode::HelloRequired,
         ErrorCode::AlreadyWelcomed,
@@ -84,6 +93,10 @@ impl ErrorCode {
         ErrorCode::Unauthorized,
         ErrorCode::NoSuchInvite,
         ErrorCode::LimitReached,
+        ErrorCode::Csrf,
+        ErrorCode::InvalidLink,
+        ErrorCode::EmailUnavailable,
+        ErrorCode::SignInRequired,
     ];
 }
 
@@ -125,6 +138,9 @@ pub mod close {
     pub const PING_TIMEOUT: u16 = 4009;
     /// This person's role changed, and with it what they may read. Reconnect and resume.
     pub const ROLE_CHANGED: u16 = 4010;
+    /// The browser's sign-in ended: signed out (here or everywhere), the account was
+    /// deleted, or the sign-in expired. Sign in again.
+    pub const SIGNED_OUT: u16 = 4011;
 }
 
 #[cfg(test)]
@@ -156,7 +172,11 @@ mod tests {
             | ErrorCode::Unavailable
             | ErrorCode::Unauthorized
             | ErrorCode::NoSuchInvite
-            | ErrorCode::LimitReached => ErrorCode::ALL.iter().position(|listed| *listed == code),
+            | ErrorCode::LimitReached
+            | ErrorCode::Csrf
+            | ErrorCode::InvalidLink
+            | ErrorCode::EmailUnavailable
+            | ErrorCode::SignInRequired => ErrorCode::ALL.iter().position(|listed| *listed == code),
         };
         for (index, code) in ErrorCode::ALL.iter().enumerate() {
             assert_eq!(position(*code), Some(index), "{code:?} is listed twice");

@@ -223,10 +223,78 @@ pub struct Config {
     pub store: StoreConfig,
     /// Retention after a session ends.
     pub retention: Retention,
+    /// Accounts and sign-in: lifetimes, admins, email links.
+    pub accounts: AccountsConfig,
+    /// OpenID Connect providers people sign in with, as `[[oidc]]` tables.
+    pub oidc: Vec<OidcProvider>,
     /// The signing key itself, from `CAUCUS_JWT_SECRET`. Never read from a file or flag
     /// into this field, and never printed.
     #[serde(skip)]
     pub jwt_secret: Option<Secret>,
+}
+
+/// Accounts and sign-in.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AccountsConfig {
+    /// How long a browser stays signed in, in days.
+    pub signin_days: u32,
+    /// How long an emailed sign-in link works, in seconds.
+    pub email_link_secs: u64,
+    /// Sign-in links one address may ask for in an hour.
+    pub email_links_per_hour: u32,
+    /// The first admins: emails, or provider subjects. Admins decide who may facilitate.
+    pub admins: Vec<String>,
+    /// The SMTP server that sends sign-in links, as a URL: `smtp://host:25`,
+    /// `smtp://user:pass@host:587?tls=required`, `smtps://host`. None: email sign-in is
+    /// off, and the operator prints links with `caucus signin-link`.
+    pub smtp_url: Option<SecretText>,
+    /// The sender of sign-in mail.
+    pub smtp_from: String,
+}
+
+impl Default for AccountsConfig {
+    fn default() -> Self {
+        Self {
+            signin_days: 30,
+            email_link_secs: 15 * 60,
+            email_links_per_hour: 5,
+            admins: Vec::new(),
+            smtp_url: None,
+            smtp_from: "Caucus <caucus@localhost>".into(),
+        }
+    }
+}
+
+/// One OpenID Connect provider.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcProvider {
+    /// A short id for URLs: letters, digits and `-`.
+    pub id: String,
+    /// What the sign-in button says.
+    pub name: String,
+    /// The issuer URL; discovery reads `{issuer}/.well-known/openid-configuration`.
+    pub issuer: String,
+    /// The client id registered at the provider.
+    pub client_id: String,
+    /// The client secret.
+    #[serde(default)]
+    pub client_secret: Option<SecretText>,
+    /// A file holding the client secret, for secret stores that mount files.
+    #[serde(default)]
+    pub client_secret_file: Option<PathBuf>,
+}
+
+/// Text that never shows itself in `Debug` output: passwords, client secrets.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct SecretText(pub String);
+
+impl std::fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretText(..)")
+    }
 }
 
 /// A secret that never shows itself in `Debug` output.
@@ -257,6 +325,8 @@ impl Default for Config {
             conformance_echo: false,
             store: StoreConfig::default(),
             retention: Retention::default(),
+            accounts: AccountsConfig::default(),
+            oidc: Vec::new(),
             jwt_secret: None,
         }
     }
@@ -305,15 +375,6 @@ impl Config {
     /// Applies `CAUCUS_*` variables, read through `var` so that tests need not touch
     /// the real environment.
     pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
-        fn parse<T: std::str::FromStr>(name: &'static str, value: &str) -> Result<T, ConfigError>
-        where
-            T::Err: std::fmt::Display,
-        {
-            value
-                .trim()
-                .parse()
-                .map_err(|err: T::Err| ConfigError::Variable { name, message: err.to_string() })
-        }
         if let Some(value) = var("CAUCUS_LISTEN") {
             self.listen = parse("CAUCUS_LISTEN", &value)?;
         }
@@ -348,6 +409,7 @@ impl Config {
         if let Some(value) = var("CAUCUS_TOKEN_TTL_SECS") {
             self.token_ttl_secs = parse("CAUCUS_TOKEN_TTL_SECS", &value)?;
         }
+        self.apply_account_env(&var)?;
         if let Some(value) = var("CAUCUS_STORE") {
             self.store.kind = match value.trim() {
                 "sqlite" => StoreKind::Sqlite,
@@ -386,6 +448,47 @@ impl Config {
                     });
                 }
             };
+        }
+        Ok(())
+    }
+
+    /// The sign-in variables. `CAUCUS_OIDC_*` describe one provider, with id `sso`.
+    fn apply_account_env(&mut self, var: &impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        let accounts = &mut self.accounts;
+        if let Some(value) = var("CAUCUS_SIGNIN_DAYS") {
+            accounts.signin_days = parse("CAUCUS_SIGNIN_DAYS", &value)?;
+        }
+        if let Some(value) = var("CAUCUS_EMAIL_LINK_SECS") {
+            accounts.email_link_secs = parse("CAUCUS_EMAIL_LINK_SECS", &value)?;
+        }
+        if let Some(value) = var("CAUCUS_ADMINS") {
+            accounts.admins = value
+                .split(',')
+                .map(str::trim)
+                .filter(|entry| !entry.is_empty())
+                .map(str::to_owned)
+                .collect();
+        }
+        if let Some(value) = var("CAUCUS_SMTP_URL") {
+            accounts.smtp_url = Some(SecretText(value)).filter(|url| !url.0.trim().is_empty());
+        }
+        if let Some(value) = var("CAUCUS_SMTP_FROM") {
+            accounts.smtp_from = value;
+        }
+        if let Some(issuer) = var("CAUCUS_OIDC_ISSUER") {
+            let client_id = var("CAUCUS_OIDC_CLIENT_ID").ok_or(ConfigError::Variable {
+                name: "CAUCUS_OIDC_CLIENT_ID",
+                message: "is required with CAUCUS_OIDC_ISSUER".into(),
+            })?;
+            self.oidc.retain(|provider| provider.id != "sso");
+            self.oidc.push(OidcProvider {
+                id: "sso".into(),
+                name: var("CAUCUS_OIDC_NAME").unwrap_or_else(|| "Your organisation".into()),
+                issuer,
+                client_id,
+                client_secret: var("CAUCUS_OIDC_CLIENT_SECRET").map(SecretText),
+                client_secret_file: var("CAUCUS_OIDC_CLIENT_SECRET_FILE").map(PathBuf::from),
+            });
         }
         Ok(())
     }
@@ -480,6 +583,50 @@ impl Config {
         {
             return invalid("public_url must start with http:// or https://");
         }
+        self.validate_accounts()
+    }
+
+    fn validate_accounts(&self) -> Result<(), ConfigError> {
+        let invalid = |message: String| Err(ConfigError::Invalid(message));
+        let accounts = &self.accounts;
+        if accounts.signin_days == 0 || accounts.email_link_secs == 0 || accounts.email_links_per_hour == 0 {
+            return invalid(
+                "accounts.signin_days, email_link_secs and email_links_per_hour must be at least 1".into(),
+            );
+        }
+        if let Some(url) = &accounts.smtp_url
+            && !(url.0.starts_with("smtp://") || url.0.starts_with("smtps://"))
+        {
+            return invalid("accounts.smtp_url (CAUCUS_SMTP_URL) must start with smtp:// or smtps://".into());
+        }
+        let mut ids = std::collections::HashSet::new();
+        for provider in &self.oidc {
+            let id_ok = !provider.id.is_empty()
+                && provider.id.len() <= 32
+                && provider.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+            if !id_ok {
+                return invalid(format!(
+                    "oidc provider id `{}` must be 1 to 32 letters, digits or `-`",
+                    provider.id
+                ));
+            }
+            if !ids.insert(provider.id.as_str()) {
+                return invalid(format!("two oidc providers have the id `{}`", provider.id));
+            }
+            if !(provider.issuer.starts_with("https://") || provider.issuer.starts_with("http://")) {
+                return invalid(format!("oidc provider `{}`: issuer must be an http(s) URL", provider.id));
+            }
+            if provider.client_id.trim().is_empty() {
+                return invalid(format!("oidc provider `{}`: client_id is empty", provider.id));
+            }
+            if provider.client_secret.is_none() && provider.client_secret_file.is_none() {
+                return invalid(format!(
+                    "oidc provider `{}` needs client_secret or client_secret_file \
+                     (CAUCUS_OIDC_CLIENT_SECRET or CAUCUS_OIDC_CLIENT_SECRET_FILE)",
+                    provider.id
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -495,6 +642,14 @@ impl Config {
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("caucus.db")
     }
+}
+
+/// Parses one variable's value, naming the variable when it is not valid.
+fn parse<T: std::str::FromStr>(name: &'static str, value: &str) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    value.trim().parse().map_err(|err: T::Err| ConfigError::Variable { name, message: err.to_string() })
 }
 
 /// Creates the data folder, if it does not exist yet, readable by its owner only: it

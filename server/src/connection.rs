@@ -23,8 +23,10 @@ use futures::SinkExt;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::time::{Instant, sleep_until, timeout};
 use tokio_tungstenite::tungstenite;
+use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info_span};
 
+use crate::accounts::{SignedIn, Watch};
 use crate::auth::{TokenError, TokenKind};
 use crate::gate::Ticket;
 use crate::hub::Hub;
@@ -79,8 +81,15 @@ pub enum Mode {
 }
 
 /// Serves one upgraded WebSocket until it ends. `ticket` is its place at the gate, given
-/// up as pending once the connection is welcomed.
-pub async fn serve(socket: WebSocket, hub: Arc<Hub>, ticket: Option<Arc<Ticket>>, mode: Mode) {
+/// up as pending once the connection is welcomed; `signed` is the browser's sign-in, if
+/// its cookie came with the upgrade.
+pub async fn serve(
+    socket: WebSocket,
+    hub: Arc<Hub>,
+    ticket: Option<Arc<Ticket>>,
+    mode: Mode,
+    signed: Option<SignedIn>,
+) {
     let id = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
     let span = info_span!(
         "connection",
@@ -91,6 +100,7 @@ pub async fn serve(socket: WebSocket, hub: Arc<Hub>, ticket: Option<Arc<Ticket>>
     metrics::gauge!(crate::metrics::CONNECTIONS).increment(1.0);
     let mut connection = Connection::new(id, hub, mode);
     connection.ticket = ticket;
+    connection.signed = signed.map(Box::new);
     connection.run(socket).instrument(span).await;
     metrics::gauge!(crate::metrics::CONNECTIONS).decrement(1.0);
 }
@@ -105,6 +115,10 @@ struct Connection {
     rate: DefaultDirectRateLimiter,
     strikes: DefaultDirectRateLimiter,
     ticket: Option<Arc<Ticket>>,
+    /// The sign-in that came with the upgrade, until `hello` uses it.
+    signed: Option<Box<SignedIn>>,
+    /// What a signed-in connection watches, handed to the loop after `hello`.
+    watch: Option<Watch>,
 }
 
 /// A rate limiter allowing `count` a second, sustained, and `burst` at once.
@@ -123,7 +137,19 @@ impl Connection {
         let strikes = RateLimiter::direct(Quota::per_minute(
             NonZeroU32::new(limits.rate_limited_strikes).unwrap_or(NonZeroU32::MIN),
         ));
-        Self { id, mode, outbox, outgoing, hub, entered: None, rate, strikes, ticket: None }
+        Self {
+            id,
+            mode,
+            outbox,
+            outgoing,
+            hub,
+            entered: None,
+            rate,
+            strikes,
+            ticket: None,
+            signed: None,
+            watch: None,
+        }
     }
 
     async fn run(mut self, mut socket: WebSocket) {
@@ -137,6 +163,9 @@ impl Connection {
         // token's expiry. Echo connections have neither.
         let deadline = sleep_until(Instant::now() + Duration::from_secs(timeouts.hello_secs));
         tokio::pin!(deadline);
+        // A signed-in connection closes when its sign-in ends or its roles change; the
+        // others watch tokens nobody cancels.
+        let (mut signed_out, mut roles_changed) = (CancellationToken::new(), CancellationToken::new());
 
         let ending = loop {
             tokio::select! {
@@ -150,6 +179,8 @@ impl Connection {
                         }
                     }
                 },
+                () = signed_out.cancelled() => break Ending::close(close::SIGNED_OUT, "you were signed out; sign in again"),
+                () = roles_changed.cancelled() => break Ending::close(close::ROLE_CHANGED, "your roles changed; reconnect"),
                 () = &mut deadline, if self.mode == Mode::Chat => break match self.entered {
                     None => Ending::close(close::HELLO_TIMEOUT, "no hello arrived in time"),
                     Some(_) => Ending::close(close::TOKEN_EXPIRED, TokenError::Expired.to_string()),
@@ -182,6 +213,9 @@ impl Connection {
                             }
                             if let Some(entered) = self.entered.as_ref().filter(|_| !was_entered) {
                                 deadline.as_mut().reset(entered.expires_at);
+                            }
+                            if let Some(watch) = self.watch.take() {
+                                (signed_out, roles_changed) = (watch.signin, watch.roles);
                             }
                         }
                         Some(Ok(Message::Binary(_))) => {
@@ -284,21 +318,37 @@ impl Connection {
         token: &str,
         resume: std::collections::BTreeMap<String, u64>,
     ) -> Option<Ending> {
-        let (claims, member) = match self.hub.auth().verify(token) {
-            Ok(verified) => verified,
-            Err(err) => {
-                let code =
-                    if err == TokenError::Expired { close::TOKEN_EXPIRED } else { close::INVALID_TOKEN };
-                return Some(Ending::close(code, err.to_string()));
-            }
-        };
         let no_such_session =
             || Some(Ending::close(close::NO_SUCH_SESSION, "no such session for this token"));
-        // A member token is good for its own session only; the session's table then
-        // decides whether this person is in it and what they may see.
-        if claims.kind == TokenKind::Member && claims.sid.as_ref() != Some(&session_id) {
-            return no_such_session();
-        }
+        let (member, expires_unix) = match (token.is_empty(), self.signed.take()) {
+            // A signed-in browser: the account's seat in the session says who it is.
+            (true, Some(signed)) => {
+                let Ok(Some(member)) = self.hub.accounts().seat(&signed.account.id, &session_id).await else {
+                    return no_such_session();
+                };
+                self.watch = Some(self.hub.accounts().watch(&signed));
+                (member, u64::try_from(signed.expires_at).unwrap_or(0))
+            }
+            _ => {
+                let (claims, member) = match self.hub.auth().verify(token) {
+                    Ok(verified) => verified,
+                    Err(err) => {
+                        let code = if err == TokenError::Expired {
+                            close::TOKEN_EXPIRED
+                        } else {
+                            close::INVALID_TOKEN
+                        };
+                        return Some(Ending::close(code, err.to_string()));
+                    }
+                };
+                // A member token is good for its own session only; the session's table
+                // then decides whether this person is in it and what they may see.
+                if claims.kind == TokenKind::Member && claims.sid.as_ref() != Some(&session_id) {
+                    return no_such_session();
+                }
+                (member, claims.exp)
+            }
+        };
         let Some(session) = self.hub.session(&session_id) else {
             return no_such_session();
         };
@@ -311,7 +361,7 @@ impl Connection {
         if let Some(ticket) = &self.ticket {
             ticket.welcome();
         }
-        let remaining = claims.exp.saturating_sub(crate::auth::unix_now());
+        let remaining = expires_unix.saturating_sub(crate::auth::unix_now());
         let member_rate = self.hub.member_rate(&member);
         self.entered = Some(Entered {
             session,

@@ -7,7 +7,8 @@
 use std::sync::Arc;
 
 use caucus_protocol::api::{
-    CreateSession, FacilitatedSession, FacilitatorAdded, InviteInfo, InviteLink, Joined, SessionCreated,
+    CreateSession, FacilitatedSession, FacilitatorAdded, InviteInfo, InviteLink, Joined, MySession,
+    SessionCreated,
 };
 use caucus_protocol::{ErrorCode, MemberId, Phase, Role, SessionId};
 use dashmap::DashMap;
@@ -17,7 +18,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::info;
 
-use crate::auth::{Auth, Claims, TokenKind};
+use crate::accounts::Accounts;
+use crate::auth::Auth;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::session::{ActorSettings, JoinError, Refusal, Session, SessionHandle, SessionSetup};
@@ -40,6 +42,8 @@ pub enum HubError {
     Unavailable,
     #[error("the server is shutting down; retry shortly")]
     ShuttingDown,
+    #[error("this session does not take guests; sign in to join it")]
+    SignInRequired,
 }
 
 impl HubError {
@@ -51,6 +55,7 @@ impl HubError {
             HubError::Refused(refusal) => refusal.code(),
             HubError::TooManySessions(_) => ErrorCode::LimitReached,
             HubError::Unavailable | HubError::ShuttingDown => ErrorCode::Unavailable,
+            HubError::SignInRequired => ErrorCode::SignInRequired,
         }
     }
 }
@@ -71,6 +76,7 @@ pub struct Hub {
     config: Config,
     auth: Auth,
     store: Arc<dyn Store>,
+    accounts: Accounts,
     clock: Clock,
     sessions: DashMap<SessionId, SessionHandle>,
     invites: DashMap<String, SessionId>,
@@ -80,6 +86,8 @@ pub struct Hub {
     member_rates: DashMap<MemberId, Arc<governor::DefaultDirectRateLimiter>>,
     /// Who created each session, for the per-facilitator cap on live sessions.
     created_by: DashMap<SessionId, MemberId>,
+    /// Sessions that take no guests: only signed-in people join them.
+    members_only: DashMap<SessionId, ()>,
     /// Cancelled once, at shutdown; every actor and connection watches it.
     shutdown: CancellationToken,
     /// Every actor and connection task is spawned on it so shutdown can wait for them.
@@ -98,16 +106,24 @@ fn random_token(length: usize) -> String {
 
 impl Hub {
     /// A hub with no sessions yet.
-    pub fn new(config: Config, auth: Auth, store: Arc<dyn Store>, public_url: String) -> Self {
+    pub fn new(
+        config: Config,
+        auth: Auth,
+        store: Arc<dyn Store>,
+        accounts: Accounts,
+        public_url: String,
+    ) -> Self {
         Self {
             config,
             auth,
             store,
+            accounts,
             clock: Clock::start(),
             sessions: DashMap::new(),
             invites: DashMap::new(),
             invite_codes: DashMap::new(),
             created_by: DashMap::new(),
+            members_only: DashMap::new(),
             member_rates: DashMap::new(),
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
@@ -123,6 +139,11 @@ impl Hub {
     /// Where sessions are kept.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// Accounts and sign-in.
+    pub fn accounts(&self) -> &Accounts {
+        &self.accounts
     }
 
     /// Token issuing and checking.
@@ -165,17 +186,14 @@ impl Hub {
         self.sessions.get(id).map(|entry| entry.value().clone())
     }
 
-    /// Creates a session with its plenary and two caucus rooms, and seats the creator
-    /// as its first facilitator.
+    /// Creates a session with its plenary and two caucus rooms, and seats `facilitator`
+    /// (named `name`) as its first facilitator. The caller has checked that they may.
     pub async fn create_session(
         &self,
-        creator: &Claims,
+        facilitator: MemberId,
+        name: String,
         request: CreateSession,
     ) -> Result<SessionCreated, HubError> {
-        if creator.kind != TokenKind::Facilitator {
-            return Err(HubError::NotFacilitator);
-        }
-        let facilitator = MemberId::new(creator.sub.clone()).map_err(|_| HubError::NotFacilitator)?;
         let cap = self.config.limits.sessions_per_facilitator;
         let live = self
             .created_by
@@ -195,9 +213,9 @@ impl Hub {
             invite_code: random_token(10),
             created_by: facilitator.clone(),
             created_at: self.clock.now_ms(),
+            allow_guests: request.allow_guests.unwrap_or(true),
         };
         let session = Session::new(self.setup(&record))?;
-        let name = creator.name.clone().unwrap_or_else(|| facilitator.to_string());
         // Refuse before anything is stored: a session whose creator cannot join would
         // be left without a facilitator.
         session.decide_join(&facilitator, &name, Role::Facilitator, None)?;
@@ -264,6 +282,9 @@ impl Hub {
         self.invites.insert(record.invite_code.clone(), record.id.clone());
         self.invite_codes.insert(record.id.clone(), record.invite_code.clone());
         self.created_by.insert(record.id.clone(), record.created_by.clone());
+        if !record.allow_guests {
+            self.members_only.insert(record.id.clone(), ());
+        }
         handle
     }
 
@@ -296,30 +317,57 @@ impl Hub {
         listed
     }
 
-    /// Adds the facilitator named `name` (as their facilitator token names them) to
-    /// session `id`, for one of its facilitators. They see it in their list at once.
-    /// Adding someone who is already a facilitator there changes nothing.
+    /// Adds `member` (named `name`) to session `id` as a facilitator, for one of its
+    /// facilitators (`who`). They see it in their list at once. Adding someone who is
+    /// already a facilitator there changes nothing.
     pub async fn add_facilitator(
         &self,
         id: &SessionId,
         who: &MemberId,
+        member: MemberId,
         name: &str,
     ) -> Result<FacilitatorAdded, HubError> {
         self.facilitating(id, who).await?;
-        let name = name.trim();
-        if !name.chars().any(char::is_alphanumeric) {
-            return Err(Refusal::InvalidValue(
-                "a facilitator name needs at least one letter or digit".into(),
-            )
-            .into());
-        }
-        let member = crate::auth::facilitator_id(name);
         let session = self.session(id).ok_or(HubError::NotItsFacilitator)?;
         if session.role_of(member.clone()).await != Some(Role::Facilitator) {
             session.join(member.clone(), name.to_owned(), Role::Facilitator, None).await?;
             info!(session = %id, facilitator = %member, by = %who, "co-facilitator added");
         }
         Ok(FacilitatorAdded { session: id.clone(), member })
+    }
+
+    /// Whether `who` facilitates live session `id`.
+    pub async fn facilitates(&self, id: &SessionId, who: &MemberId) -> bool {
+        self.facilitating(id, who).await.is_ok()
+    }
+
+    /// The sessions behind `seats` (session and member id), with the role each seat
+    /// holds, live ones first. Sessions that are gone are left out.
+    pub async fn seated_sessions(&self, seats: Vec<(SessionId, MemberId)>) -> Vec<MySession> {
+        let mut listed = Vec::new();
+        for (id, member) in seats {
+            let Some(handle) = self.session(&id) else { continue };
+            let Some(role) = handle.role_of(member).await else { continue };
+            let Some(summary) = handle.summarize().await else { continue };
+            let code = self.invite_codes.get(&id).map(|code| code.value().clone());
+            listed.push(MySession {
+                invite_url: code
+                    .filter(|_| !summary.ended && role == Role::Facilitator)
+                    .map(|code| self.link(&id, code).invite_url),
+                session: id,
+                title: summary.title,
+                phase: summary.phase,
+                role,
+            });
+        }
+        listed.sort_by(|a, b| {
+            (a.phase == Phase::Ended, &a.title, &a.session).cmp(&(
+                b.phase == Phase::Ended,
+                &b.title,
+                &b.session,
+            ))
+        });
+        listed
     }
 
     /// The current invite of session `id`, for one of its facilitators.
@@ -373,23 +421,42 @@ impl Hub {
         Ok(InviteInfo { session: id, title: summary.title, ground_rules: summary.ground_rules })
     }
 
-    /// Admits a new member by invite code and returns their token for this session.
+    /// Admits a guest by invite code and returns their token for this session.
     pub async fn join(
         &self,
         code: &str,
         name: &str,
         accepted_rules: Option<String>,
     ) -> Result<Joined, HubError> {
-        let (id, handle) = self.invited_session(code)?;
+        let (id, _) = self.invited_session(code)?;
+        if self.members_only.contains_key(&id) {
+            return Err(HubError::SignInRequired);
+        }
         let member = MemberId::new(format!("m-{}", random_token(12))).expect("generated ids are valid");
-        handle.join(member.clone(), name.to_owned(), Role::Member, accepted_rules).await.map_err(|err| {
-            match err {
-                JoinError::Refused(Refusal::SessionEnded) => HubError::NoSuchInvite,
-                other => other.into(),
-            }
-        })?;
-        info!(session = %id, member = %member, "member joined");
-        Ok(Joined { token: self.auth.mint_member(&id, &member), session: id, member })
+        let joined = self.join_as(code, member, name, accepted_rules).await?;
+        Ok(Joined { token: Some(self.auth.mint_member(&joined.session, &joined.member)), ..joined })
+    }
+
+    /// Admits `member` by invite code: a signed-in person, whose seat is their account's.
+    /// Someone already in the session is let in again as they are.
+    pub async fn join_as(
+        &self,
+        code: &str,
+        member: MemberId,
+        name: &str,
+        accepted_rules: Option<String>,
+    ) -> Result<Joined, HubError> {
+        let (id, handle) = self.invited_session(code)?;
+        if handle.role_of(member.clone()).await.is_none() {
+            handle.join(member.clone(), name.to_owned(), Role::Member, accepted_rules).await.map_err(
+                |err| match err {
+                    JoinError::Refused(Refusal::SessionEnded) => HubError::NoSuchInvite,
+                    other => other.into(),
+                },
+            )?;
+            info!(session = %id, member = %member, "member joined");
+        }
+        Ok(Joined { token: None, session: id, member })
     }
 
     fn invited_session(&self, code: &str) -> Result<(SessionId, SessionHandle), HubError> {

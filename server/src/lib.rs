@@ -7,6 +7,8 @@
 //! # Layout
 //!
 //! - [`config`]: settings from defaults, a TOML file, `CAUCUS_*` variables and flags.
+//! - [`accounts`]: accounts and sign-in: OpenID Connect, email links, sign-in
+//!   cookies, roles, and each account's seats in sessions.
 //! - [`auth`]: JWT issue and verify, and the origin allowlist.
 //! - [`session`]: the heart. `session::state` is the pure session state machine;
 //!   `session::actor` is the task that owns one session and fans its events out.
@@ -22,6 +24,7 @@
 //!
 //! [`Server`] puts them together: bind, run, and shut down gracefully.
 
+pub mod accounts;
 pub mod auth;
 pub mod clock;
 pub mod config;
@@ -43,6 +46,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::accounts::{AccountDb, Accounts};
 use crate::auth::{Auth, KeyError};
 use crate::config::{Config, StoreKind};
 use crate::gate::{Caps, Gate};
@@ -56,6 +60,8 @@ pub enum StartError {
     Key(#[from] KeyError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("sign-in settings: {0}")]
+    Accounts(#[from] crate::accounts::AccountError),
     #[error("cannot listen on {address}: {source}")]
     Bind { address: SocketAddr, source: std::io::Error },
 }
@@ -95,7 +101,12 @@ impl Server {
         let address =
             listener.local_addr().map_err(|source| StartError::Bind { address: config.listen, source })?;
         let public_url = config.public_url(address);
-        let hub = Arc::new(Hub::new(config, auth, store, public_url));
+        let account_db = match config.store.kind {
+            StoreKind::Sqlite => AccountDb::open(&config.database_path())?,
+            StoreKind::Memory => AccountDb::in_memory()?,
+        };
+        let accounts = Accounts::new(&config, account_db, &public_url)?;
+        let hub = Arc::new(Hub::new(config, auth, store, accounts, public_url));
         let restored = hub.restore(stored);
         if restored > 0 {
             info!(sessions = restored, "restored sessions from the store");

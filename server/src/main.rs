@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use caucus_server::Server;
+use caucus_server::accounts::{AccountDb, Accounts};
 use caucus_server::auth::Auth;
 use caucus_server::config::{Config, LogFormat, Overrides};
 use clap::{Args, Parser, Subcommand};
@@ -30,6 +31,21 @@ enum Commands {
         #[command(subcommand)]
         kind: TokenCommand,
     },
+    /// Print a single-use sign-in link for an email address (for servers without SMTP).
+    SigninLink {
+        /// The address to sign in as.
+        email: String,
+        /// Where to go after signing in, such as `/#invite=abc`.
+        #[arg(long)]
+        return_to: Option<String>,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Manage admins, who decide who may facilitate.
+    Admin {
+        #[command(subcommand)]
+        action: AdminCommand,
+    },
     /// Copy the database to a new file, safely, while the server runs.
     Backup {
         /// The file to write; it must not exist yet.
@@ -46,6 +62,24 @@ enum TokenCommand {
         /// The facilitator's display name; it also identifies them.
         #[arg(long)]
         name: String,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Make the account with this email address an admin (now, or when it first signs in).
+    Add {
+        /// The address.
+        email: String,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Stop this address being an admin (admins from CAUCUS_ADMINS stay admins).
+    Remove {
+        /// The address.
+        email: String,
         #[command(flatten)]
         config: ConfigArgs,
     },
@@ -98,6 +132,33 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             eprintln!("backed up {} to {}", config.database_path().display(), destination.display());
             Ok(())
         }
+        Commands::SigninLink { email, return_to, config } => {
+            let config = config.load()?;
+            let link = with_accounts(&config, |accounts| async move {
+                accounts.mint_email_link(&email, return_to.as_deref()).await
+            })?;
+            println!("{link}");
+            eprintln!(
+                "This link signs in once, within {} minutes. Send it only to its owner.",
+                config.accounts.email_link_secs.div_ceil(60)
+            );
+            Ok(())
+        }
+        Commands::Admin { action } => {
+            let (email, on, config) = match action {
+                AdminCommand::Add { email, config } => (email, true, config),
+                AdminCommand::Remove { email, config } => (email, false, config),
+            };
+            let config = config.load()?;
+            let shown = email.clone();
+            with_accounts(
+                &config,
+                |accounts| async move { accounts.set_role(&email, "admin", on, None).await },
+            )?;
+            let done = if on { "is now an admin" } else { "is no longer an admin" };
+            eprintln!("{shown} {done}. A running server applies it at that person's next request.");
+            Ok(())
+        }
         Commands::Token { kind: TokenCommand::Facilitator { name, config } } => {
             let config = config.load()?;
             let auth = Auth::from_config(&config)?;
@@ -106,6 +167,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Runs `work` on the accounts in the configured database, for the commands that
+/// change them while the server may be running.
+fn with_accounts<T, F>(config: &Config, work: impl FnOnce(std::sync::Arc<Accounts>) -> F) -> anyhow::Result<T>
+where
+    F: std::future::Future<Output = Result<T, caucus_server::accounts::AccountError>>,
+{
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        // Opening the store creates the database and its tables if this is a new folder.
+        drop(caucus_server::store::SqliteStore::open(caucus_server::store::SqliteOptions {
+            path: config.database_path(),
+            group_commit: config.store.group_commit,
+            busy_timeout: std::time::Duration::from_millis(config.store.busy_timeout_ms),
+        })?);
+        let db = AccountDb::open(&config.database_path())?;
+        let accounts = std::sync::Arc::new(Accounts::new(config, db, &config.public_url(config.listen))?);
+        Ok(work(accounts).await?)
+    })
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
@@ -125,6 +206,17 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     } else {
         println!("  Facilitator: sign in with a token from `caucus token facilitator --name NAME`:");
         println!("               open {url}/#token=<token>");
+    }
+    let accounts = server.hub().accounts();
+    let mut ways: Vec<String> = accounts.providers().into_iter().map(|(_, name)| name).collect();
+    ways.push(if accounts.email_enabled() {
+        "email links".to_owned()
+    } else {
+        "email links printed by `caucus signin-link EMAIL` (no SMTP configured)".to_owned()
+    });
+    println!("  Sign-in:     {}", ways.join(", "));
+    if server.hub().config().accounts.admins.is_empty() {
+        println!("               (no admins configured: set CAUCUS_ADMINS or run `caucus admin add EMAIL`)");
     }
     println!("  Data folder: {}", data_dir.display());
     println!("  Stop:        Ctrl-C");

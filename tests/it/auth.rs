@@ -1,5 +1,6 @@
 //! Tokens, origins and the HTTP API's refusals.
 
+use caucus_tests::GuestToken;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -128,7 +129,7 @@ async fn a_token_for_another_session_reveals_nothing_about_it() -> Result<()> {
     into_other
         .send_command(Command::Hello {
             session: other.session.clone(),
-            token: member.token.clone(),
+            token: member.guest_token().to_owned(),
             resume: Default::default(),
         })
         .await?;
@@ -137,7 +138,7 @@ async fn a_token_for_another_session_reveals_nothing_about_it() -> Result<()> {
     into_nothing
         .send_command(Command::Hello {
             session: caucus_protocol::SessionId::new("s-doesnotexist")?,
-            token: member.token.clone(),
+            token: member.guest_token().to_owned(),
             resume: Default::default(),
         })
         .await?;
@@ -209,7 +210,7 @@ async fn the_http_api_refuses_clearly() -> Result<()> {
     assert_eq!(anonymous.json::<ApiError>()?.error.code, ErrorCode::Unauthorized);
 
     let member = scene.server.join(&scene.invite, "Amara").await?;
-    let auth = format!("Bearer {}", member.token);
+    let auth = format!("Bearer {}", member.guest_token());
     let as_member = http(address, "POST", "/api/sessions", &[("authorization", &auth)], Some(body)).await?;
     assert_eq!(as_member.status, 403);
 

@@ -2,6 +2,7 @@
 //! and in order, clients resume with no gaps, replay keeps caucuses apart, and a
 //! reconvene is either wholly done or not done at all.
 
+use caucus_tests::GuestToken;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -135,7 +136,7 @@ async fn stop_mid_burst(stop: Stop) -> Result<()> {
     let mut clients = Vec::new();
     for member in &members {
         let mut client = Client::connect(server.address).await?;
-        client.hello(&session.session, &member.joined.token).await?;
+        client.hello(&session.session, member.joined.guest_token()).await?;
         client.ok(Command::ChooseCaucus { caucus: Some(member.caucus) }).await?;
         clients.push(client);
     }
@@ -184,7 +185,7 @@ async fn stop_mid_burst(stop: Stop) -> Result<()> {
     for (member, seen) in members.iter().zip(&seen) {
         let mut client = Client::connect(server.address).await?;
         let (welcome, _) =
-            client.hello_resume(&session.session, &member.joined.token, seen.resume_cursors()).await?;
+            client.hello_resume(&session.session, member.joined.guest_token(), seen.resume_cursors()).await?;
         ensure!(
             welcome.rooms.iter().all(|cursor| !cursor.reset),
             "{}: a resume was reset: {:?}",
@@ -273,9 +274,9 @@ async fn kill_9_during_a_reconvene_leaves_it_wholly_done_or_not_done() -> Result
         for caucus in Caucus::BOTH {
             let joined = join(server.address, &session.invite_code, "member").await?;
             let mut client = Client::connect(server.address).await?;
-            client.hello(&session.session, &joined.token).await?;
+            client.hello(&session.session, joined.guest_token()).await?;
             client.ok(Command::ChooseCaucus { caucus: Some(caucus) }).await?;
-            tokens.push((caucus, joined.token, client));
+            tokens.push((caucus, joined.guest_token().to_owned(), client));
         }
         facilitator.ok(Command::OpenCaucuses { duration_secs: None }).await?;
         for (caucus, _, client) in &mut tokens {

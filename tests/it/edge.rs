@@ -2,6 +2,7 @@
 //! finish a request, bodies before authentication, floods from one address and from
 //! many, pings, and requests that ask for much and then stop reading.
 
+use caucus_tests::GuestToken;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -315,7 +316,8 @@ async fn a_replay_over_its_byte_budget_resets_the_room_to_its_newest_events() ->
     let scene = long_plenary(200).await?;
     let joined = scene.server.join(&scene.invite, "Latecomer").await?;
     let mut client = scene.server.client().await;
-    let (welcome, replay) = client.hello_resume(&scene.session, &joined.token, Default::default()).await?;
+    let (welcome, replay) =
+        client.hello_resume(&scene.session, joined.guest_token(), Default::default()).await?;
     let plenary = welcome.rooms.iter().find(|cursor| cursor.room == Room::Plenary).context("plenary")?;
     ensure!(plenary.reset, "a cut replay resets the room");
     let bytes = serde_json::to_string(&replay)?.len();

@@ -3,6 +3,7 @@
 
 use anyhow::Result;
 use caucus_protocol::{Caucus, Command, ErrorCode, EventBody, Role, Room, ServerMessage, Settings, close};
+use caucus_tests::GuestToken;
 
 use crate::support::Scene;
 
@@ -215,7 +216,7 @@ async fn a_facilitator_finds_the_sessions_they_run_with_their_invites() -> Resul
     assert_eq!(listed.sessions[1].invite_url, None, "an ended session offers no invite");
 
     let amara = scene.server.join(&second.invite_code, "Amara").await?;
-    let as_member = format!("Bearer {}", amara.token);
+    let as_member = format!("Bearer {}", amara.guest_token());
     let refused =
         caucus_tests::http(address, "GET", "/api/sessions", &[("authorization", &as_member)], None).await?;
     assert_eq!(refused.status, 403, "{}", refused.body);

@@ -5,6 +5,7 @@
 
 mod support;
 
+mod accounts;
 mod auth;
 mod bad_input;
 mod conformance;

@@ -4,6 +4,7 @@
 use anyhow::Result;
 use caucus_protocol::api::{ApiError, Minutes};
 use caucus_protocol::{Caucus, Command, ErrorCode, EventBody, Room, RoomName, ServerMessage, Settings};
+use caucus_tests::GuestToken;
 use caucus_tests::{http, room};
 
 use crate::support::{GROUND_RULES, Scene, holds};
@@ -112,7 +113,7 @@ async fn facilitators_and_the_secretary_export_minutes_without_caucus_content() 
     assert_eq!(member.json::<ApiError>()?.error.code, ErrorCode::Forbidden);
     let stranger = scene.server.join(&scene.invite, "Stranger").await?;
     let other_session = "/api/sessions/s-nosuchsession/minutes";
-    let auth = format!("Bearer {}", stranger.token);
+    let auth = format!("Bearer {}", stranger.guest_token());
     let missing = http(address, "GET", other_session, &[("authorization", &auth)], None).await?;
     assert_eq!(missing.status, 403, "a missing session and a forbidden one look alike");
     Ok(())

@@ -114,14 +114,33 @@ impl Client {
         Self::open(address, origin, LOOPBACK).await
     }
 
+    /// Opens `/ws` with these request headers, such as a browser's sign-in `Cookie`.
+    pub async fn connect_with_headers(
+        address: SocketAddr,
+        headers: &[(&str, &str)],
+    ) -> Result<Self, tungstenite::Error> {
+        Self::open_with(address, headers, LOOPBACK).await
+    }
+
     async fn open(
         address: SocketAddr,
         origin: Option<&str>,
         source: IpAddr,
     ) -> Result<Self, tungstenite::Error> {
+        let headers: Vec<(&str, &str)> = origin.map(|origin| ("origin", origin)).into_iter().collect();
+        Self::open_with(address, &headers, source).await
+    }
+
+    async fn open_with(
+        address: SocketAddr,
+        headers: &[(&str, &str)],
+        source: IpAddr,
+    ) -> Result<Self, tungstenite::Error> {
         let mut request = format!("ws://{address}/ws").into_client_request()?;
-        if let Some(origin) = origin {
-            request.headers_mut().insert("origin", origin.parse().expect("a valid header value"));
+        for (name, value) in headers {
+            let name =
+                tungstenite::http::HeaderName::from_bytes(name.as_bytes()).expect("a valid header name");
+            request.headers_mut().insert(name, value.parse().expect("a valid header value"));
         }
         let socket = open_socket(address, request, source).await?;
         Ok(Self {
@@ -464,6 +483,7 @@ pub async fn create_session(
         caucuses: caucus_protocol::CaucusLabels { a: "A".into(), b: "B".into() },
         settings: caucus_protocol::Settings::default(),
         ground_rules: None,
+        allow_guests: None,
     })?;
     let auth = format!("Bearer {token}");
     let response = http(address, "POST", "/api/sessions", &[("authorization", &auth)], Some(&body)).await?;
@@ -474,4 +494,16 @@ pub async fn create_session(
         response.body
     );
     response.json()
+}
+
+/// The token a guest's join returns. Guests always get one; signed-in people do not.
+pub trait GuestToken {
+    /// The guest's member token.
+    fn guest_token(&self) -> &str;
+}
+
+impl GuestToken for caucus_protocol::api::Joined {
+    fn guest_token(&self) -> &str {
+        self.token.as_deref().expect("a guest's join returns a member token")
+    }
 }

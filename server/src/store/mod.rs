@@ -8,7 +8,7 @@
 //! Both can be loaded back at start-up: the server folds each session's events, in the
 //! order they were stored, back into its state.
 
-mod sqlite;
+pub(crate) mod sqlite;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -52,6 +52,13 @@ pub struct SessionRecord {
     pub created_by: MemberId,
     /// When, in Unix milliseconds.
     pub created_at: u64,
+    /// Whether people may join with only a display name, without signing in.
+    #[serde(default = "yes")]
+    pub allow_guests: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// A stored session and its events, in the order they were appended.

@@ -51,6 +51,8 @@ const MIGRATIONS: &[&str] = &[
         session TEXT NOT NULL,
         at      INTEGER NOT NULL
     );",
+    // 2: accounts, how they sign in, their seats in sessions, and who may facilitate.
+    crate::accounts::db::SCHEMA,
 ];
 
 /// How to open the store.
@@ -105,7 +107,7 @@ fn create_private(path: &Path) -> Result<(), StoreError> {
     }
 }
 
-fn open_connection(path: &Path, busy_timeout: Duration) -> Result<Connection, StoreError> {
+pub(crate) fn open_connection(path: &Path, busy_timeout: Duration) -> Result<Connection, StoreError> {
     let connection = Connection::open(path)
         .map_err(|err| StoreError::new(format!("cannot open {}: {err}", path.display())))?;
     connection.busy_timeout(busy_timeout).map_err(StoreError::new)?;
@@ -222,7 +224,7 @@ fn run_writer(mut connection: Connection, mut queue: mpsc::Receiver<Write>, batc
 /// unused part of a page, and the WAL keeps old page images. So: checkpoint and empty
 /// the WAL, rebuild the database from its live rows (`VACUUM`, whose scratch copy lives
 /// in memory), and empty the WAL of the rebuild's pages.
-fn scrub(connection: &Connection) -> Result<(), StoreError> {
+pub(crate) fn scrub(connection: &Connection) -> Result<(), StoreError> {
     let truncate = |when: &str| -> Result<(), StoreError> {
         // The first column is 1 when a reader kept the checkpoint from finishing.
         let busy: i64 = connection
@@ -455,6 +457,7 @@ mod tests {
             invite_code: format!("invite-{id}"),
             created_by: MemberId::new("f-ada").unwrap(),
             created_at: 1,
+            allow_guests: true,
         }
     }
 
@@ -564,6 +567,7 @@ mod purge_tests {
             invite_code: "invite".into(),
             created_by: MemberId::new("f-ada").unwrap(),
             created_at: 1,
+            allow_guests: true,
         };
         store.create_session(&session).await.unwrap();
         let rooms = [Room::Plenary, Caucus::A.room(), Caucus::B.room(), Room::Facilitators];

@@ -3,6 +3,7 @@
 
 pub mod binary;
 
+use caucus_tests::GuestToken;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -118,6 +119,7 @@ impl TestServer {
             caucuses: CaucusLabels { a: "Racially minoritised caucus".into(), b: "White caucus".into() },
             settings,
             ground_rules: Some(GROUND_RULES.into()),
+            allow_guests: None,
         })?;
         let auth = format!("Bearer {token}");
         let response =
@@ -126,13 +128,18 @@ impl TestServer {
         response.json()
     }
 
-    /// Joins by invite code over HTTP.
+    /// Joins by invite code over HTTP, as a guest.
     pub async fn join(&self, invite_code: &str, name: &str) -> Result<Joined> {
-        let body = serde_json::json!({ "invite_code": invite_code, "name": name, "accept_ground_rules": GROUND_RULES })
-            .to_string();
-        let response = http(self.address, "POST", "/api/join", &[], Some(&body)).await?;
+        let response = self.join_response(invite_code, name).await?;
         ensure!(response.status == 200, "joining failed: {} {}", response.status, response.body);
         response.json()
+    }
+
+    /// Asks to join as a guest over HTTP, and returns the response whatever it is.
+    pub async fn join_response(&self, invite_code: &str, name: &str) -> Result<caucus_tests::HttpResponse> {
+        let body = serde_json::json!({ "invite_code": invite_code, "name": name, "accept_ground_rules": GROUND_RULES })
+            .to_string();
+        http(self.address, "POST", "/api/join", &[], Some(&body)).await
     }
 
     /// Shuts the server down and waits for it to finish.
@@ -179,8 +186,12 @@ impl Scene {
     pub async fn member(&self, name: &str) -> Result<Person> {
         let joined = self.server.join(&self.invite, name).await?;
         let mut client = self.server.client().await;
-        client.hello(&self.session, &joined.token).await.with_context(|| format!("{name} says hello"))?;
-        Ok(Person { id: joined.member, token: joined.token, client })
+        client
+            .hello(&self.session, joined.guest_token())
+            .await
+            .with_context(|| format!("{name} says hello"))?;
+        let token = joined.guest_token().to_owned();
+        Ok(Person { id: joined.member, token, client })
     }
 
     /// Joins a new member and seats them in `caucus` by their own choice.

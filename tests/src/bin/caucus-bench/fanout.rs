@@ -6,6 +6,7 @@
 //!   passes 50 ms or a message is lost. Latency is taken against each message's
 //!   *intended* send time, so a stall cannot hide (no coordinated omission).
 
+use caucus_tests::GuestToken;
 use std::net::SocketAddr;
 use std::process::{Child, Command as Process, Stdio};
 use std::sync::Arc;
@@ -142,7 +143,7 @@ impl Peer {
                 let (session, members) = &sessions[0];
                 for member in members {
                     let mut client = Client::connect_from(server.address, next_source()).await?;
-                    client.hello(session, &member.token).await?;
+                    client.hello(session, member.guest_token()).await?;
                     connections.push(client.into_socket().split());
                 }
             }

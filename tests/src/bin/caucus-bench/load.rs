@@ -1,6 +1,7 @@
 //! Load scenarios against the `caucus` binary in its own process: a reconnect storm,
 //! and a soak of mixed traffic that reports memory and file descriptors.
 
+use caucus_tests::GuestToken;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,7 +35,7 @@ pub(crate) async fn storm(sessions: usize, members: usize) -> Result<String> {
     let mut first = Vec::new();
     for (session, joined) in &people {
         for member in joined {
-            let (session, token, gate) = (session.clone(), member.token.clone(), gate.clone());
+            let (session, token, gate) = (session.clone(), member.guest_token().to_owned(), gate.clone());
             let address = server.address;
             first.push(tokio::spawn(async move {
                 let _permit = gate.acquire().await?;
@@ -127,7 +128,7 @@ async fn soak_member(
     let mut n = 0u64;
     while Instant::now() < until {
         let mut client = Client::connect(address).await?;
-        client.hello_resume(&session, &member.token, cursors.clone()).await?;
+        client.hello_resume(&session, member.guest_token(), cursors.clone()).await?;
         let mut cursor_state = client.resume_cursors();
         let (mut sink, mut stream) = client.into_socket().split();
         let session_end = (Instant::now() + Duration::from_secs(45 + n % 30)).min(until);

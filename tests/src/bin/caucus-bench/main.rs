@@ -28,6 +28,7 @@ mod process;
 mod reconvene;
 mod report;
 
+use caucus_tests::GuestToken;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -335,7 +336,7 @@ async fn durable_run(
                 .to_string();
             let joined: Joined = http(address, "POST", "/api/join", &[], Some(&request)).await?.json()?;
             let mut client = Client::connect(address).await?;
-            client.hello(&created.session, &joined.token).await?;
+            client.hello(&created.session, joined.guest_token()).await?;
             connected.push(client);
         }
     }

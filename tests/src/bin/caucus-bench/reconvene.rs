@@ -4,6 +4,7 @@
 //! `reconvened` and both `feedback` events; the round is then reopened and it all runs
 //! again. Caucus only: the peers have no caucuses to reconvene.
 
+use caucus_tests::GuestToken;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
@@ -51,7 +52,7 @@ pub(crate) async fn run(members: usize, points: usize, runs: usize) -> Result<Ti
     for chunk in joined.chunks(50) {
         let connecting = chunk.iter().map(|member| {
             let session = session.clone();
-            let token = member.token.clone();
+            let token = member.guest_token().to_owned();
             let address = server.address;
             tokio::spawn(async move {
                 let mut client = Client::connect(address).await?;

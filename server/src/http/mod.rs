@@ -2,6 +2,8 @@
 //!
 //! Errors become responses in one place, [`ApiFailure`], which never reveals internals.
 
+pub mod accounts;
+
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -10,7 +12,7 @@ use axum::extract::{Extension, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use caucus_protocol::api::{
     AddFacilitator, ApiError, ApiErrorBody, CreateSession, FacilitatedSessions, FacilitatorAdded, InviteInfo,
@@ -18,7 +20,7 @@ use caucus_protocol::api::{
 };
 use caucus_protocol::{ErrorCode, MemberId, SessionId};
 
-use crate::auth::{Claims, origin_allowed};
+use crate::auth::{Claims, TokenKind, origin_allowed};
 use crate::connection;
 use crate::gate::{Lane, RESERVE_PATHS, Ticket};
 use crate::hub::{Hub, HubError};
@@ -29,6 +31,7 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/", get(index))
         .route("/app.js", get(app_js))
         .route("/drafts.js", get(drafts_js))
+        .route("/account.js", get(account_js))
         .route("/style.css", get(style_css))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -41,6 +44,22 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/api/sessions/{id}/minutes", get(minutes))
         .route("/api/sessions/{id}/invite", get(session_invite).post(session_invite))
         .route("/api/sessions/{id}/facilitators", post(add_facilitator))
+        .route("/api/auth/providers", get(accounts::providers))
+        .route("/auth/oidc/{provider}", get(accounts::oidc_start))
+        .route("/auth/oidc/{provider}/callback", get(accounts::oidc_callback))
+        .route("/api/auth/email", post(accounts::email_request))
+        .route("/api/auth/email/verify", post(accounts::email_verify))
+        .route("/api/auth/signout", post(accounts::sign_out))
+        .route("/api/auth/signout-everywhere", post(accounts::sign_out_everywhere))
+        .route("/api/me", get(accounts::who_am_i).post(accounts::rename).delete(accounts::delete_account))
+        .route("/api/me/export", get(accounts::export))
+        .route("/api/me/sessions", get(accounts::my_sessions))
+        .route("/api/me/seats", post(accounts::attach_seat))
+        .route(
+            "/api/admin/facilitators",
+            get(accounts::facilitator_grants).post(accounts::facilitator_grants),
+        )
+        .route("/api/admin/facilitators/{email}", delete(accounts::revoke_facilitator))
         .layer(middleware::from_fn(reserve_lane))
         .with_state(hub)
 }
@@ -81,7 +100,9 @@ impl ApiFailure {
 impl From<HubError> for ApiFailure {
     fn from(err: HubError) -> Self {
         let status = match &err {
-            HubError::NotFacilitator | HubError::NotItsFacilitator => StatusCode::FORBIDDEN,
+            HubError::NotFacilitator | HubError::NotItsFacilitator | HubError::SignInRequired => {
+                StatusCode::FORBIDDEN
+            }
             HubError::NoSuchInvite => StatusCode::NOT_FOUND,
             HubError::Refused(refusal) if refusal.code() == ErrorCode::LimitReached => {
                 StatusCode::TOO_MANY_REQUESTS
@@ -189,10 +210,11 @@ pub const READ_BUFFER: usize = 4 * 1024;
 pub const WRITE_BUFFER: usize = 8 * 1024;
 
 /// The browser app's files, embedded so that the binary alone serves it.
-const INDEX_HTML: &str = include_str!("../../web-client/index.html");
-const APP_JS: &str = include_str!("../../web-client/app.js");
-const DRAFTS_JS: &str = include_str!("../../web-client/drafts.js");
-const STYLE_CSS: &str = include_str!("../../web-client/style.css");
+const INDEX_HTML: &str = include_str!("../../../web-client/index.html");
+const APP_JS: &str = include_str!("../../../web-client/app.js");
+const DRAFTS_JS: &str = include_str!("../../../web-client/drafts.js");
+const ACCOUNT_JS: &str = include_str!("../../../web-client/account.js");
+const STYLE_CSS: &str = include_str!("../../../web-client/style.css");
 
 /// Scripts and styles come only from this server, so user text can never run as code.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
@@ -224,17 +246,27 @@ async fn drafts_js() -> Response {
     asset("text/javascript; charset=utf-8", DRAFTS_JS)
 }
 
+async fn account_js() -> Response {
+    asset("text/javascript; charset=utf-8", ACCOUNT_JS)
+}
+
 async fn style_css() -> Response {
     asset("text/css; charset=utf-8", STYLE_CSS)
 }
 
+/// The chat WebSocket. A signed-in browser's cookie goes with the upgrade, so `hello`
+/// needs no token; the Origin check in [`accept`] keeps other sites' pages out.
 async fn upgrade(
     State(hub): State<Arc<Hub>>,
     ticket: Option<Extension<Arc<Ticket>>>,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    accept(hub, ticket.map(|Extension(ticket)| ticket), &headers, upgrade, connection::Mode::Chat)
+    let signed = match accounts::signed_in(&hub, &headers).await {
+        Ok(signed) => signed,
+        Err(failure) => return failure.into_response(),
+    };
+    accept(hub, ticket.map(|Extension(ticket)| ticket), &headers, upgrade, connection::Mode::Chat, signed)
 }
 
 /// The conformance echo endpoint: off unless `conformance_echo` is set.
@@ -247,7 +279,7 @@ async fn upgrade_echo(
     if !hub.config().conformance_echo {
         return StatusCode::NOT_FOUND.into_response();
     }
-    accept(hub, ticket.map(|Extension(ticket)| ticket), &headers, upgrade, connection::Mode::Echo)
+    accept(hub, ticket.map(|Extension(ticket)| ticket), &headers, upgrade, connection::Mode::Echo, None)
 }
 
 fn accept(
@@ -256,6 +288,7 @@ fn accept(
     headers: &HeaderMap,
     upgrade: WebSocketUpgrade,
     mode: connection::Mode,
+    signed: Option<crate::accounts::SignedIn>,
 ) -> Response {
     let header_text = |name| headers.get(name).and_then(|value: &HeaderValue| value.to_str().ok());
     if !origin_allowed(header_text(header::ORIGIN), header_text(header::HOST), &hub.config().allowed_origins)
@@ -277,7 +310,7 @@ fn accept(
         .max_frame_size(frame_bytes)
         .max_message_size(frame_bytes)
         .on_upgrade(move |socket| async move {
-            tracker.spawn(connection::serve(socket, hub, ticket, mode));
+            tracker.spawn(connection::serve(socket, hub, ticket, mode, signed));
         })
 }
 
@@ -285,34 +318,111 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ").map(str::trim)
 }
 
-/// The verified token in `Authorization: Bearer`, or 401 saying what is wrong; `asking`
-/// names the token expected, for the message.
-fn authenticated(hub: &Hub, headers: &HeaderMap, asking: &str) -> Result<(Claims, MemberId), ApiFailure> {
+/// Who is asking: a program or guest with a token, or a signed-in browser.
+#[derive(Debug)]
+enum Caller {
+    /// `Authorization: Bearer`: a facilitator token, or a guest's member token.
+    Token { claims: Claims, member: MemberId },
+    /// The sign-in cookie (with the CSRF token on POST and DELETE).
+    Account(crate::accounts::SignedIn),
+}
+
+impl Caller {
+    /// Whether this caller may create sessions.
+    fn may_facilitate(&self) -> bool {
+        match self {
+            Caller::Token { claims, .. } => claims.kind == TokenKind::Facilitator,
+            Caller::Account(signed) => signed.roles.facilitator,
+        }
+    }
+
+    /// Who this caller is in session `id`: a token's member (a member token only in its
+    /// own session), or an account's seat there.
+    async fn member_in(&self, hub: &Hub, id: &SessionId) -> Result<Option<MemberId>, ApiFailure> {
+        match self {
+            Caller::Token { claims, member } => {
+                let fits = claims.kind == TokenKind::Facilitator || claims.sid.as_ref() == Some(id);
+                Ok(fits.then(|| member.clone()))
+            }
+            Caller::Account(signed) => accounts::account_member(hub, signed, id).await,
+        }
+    }
+}
+
+/// The caller: a bearer token if one is sent, else the sign-in cookie; or 401 saying
+/// what is wrong. `asking` names the token expected, for the message.
+async fn caller(hub: &Hub, method: &Method, headers: &HeaderMap, asking: &str) -> Result<Caller, ApiFailure> {
     let unauthorized =
         |message: String| ApiFailure::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message);
-    let token = bearer(headers)
-        .ok_or_else(|| unauthorized(format!("send {asking} as `Authorization: Bearer <token>`")))?;
-    hub.auth().verify(token).map_err(|err| unauthorized(err.to_string()))
+    if let Some(token) = bearer(headers) {
+        let (claims, member) = hub.auth().verify(token).map_err(|err| unauthorized(err.to_string()))?;
+        return Ok(Caller::Token { claims, member });
+    }
+    match accounts::signed_in(hub, headers).await? {
+        Some(signed) => {
+            accounts::check_csrf(method, headers, &signed)?;
+            Ok(Caller::Account(signed))
+        }
+        None => Err(unauthorized(format!("sign in, or send {asking} as `Authorization: Bearer <token>`"))),
+    }
 }
 
 async fn create_session(
     State(hub): State<Arc<Hub>>,
+    method: Method,
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<SessionCreated>), ApiFailure> {
-    let (claims, _) = authenticated(&hub, &headers, "a facilitator token")?;
+    let caller = caller(&hub, &method, &headers, "a facilitator token").await?;
+    if !caller.may_facilitate() {
+        let message = match caller {
+            Caller::Token { .. } => HubError::NotFacilitator.to_string(),
+            Caller::Account(_) => "an admin must let you facilitate before you can create sessions".into(),
+        };
+        return Err(ApiFailure::new(StatusCode::FORBIDDEN, ErrorCode::Forbidden, message));
+    }
     let request: CreateSession = read_json(&hub, &headers, body).await?;
-    let created = hub.create_session(&claims, request).await?;
+    let created = match &caller {
+        Caller::Token { claims, member } => {
+            let name = claims.name.clone().unwrap_or_else(|| member.to_string());
+            hub.create_session(member.clone(), name, request).await?
+        }
+        Caller::Account(signed) => {
+            let created = hub.create_session(signed.member(), signed.account.name.clone(), request).await?;
+            hub.accounts().put_seat(&signed.account.id, &created.session, &signed.member()).await?;
+            created
+        }
+    };
     Ok((StatusCode::CREATED, Json(created)))
 }
 
+/// A guest joins with a name; a signed-in person (cookie and CSRF token) joins as
+/// their account, and the seat is theirs the next time too.
 async fn join(
     State(hub): State<Arc<Hub>>,
+    method: Method,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Joined>, ApiFailure> {
+    let signed = match accounts::signed_in(&hub, &headers).await? {
+        Some(signed) => {
+            accounts::check_csrf(&method, &headers, &signed)?;
+            Some(signed)
+        }
+        None => None,
+    };
     let request: JoinRequest = read_json(&hub, &headers, body).await?;
-    Ok(Json(hub.join(&request.invite_code, &request.name, request.accept_ground_rules).await?))
+    let Some(signed) = signed else {
+        return Ok(Json(hub.join(&request.invite_code, &request.name, request.accept_ground_rules).await?));
+    };
+    let session = hub.invite(&request.invite_code).await?.session;
+    let member = accounts::account_member(&hub, &signed, &session).await?.unwrap_or_else(|| signed.member());
+    let name =
+        Some(request.name.trim()).filter(|name| !name.is_empty()).unwrap_or(&signed.account.name).to_owned();
+    let joined =
+        hub.join_as(&request.invite_code, member.clone(), &name, request.accept_ground_rules).await?;
+    hub.accounts().put_seat(&signed.account.id, &joined.session, &member).await?;
+    Ok(Json(joined))
 }
 
 async fn invite(
@@ -322,29 +432,86 @@ async fn invite(
     Ok(Json(hub.invite(&code).await?))
 }
 
-/// The sessions the token's facilitator runs or co-runs.
+/// The sessions the caller facilitates or co-facilitates.
 async fn facilitated_sessions(
     State(hub): State<Arc<Hub>>,
+    method: Method,
     headers: HeaderMap,
 ) -> Result<Json<FacilitatedSessions>, ApiFailure> {
-    let (claims, member) = authenticated(&hub, &headers, "a facilitator token")?;
-    if claims.kind != crate::auth::TokenKind::Facilitator {
-        return Err(HubError::NotFacilitator.into());
-    }
-    Ok(Json(FacilitatedSessions { sessions: hub.facilitated_by(&member).await }))
+    let sessions = match caller(&hub, &method, &headers, "a facilitator token").await? {
+        Caller::Token { claims, member } => {
+            if claims.kind != TokenKind::Facilitator {
+                return Err(HubError::NotFacilitator.into());
+            }
+            hub.facilitated_by(&member).await
+        }
+        Caller::Account(signed) => {
+            let seats = hub.accounts().seats(&signed.account.id).await?;
+            hub.seated_sessions(seats)
+                .await
+                .into_iter()
+                .filter(|seat| seat.role == caucus_protocol::Role::Facilitator)
+                .map(|seat| caucus_protocol::api::FacilitatedSession {
+                    session: seat.session,
+                    title: seat.title,
+                    phase: seat.phase,
+                    invite_url: seat.invite_url,
+                })
+                .collect()
+        }
+    };
+    Ok(Json(FacilitatedSessions { sessions }))
 }
 
-/// One of a session's facilitators adds a co-facilitator by name.
+/// The caller's member id in session `id`, or the refusal a non-facilitator gets.
+async fn member_in(caller: &Caller, hub: &Hub, id: &str) -> Result<(SessionId, MemberId), ApiFailure> {
+    let id = SessionId::new(id).map_err(|_| HubError::NotItsFacilitator)?;
+    let member = caller.member_in(hub, &id).await?.ok_or(HubError::NotItsFacilitator)?;
+    Ok((id, member))
+}
+
+/// One of a session's facilitators adds a co-facilitator: by email (someone who signs
+/// in), or by the name on their facilitator token.
 async fn add_facilitator(
     State(hub): State<Arc<Hub>>,
+    method: Method,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Body,
 ) -> Result<Json<FacilitatorAdded>, ApiFailure> {
-    let (_, member) = authenticated(&hub, &headers, "your facilitator token")?;
+    let caller = caller(&hub, &method, &headers, "your facilitator token").await?;
     let request: AddFacilitator = read_json(&hub, &headers, body).await?;
-    let id = SessionId::new(id).map_err(|_| HubError::NotItsFacilitator)?;
-    Ok(Json(hub.add_facilitator(&id, &member, &request.name).await?))
+    let (id, who) = member_in(&caller, &hub, &id).await?;
+    match (request.email, request.name) {
+        (Some(email), None) => {
+            if !hub.facilitates(&id, &who).await {
+                return Err(HubError::NotItsFacilitator.into());
+            }
+            let account = hub.accounts().account_for_email(&email).await?;
+            let member = MemberId::new(account.id.clone()).expect("account ids are valid member ids");
+            let existing = hub.accounts().seat(&account.id, &id).await?;
+            let member = existing.unwrap_or(member);
+            let added = hub.add_facilitator(&id, &who, member.clone(), &account.name).await?;
+            hub.accounts().put_seat(&account.id, &id, &member).await?;
+            Ok(Json(added))
+        }
+        (None, Some(name)) => {
+            let name = name.trim();
+            if !name.chars().any(char::is_alphanumeric) {
+                return Err(ApiFailure::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    ErrorCode::InvalidValue,
+                    "a facilitator name needs at least one letter or digit",
+                ));
+            }
+            Ok(Json(hub.add_facilitator(&id, &who, crate::auth::facilitator_id(name), name).await?))
+        }
+        _ => Err(ApiFailure::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::InvalidValue,
+            "send either `email` (someone who signs in) or `name` (a facilitator token's name)",
+        )),
+    }
 }
 
 /// `GET` shows the session's invite to one of its facilitators; `POST` replaces it.
@@ -354,8 +521,8 @@ async fn session_invite(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<InviteLink>, ApiFailure> {
-    let (_, member) = authenticated(&hub, &headers, "your token")?;
-    let id = SessionId::new(id).map_err(|_| HubError::NotItsFacilitator)?;
+    let caller = caller(&hub, &method, &headers, "your token").await?;
+    let (id, member) = member_in(&caller, &hub, &id).await?;
     let link = if method == Method::POST {
         hub.rotate_invite(&id, &member).await?
     } else {
@@ -377,7 +544,7 @@ async fn minutes(
     Path(id): Path<String>,
     Query(query): Query<MinutesQuery>,
 ) -> Result<Response, ApiFailure> {
-    let (_, member) = authenticated(&hub, &headers, "your token")?;
+    let caller = caller(&hub, &Method::GET, &headers, "your token").await?;
     let refused = || {
         ApiFailure::new(
             StatusCode::FORBIDDEN,
@@ -385,7 +552,9 @@ async fn minutes(
             "only the session's facilitators and secretary can export its minutes",
         )
     };
-    let session = SessionId::new(id).ok().and_then(|id| hub.session(&id)).ok_or_else(refused)?;
+    let id = SessionId::new(id).map_err(|_| refused())?;
+    let member = caller.member_in(&hub, &id).await?.ok_or_else(refused)?;
+    let session = hub.session(&id).ok_or_else(refused)?;
     let minutes = session.minutes(member).await.ok_or_else(refused)?;
     let filename = format!("attachment; filename=\"minutes-{}", minutes.session);
     match query.format.as_deref() {

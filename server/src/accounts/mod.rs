@@ -1,0 +1,693 @@
+//! Accounts and sign-in: who a person is across sessions, without an operator.
+//!
+//! - [`rules`]: the pure rules (emails, return paths, which account an identity is,
+//!   roles).
+//! - [`db`]: the tables, in the store's SQLite file.
+//! - [`oidc`]: sign-in with an organisation's OpenID Connect provider.
+//! - [`email`]: single-use sign-in links sent over SMTP.
+//!
+//! A sign-in is a row keyed by the SHA-256 of a random cookie value, so the database
+//! never holds a value that signs anyone in. [`Accounts`] also keeps, in memory, a
+//! cancellation token for each live sign-in and each account's roles: signing out,
+//! deleting the account or changing its roles cancels them, and the connections that
+//! watch them close at once.
+
+pub mod db;
+pub mod email;
+pub mod oidc;
+pub mod rules;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use caucus_protocol::{MemberId, SessionId};
+use dashmap::DashMap;
+use rand::RngCore;
+use serde_json::json;
+use sha2::Digest;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+pub use self::db::{Account, AccountDb};
+use self::email::{MailError, Mailer};
+use self::oidc::{OidcError, Provider};
+pub use self::rules::Roles;
+use crate::config::Config;
+use crate::store::StoreError;
+
+/// The issuer recorded for identities proven by an emailed link.
+const EMAIL_ISSUER: &str = "email";
+/// How long an OpenID Connect sign-in may take at the provider.
+const FLOW_SECS: i64 = 10 * 60;
+/// Sign-ins in progress at once; more are refused rather than held.
+const MAX_FLOWS: usize = 10_000;
+
+/// Why an accounts operation failed. The text is for the person.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error("you are not signed in")]
+    NotSignedIn,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("this sign-in link has expired or was already used; ask for a new one")]
+    InvalidLink,
+    #[error(
+        "this server cannot send email; ask its operator for a sign-in link (`caucus signin-link EMAIL`)"
+    )]
+    EmailUnavailable,
+    #[error("too many sign-in links were asked for this address; wait an hour and try again")]
+    TooManyLinks,
+    #[error("{0}")]
+    Invalid(String),
+    #[error("there is no sign-in provider `{0}` here")]
+    UnknownProvider(String),
+    #[error("this sign-in was not started in this browser, or took too long; start again")]
+    UnknownFlow,
+    #[error("too many sign-ins are in progress; try again in a minute")]
+    TooManyFlows,
+    #[error(transparent)]
+    Oidc(#[from] OidcError),
+    #[error(transparent)]
+    Mail(#[from] MailError),
+    #[error("the server cannot store this just now; nothing was saved, so retry")]
+    Store(#[from] StoreError),
+}
+
+/// A browser that is signed in.
+#[derive(Debug, Clone)]
+pub struct SignedIn {
+    /// Its account.
+    pub account: Account,
+    /// The SHA-256 of the cookie's value: the sign-in's key.
+    pub signin: String,
+    /// The CSRF token state-changing requests must carry.
+    pub csrf: String,
+    /// Unix seconds.
+    pub expires_at: i64,
+    /// What the account may do.
+    pub roles: Roles,
+}
+
+impl SignedIn {
+    /// The account's member id in sessions it creates or joins itself.
+    pub fn member(&self) -> MemberId {
+        MemberId::new(self.account.id.clone()).expect("account ids are valid member ids")
+    }
+}
+
+/// A new sign-in: the cookie value to set, once.
+#[derive(Debug)]
+pub struct NewSignIn {
+    /// The cookie's value. Only its hash is kept.
+    pub cookie: String,
+    /// Where the browser goes next.
+    pub return_to: String,
+    /// The account.
+    pub account: Account,
+}
+
+/// What a connection watches to close when its sign-in ends or its roles change.
+#[derive(Debug, Clone)]
+pub struct Watch {
+    /// Cancelled when the sign-in ends.
+    pub signin: CancellationToken,
+    /// Cancelled when the account's roles change.
+    pub roles: CancellationToken,
+}
+
+/// An OpenID Connect sign-in between the redirect and the callback.
+#[derive(Debug)]
+struct Flow {
+    provider: String,
+    state: String,
+    nonce: String,
+    pkce_verifier: String,
+    return_to: String,
+    started: i64,
+}
+
+/// Accounts, sign-in, and the live sign-ins that connections watch.
+#[derive(Debug)]
+pub struct Accounts {
+    db: AccountDb,
+    settings: crate::config::AccountsConfig,
+    name_chars: usize,
+    public_url: String,
+    providers: HashMap<String, Arc<Provider>>,
+    mailer: Option<Mailer>,
+    flows: DashMap<String, Flow>,
+    links_asked: DashMap<String, Vec<i64>>,
+    live_signins: DashMap<String, (String, CancellationToken)>,
+    live_roles: DashMap<String, CancellationToken>,
+}
+
+/// 32 random bytes as hex.
+pub fn random_secret() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    hex(&bytes)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// The SHA-256 of a secret, as hex: what the database keeps instead of the secret.
+pub fn digest(secret: &str) -> String {
+    hex(&sha2::Sha256::digest(secret.as_bytes()))
+}
+
+/// Compares two secrets in time that does not depend on where they differ.
+pub fn same_secret(a: &str, b: &str) -> bool {
+    let (a, b) = (sha2::Sha256::digest(a.as_bytes()), sha2::Sha256::digest(b.as_bytes()));
+    a.iter().zip(b.iter()).fold(0u8, |differ, (x, y)| differ | (x ^ y)) == 0
+}
+
+/// Seconds since the Unix epoch, as the database keeps them.
+pub fn now() -> i64 {
+    i64::try_from(crate::auth::unix_now()).unwrap_or(i64::MAX)
+}
+
+fn new_account_id() -> String {
+    format!("a-{}", &random_secret()[..16])
+}
+
+impl Accounts {
+    /// Accounts over `db`, with the providers and mailer the configuration names.
+    pub fn new(config: &Config, db: AccountDb, public_url: &str) -> Result<Self, AccountError> {
+        let mut providers = HashMap::new();
+        for provider in &config.oidc {
+            providers.insert(provider.id.clone(), Provider::new(provider.clone(), public_url)?);
+        }
+        let mailer = match &config.accounts.smtp_url {
+            Some(url) => Some(Mailer::new(&url.0, &config.accounts.smtp_from)?),
+            None => None,
+        };
+        Ok(Self {
+            db,
+            settings: config.accounts.clone(),
+            name_chars: config.limits.text.name_chars,
+            public_url: public_url.to_owned(),
+            providers,
+            mailer,
+            flows: DashMap::new(),
+            links_asked: DashMap::new(),
+            live_signins: DashMap::new(),
+            live_roles: DashMap::new(),
+        })
+    }
+
+    /// The tables.
+    pub fn db(&self) -> &AccountDb {
+        &self.db
+    }
+
+    /// Whether cookies must be `Secure`: the server is reached over HTTPS.
+    pub fn secure_cookies(&self) -> bool {
+        self.public_url.starts_with("https://")
+    }
+
+    /// How long a sign-in lasts, in seconds.
+    pub fn signin_secs(&self) -> i64 {
+        i64::from(self.settings.signin_days) * 24 * 60 * 60
+    }
+
+    /// The providers people can sign in with: (id, button label), sorted by id.
+    pub fn providers(&self) -> Vec<(String, String)> {
+        let mut listed: Vec<_> = self
+            .providers
+            .values()
+            .map(|provider| (provider.config.id.clone(), provider.config.name.clone()))
+            .collect();
+        listed.sort();
+        listed
+    }
+
+    /// Whether email sign-in links can be sent.
+    pub fn email_enabled(&self) -> bool {
+        self.mailer.is_some()
+    }
+
+    // ----- OpenID Connect -------------------------------------------------------------
+
+    /// Starts a sign-in with `provider`: returns the flow's key (for a cookie that binds
+    /// the sign-in to this browser) and the URL to send the browser to.
+    pub async fn start_oidc(
+        &self,
+        provider: &str,
+        return_to: Option<&str>,
+    ) -> Result<(String, String), AccountError> {
+        let found =
+            self.providers.get(provider).ok_or_else(|| AccountError::UnknownProvider(provider.to_owned()))?;
+        let now = now();
+        self.flows.retain(|_, flow| now.saturating_sub(flow.started) < FLOW_SECS);
+        if self.flows.len() >= MAX_FLOWS {
+            return Err(AccountError::TooManyFlows);
+        }
+        let started = found.start().await?;
+        let key = random_secret();
+        self.flows.insert(
+            key.clone(),
+            Flow {
+                provider: provider.to_owned(),
+                state: started.state,
+                nonce: started.nonce,
+                pkce_verifier: started.pkce_verifier,
+                return_to: rules::safe_return_to(return_to),
+                started: now,
+            },
+        );
+        Ok((key, started.authorize_url))
+    }
+
+    /// Finishes a sign-in at the callback. The flow is used up whatever happens: a
+    /// second try with the same `state` finds nothing.
+    pub async fn finish_oidc(
+        &self,
+        provider: &str,
+        flow_key: Option<&str>,
+        state: &str,
+        code: &str,
+    ) -> Result<NewSignIn, AccountError> {
+        let (_, flow) = flow_key.and_then(|key| self.flows.remove(key)).ok_or(AccountError::UnknownFlow)?;
+        if flow.provider != provider
+            || !same_secret(&flow.state, state)
+            || now().saturating_sub(flow.started) >= FLOW_SECS
+        {
+            return Err(AccountError::UnknownFlow);
+        }
+        let found =
+            self.providers.get(provider).ok_or_else(|| AccountError::UnknownProvider(provider.to_owned()))?;
+        let verified = found.finish(code, &flow.nonce, &flow.pkce_verifier).await?;
+        let identity = db::Identity {
+            issuer: verified.issuer.clone(),
+            subject: verified.subject.clone(),
+            email: verified.email.clone(),
+            created_at: now(),
+        };
+        let name = rules::initial_name(verified.name.as_deref(), verified.email.as_deref(), self.name_chars);
+        let account = self.account_for_identity(identity, verified.email_verified, name).await?;
+        info!(account = %account.id, provider, "signed in with OpenID Connect");
+        self.sign_in(account, flow.return_to).await
+    }
+
+    /// The account an identity signs in to, made or linked as [`rules::choose_account`]
+    /// decides, in one transaction.
+    async fn account_for_identity(
+        &self,
+        identity: db::Identity,
+        email_verified: bool,
+        name: String,
+    ) -> Result<Account, AccountError> {
+        let account = self
+            .db
+            .call(move |connection| {
+                let transaction = connection.transaction()?;
+                let by_identity = db::account_by_identity(&transaction, &identity.issuer, &identity.subject)?;
+                let by_email = match &identity.email {
+                    Some(email) => db::account_by_email(&transaction, email)?.map(|account| account.id),
+                    None => None,
+                };
+                let id = match rules::choose_account(by_identity, by_email, email_verified) {
+                    rules::AccountChoice::Known(id) | rules::AccountChoice::LinkByEmail(id) => id,
+                    rules::AccountChoice::New => {
+                        let email = identity.email.as_deref().filter(|_| email_verified);
+                        let taken = match email {
+                            Some(email) => db::account_by_email(&transaction, email)?.is_some(),
+                            None => false,
+                        };
+                        let id = new_account_id();
+                        db::create_account(
+                            &transaction,
+                            &id,
+                            &name,
+                            email.filter(|_| !taken),
+                            identity.created_at,
+                        )?;
+                        id
+                    }
+                };
+                db::add_identity(&transaction, &identity, &id)?;
+                if let (Some(email), true) = (&identity.email, email_verified) {
+                    db::adopt_email(&transaction, &id, email)?;
+                }
+                let account = db::account(&transaction, &id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+                transaction.commit()?;
+                Ok(account)
+            })
+            .await?;
+        Ok(account)
+    }
+
+    // ----- Email links ----------------------------------------------------------------
+
+    /// Makes a single-use sign-in link for `email`, keeping only its hash.
+    pub async fn mint_email_link(
+        &self,
+        email: &str,
+        return_to: Option<&str>,
+    ) -> Result<String, AccountError> {
+        let email = rules::normalize_email(email).map_err(|why| AccountError::Invalid(why.into()))?;
+        let token = random_secret();
+        let (hash, return_to) = (digest(&token), rules::safe_return_to(return_to));
+        let expires_at = now() + i64::try_from(self.settings.email_link_secs).unwrap_or(i64::MAX / 2);
+        self.db
+            .call(move |connection| db::put_email_link(connection, &hash, &email, &return_to, expires_at))
+            .await?;
+        Ok(format!("{}/#signin={token}", self.public_url))
+    }
+
+    /// Emails a sign-in link to `email`. The same answer whether or not an account has
+    /// that address, so that nobody can learn who has one.
+    pub async fn request_email_link(&self, email: &str, return_to: Option<&str>) -> Result<(), AccountError> {
+        let mailer = self.mailer.clone().ok_or(AccountError::EmailUnavailable)?;
+        let normalized = rules::normalize_email(email).map_err(|why| AccountError::Invalid(why.into()))?;
+        let now = now();
+        {
+            let mut asked = self.links_asked.entry(normalized.clone()).or_default();
+            asked.retain(|at| now.saturating_sub(*at) < 3600);
+            if asked.len() >= self.settings.email_links_per_hour as usize {
+                return Err(AccountError::TooManyLinks);
+            }
+            asked.push(now);
+        }
+        let link = self.mint_email_link(&normalized, return_to).await?;
+        mailer.send_link(&normalized, &link, self.settings.email_link_secs.div_ceil(60)).await.map_err(
+            |err| {
+                warn!(error = %err, "a sign-in link could not be sent");
+                err
+            },
+        )?;
+        Ok(())
+    }
+
+    /// Signs in with an emailed link's token. The link is used up either way.
+    pub async fn verify_email_link(&self, token: &str) -> Result<NewSignIn, AccountError> {
+        let hash = digest(token.trim());
+        let (email, return_to) = self
+            .db
+            .call(move |connection| db::take_email_link(connection, &hash, now()))
+            .await?
+            .ok_or(AccountError::InvalidLink)?;
+        let identity = db::Identity {
+            issuer: EMAIL_ISSUER.into(),
+            subject: email.clone(),
+            email: Some(email.clone()),
+            created_at: now(),
+        };
+        let name = rules::initial_name(None, Some(&email), self.name_chars);
+        let account = self.account_for_identity(identity, true, name).await?;
+        info!(account = %account.id, "signed in with an email link");
+        self.sign_in(account, return_to).await
+    }
+
+    // ----- Sign-ins -------------------------------------------------------------------
+
+    /// A new sign-in for `account`, always with a fresh cookie value.
+    async fn sign_in(&self, account: Account, return_to: String) -> Result<NewSignIn, AccountError> {
+        let cookie = random_secret();
+        let (hash, csrf, id) = (digest(&cookie), random_secret(), account.id.clone());
+        let now = now();
+        let expires_at = now + self.signin_secs();
+        self.db
+            .call(move |connection| db::create_signin(connection, &hash, &id, &csrf, now, expires_at))
+            .await?;
+        Ok(NewSignIn { cookie, return_to, account })
+    }
+
+    /// The sign-in a cookie's value belongs to, if it is still valid.
+    pub async fn signed_in(&self, cookie: &str) -> Result<Option<SignedIn>, AccountError> {
+        let hash = digest(cookie);
+        let Some(row) = self.db.call(move |connection| db::signin(connection, &hash, now())).await? else {
+            return Ok(None);
+        };
+        let roles = self.roles_of(&row.account).await?;
+        Ok(Some(SignedIn {
+            account: row.account,
+            signin: row.id_hash,
+            csrf: row.csrf,
+            expires_at: row.expires_at,
+            roles,
+        }))
+    }
+
+    /// What `account` may do.
+    pub async fn roles_of(&self, account: &Account) -> Result<Roles, AccountError> {
+        let (id, email) = (account.id.clone(), account.email.clone());
+        let (subjects, granted) = self
+            .db
+            .call(move |connection| {
+                let subjects =
+                    db::identities(connection, &id)?.into_iter().map(|identity| identity.subject).collect();
+                let granted = match &email {
+                    Some(email) => db::granted_roles(connection, email)?,
+                    None => Vec::new(),
+                };
+                Ok::<(Vec<String>, Vec<String>), rusqlite::Error>((subjects, granted))
+            })
+            .await?;
+        Ok(rules::roles(account.email.as_deref(), &subjects, &self.settings.admins, &granted))
+    }
+
+    /// What a connection of this sign-in watches.
+    pub fn watch(&self, signed_in: &SignedIn) -> Watch {
+        let signin = self
+            .live_signins
+            .entry(signed_in.signin.clone())
+            .or_insert_with(|| (signed_in.account.id.clone(), CancellationToken::new()))
+            .1
+            .clone();
+        let roles = self.live_roles.entry(signed_in.account.id.clone()).or_default().clone();
+        Watch { signin, roles }
+    }
+
+    /// Ends one sign-in: its connections close.
+    pub async fn sign_out(&self, signed_in: &SignedIn) -> Result<(), AccountError> {
+        let hash = signed_in.signin.clone();
+        self.db.call(move |connection| db::delete_signin(connection, &hash)).await?;
+        if let Some((_, (_, token))) = self.live_signins.remove(&signed_in.signin) {
+            token.cancel();
+        }
+        info!(account = %signed_in.account.id, "signed out");
+        Ok(())
+    }
+
+    /// Ends every sign-in of `account`: all its connections close.
+    pub async fn sign_out_everywhere(&self, account: &str) -> Result<(), AccountError> {
+        let id = account.to_owned();
+        self.db.call(move |connection| db::delete_signins(connection, &id, now())).await?;
+        self.cancel_signins(account);
+        info!(account, "signed out everywhere");
+        Ok(())
+    }
+
+    fn cancel_signins(&self, account: &str) {
+        self.live_signins.retain(|_, (owner, token)| {
+            if owner == account {
+                token.cancel();
+            }
+            owner != account
+        });
+    }
+
+    /// Closes the connections of `account` because its roles changed.
+    fn roles_changed(&self, account: &str) {
+        if let Some((_, token)) = self.live_roles.remove(account) {
+            token.cancel();
+        }
+    }
+
+    // ----- The account's own data -----------------------------------------------------
+
+    /// Renames an account.
+    pub async fn rename(&self, account: &str, name: &str) -> Result<(), AccountError> {
+        let name = name.trim().to_owned();
+        if !name.chars().any(char::is_alphanumeric) {
+            return Err(AccountError::Invalid("a name needs at least one letter or digit".into()));
+        }
+        if name.chars().count() > self.name_chars {
+            return Err(AccountError::Invalid(format!(
+                "a name may be at most {} characters",
+                self.name_chars
+            )));
+        }
+        let id = account.to_owned();
+        self.db.call(move |connection| db::rename(connection, &id, &name)).await?;
+        Ok(())
+    }
+
+    /// Everything Caucus keeps about an account, as one JSON document. Seats name the
+    /// session and role; no caucus choice is ever kept on an account, so none is here.
+    pub async fn export(&self, signed_in: &SignedIn) -> Result<serde_json::Value, AccountError> {
+        let id = signed_in.account.id.clone();
+        let email = signed_in.account.email.clone();
+        let (identities, signins, seats, grants) = self
+            .db
+            .call(move |connection| {
+                let grants = match &email {
+                    Some(email) => db::granted_roles(connection, email)?,
+                    None => Vec::new(),
+                };
+                Ok::<_, rusqlite::Error>((
+                    db::identities(connection, &id)?,
+                    db::signins(connection, &id)?,
+                    db::seats(connection, &id)?,
+                    grants,
+                ))
+            })
+            .await?;
+        let signins: Vec<_> = signins
+            .into_iter()
+            .map(|(created_at, expires_at, hash)| {
+                json!({ "created_at": created_at, "expires_at": expires_at, "current": hash == signed_in.signin })
+            })
+            .collect();
+        Ok(json!({
+            "account": signed_in.account,
+            "roles": signed_in.roles.names(),
+            "identities": identities,
+            "sign_ins": signins,
+            "seats": seats,
+            "grants": grants,
+            "exported_at": now(),
+        }))
+    }
+
+    /// Deletes an account: its row, identities, sign-ins, seats and grants, and then
+    /// the file is rewritten so that none of it stays on the disk. Its connections
+    /// close. What the person said in sessions belongs to those sessions.
+    pub async fn delete(&self, account: &str) -> Result<(), AccountError> {
+        let id = account.to_owned();
+        self.db.call(move |connection| db::delete_account(connection, &id)).await?;
+        self.cancel_signins(account);
+        self.roles_changed(account);
+        if let Err(err) = self.db.scrub().await {
+            warn!(error = %err, "the deleted account's rows are gone, but the file could not be rewritten yet");
+        }
+        info!(account, "account deleted");
+        Ok(())
+    }
+
+    // ----- Seats ----------------------------------------------------------------------
+
+    /// The account's member id in a session, if it has a seat there.
+    pub async fn seat(&self, account: &str, session: &SessionId) -> Result<Option<MemberId>, AccountError> {
+        let (id, session) = (account.to_owned(), session.to_string());
+        let member = self.db.call(move |connection| db::seat(connection, &id, &session)).await?;
+        Ok(member.and_then(|member| MemberId::new(member).ok()))
+    }
+
+    /// Records the account's seat in a session.
+    pub async fn put_seat(
+        &self,
+        account: &str,
+        session: &SessionId,
+        member: &MemberId,
+    ) -> Result<(), AccountError> {
+        let (id, session, member) = (account.to_owned(), session.to_string(), member.to_string());
+        self.db.call(move |connection| db::put_seat(connection, &id, &session, &member, now())).await?;
+        Ok(())
+    }
+
+    /// Gives a guest's seat to an account. Refused if another account already holds
+    /// it, or this account already has a different seat in that session.
+    pub async fn attach_seat(
+        &self,
+        account: &str,
+        session: &SessionId,
+        member: &MemberId,
+    ) -> Result<(), AccountError> {
+        let (id, session, member) = (account.to_owned(), session.to_string(), member.to_string());
+        let outcome = self
+            .db
+            .call(move |connection| {
+                let holder = db::seat_holder(connection, &session, &member)?;
+                let own = db::seat(connection, &id, &session)?;
+                match (holder, own) {
+                    (Some(holder), _) if holder != id => {
+                        Ok(Err("that seat already belongs to another account"))
+                    }
+                    (_, Some(own)) if own != member => {
+                        Ok(Err("your account already has a seat in that session"))
+                    }
+                    _ => db::put_seat(connection, &id, &session, &member, now()).map(Ok),
+                }
+            })
+            .await?;
+        outcome.map_err(|why| AccountError::Forbidden(why.into()))
+    }
+
+    /// The account's seats: (session, member).
+    pub async fn seats(&self, account: &str) -> Result<Vec<(SessionId, MemberId)>, AccountError> {
+        let id = account.to_owned();
+        let seats = self.db.call(move |connection| db::seats(connection, &id)).await?;
+        Ok(seats
+            .into_iter()
+            .filter_map(|seat| Some((SessionId::new(seat.session).ok()?, MemberId::new(seat.member).ok()?)))
+            .collect())
+    }
+
+    /// The account for an address, made if there is none yet, so that a co-facilitator
+    /// can be added before they first sign in.
+    pub async fn account_for_email(&self, email: &str) -> Result<Account, AccountError> {
+        let email = rules::normalize_email(email).map_err(|why| AccountError::Invalid(why.into()))?;
+        let name = rules::initial_name(None, Some(&email), self.name_chars);
+        let account = self
+            .db
+            .call(move |connection| {
+                if let Some(account) = db::account_by_email(connection, &email)? {
+                    return Ok(account);
+                }
+                db::create_account(connection, &new_account_id(), &name, Some(&email), now())
+            })
+            .await?;
+        Ok(account)
+    }
+
+    // ----- Who may facilitate ---------------------------------------------------------
+
+    /// The addresses that may facilitate, and the configured admins.
+    pub async fn facilitator_grants(&self) -> Result<serde_json::Value, AccountError> {
+        let (facilitators, admins) = self
+            .db
+            .call(|connection| {
+                Ok::<_, rusqlite::Error>((
+                    db::grants(connection, "facilitator")?,
+                    db::grants(connection, "admin")?,
+                ))
+            })
+            .await?;
+        let mut admin_list: Vec<String> = self.settings.admins.clone();
+        admin_list.extend(admins.into_iter().map(|grant| grant.email));
+        Ok(json!({ "facilitators": facilitators, "admins": admin_list }))
+    }
+
+    /// Grants or takes back a role for an address. The account's live connections
+    /// close with "role changed" so that they come back with what they may now do.
+    pub async fn set_role(
+        &self,
+        email: &str,
+        role: &'static str,
+        on: bool,
+        by: Option<&str>,
+    ) -> Result<(), AccountError> {
+        let email = rules::normalize_email(email).map_err(|why| AccountError::Invalid(why.into()))?;
+        let by = by.map(str::to_owned);
+        let lookup = email.clone();
+        let account = self
+            .db
+            .call(move |connection| {
+                if on {
+                    db::grant(connection, &email, role, by.as_deref(), now())?;
+                } else {
+                    db::revoke(connection, &email, role)?;
+                }
+                db::account_by_email(connection, &lookup)
+            })
+            .await?;
+        if let Some(account) = account {
+            self.roles_changed(&account.id);
+        }
+        Ok(())
+    }
+}

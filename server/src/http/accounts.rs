@@ -1,0 +1,427 @@
+//! The sign-in surface: OpenID Connect redirects, email links, the sign-in cookie and
+//! its CSRF token, the account's own data, and admins' grants.
+//!
+//! The cookie holds a random value whose hash keys the sign-in on the server. Every
+//! POST and DELETE that the cookie authenticates must also carry `X-CSRF-Token`, which
+//! another site's page cannot read; the sign-in requests themselves, made before there
+//! is a cookie, must come from this server's own pages (`Origin`).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use caucus_protocol::api::{
+    AccountInfo, AttachSeat, EmailSent, EmailSignIn, EmailVerify, GrantFacilitator, Me, MySessions, Rename,
+    SeatAttached, SignInOptions, SignInProvider,
+};
+use caucus_protocol::{ErrorCode, MemberId};
+
+use super::{ApiFailure, read_json};
+use crate::accounts::{AccountError, NewSignIn, SignedIn};
+use crate::auth::{TokenKind, origin_allowed};
+use crate::hub::Hub;
+
+/// The sign-in cookie.
+pub const SIGNIN_COOKIE: &str = "caucus_signin";
+/// The cookie that binds an OpenID Connect sign-in to the browser that started it.
+pub const FLOW_COOKIE: &str = "caucus_flow";
+/// The header that carries the CSRF token.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+impl From<AccountError> for ApiFailure {
+    fn from(err: AccountError) -> Self {
+        let (status, code) = match &err {
+            AccountError::NotSignedIn => (StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized),
+            AccountError::Forbidden(_) => (StatusCode::FORBIDDEN, ErrorCode::Forbidden),
+            AccountError::InvalidLink => (StatusCode::BAD_REQUEST, ErrorCode::InvalidLink),
+            AccountError::EmailUnavailable => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::EmailUnavailable),
+            AccountError::TooManyLinks => (StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited),
+            AccountError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidValue),
+            AccountError::UnknownProvider(_) => (StatusCode::NOT_FOUND, ErrorCode::InvalidValue),
+            AccountError::UnknownFlow | AccountError::Oidc(_) => {
+                (StatusCode::BAD_REQUEST, ErrorCode::Unauthorized)
+            }
+            AccountError::TooManyFlows => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable),
+            AccountError::Mail(_) => (StatusCode::BAD_GATEWAY, ErrorCode::Unavailable),
+            AccountError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable),
+        };
+        ApiFailure::new(status, code, err.to_string())
+    }
+}
+
+/// The value of cookie `name`, if the request carries it.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value.trim())
+}
+
+fn set_cookie(name: &str, value: &str, path: &str, max_age: i64, secure: bool) -> HeaderValue {
+    let secure = if secure { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}"
+    ))
+    .expect("cookie values are hex")
+}
+
+/// The signed-in browser behind the request's cookie, if any.
+pub async fn signed_in(hub: &Hub, headers: &HeaderMap) -> Result<Option<SignedIn>, ApiFailure> {
+    match cookie(headers, SIGNIN_COOKIE) {
+        Some(value) if !value.is_empty() => Ok(hub.accounts().signed_in(value).await?),
+        _ => Ok(None),
+    }
+}
+
+/// The signed-in browser, or 401; for POST and DELETE, only with the right CSRF token.
+pub async fn require_signed_in(
+    hub: &Hub,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<SignedIn, ApiFailure> {
+    let signed = signed_in(hub, headers).await?.ok_or(AccountError::NotSignedIn)?;
+    check_csrf(method, headers, &signed)?;
+    Ok(signed)
+}
+
+/// Refuses a state-changing request whose `X-CSRF-Token` is missing or wrong.
+pub fn check_csrf(method: &Method, headers: &HeaderMap, signed: &SignedIn) -> Result<(), ApiFailure> {
+    if matches!(*method, Method::GET | Method::HEAD) {
+        return Ok(());
+    }
+    let sent = headers.get(CSRF_HEADER).and_then(|value| value.to_str().ok()).unwrap_or("");
+    if sent.is_empty() || !crate::accounts::same_secret(sent, &signed.csrf) {
+        return Err(ApiFailure::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Csrf,
+            "missing or wrong X-CSRF-Token header; reload the page and try again",
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses a sign-in request sent from another site's page.
+fn check_origin(hub: &Hub, headers: &HeaderMap) -> Result<(), ApiFailure> {
+    let text = |name| headers.get(name).and_then(|value: &HeaderValue| value.to_str().ok());
+    if origin_allowed(text(header::ORIGIN), text(header::HOST), &hub.config().allowed_origins) {
+        Ok(())
+    } else {
+        Err(ApiFailure::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Csrf,
+            "sign-in requests must come from this server's own pages",
+        ))
+    }
+}
+
+fn me(signed: &SignedIn, return_to: Option<String>) -> Me {
+    Me {
+        account: AccountInfo {
+            id: signed.account.id.clone(),
+            name: signed.account.name.clone(),
+            email: signed.account.email.clone(),
+        },
+        roles: signed.roles.names().into_iter().map(str::to_owned).collect(),
+        csrf: signed.csrf.clone(),
+        expires_at: signed.expires_at,
+        return_to,
+    }
+}
+
+/// The new sign-in's cookie, replacing any the browser had: a value set before sign-in
+/// is never the one that signs in.
+fn signin_cookie(hub: &Hub, new: &NewSignIn) -> HeaderValue {
+    let accounts = hub.accounts();
+    set_cookie(SIGNIN_COOKIE, &new.cookie, "/", accounts.signin_secs(), accounts.secure_cookies())
+}
+
+fn clear_signin_cookie(hub: &Hub) -> HeaderValue {
+    set_cookie(SIGNIN_COOKIE, "", "/", 0, hub.accounts().secure_cookies())
+}
+
+pub(super) async fn providers(State(hub): State<Arc<Hub>>) -> Json<SignInOptions> {
+    let accounts = hub.accounts();
+    Json(SignInOptions {
+        providers: accounts.providers().into_iter().map(|(id, name)| SignInProvider { id, name }).collect(),
+        email: accounts.email_enabled(),
+    })
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub(super) struct StartQuery {
+    return_to: Option<String>,
+}
+
+/// Sends the browser to the provider, with a cookie that only this browser's callback
+/// will carry.
+pub(super) async fn oidc_start(
+    State(hub): State<Arc<Hub>>,
+    Path(provider): Path<String>,
+    Query(query): Query<StartQuery>,
+) -> Response {
+    match hub.accounts().start_oidc(&provider, query.return_to.as_deref()).await {
+        Ok((flow, url)) => {
+            let Ok(location) = HeaderValue::from_str(&url) else {
+                return failure_page(
+                    StatusCode::BAD_GATEWAY,
+                    "the identity provider's sign-in address is not valid",
+                );
+            };
+            let flow_cookie = set_cookie(FLOW_COOKIE, &flow, "/auth", 600, hub.accounts().secure_cookies());
+            (StatusCode::SEE_OTHER, [(header::LOCATION, location), (header::SET_COOKIE, flow_cookie)])
+                .into_response()
+        }
+        Err(err) => {
+            let status = match err {
+                AccountError::UnknownProvider(_) => StatusCode::NOT_FOUND,
+                AccountError::Oidc(crate::accounts::oidc::OidcError::Unreachable(_)) => {
+                    StatusCode::BAD_GATEWAY
+                }
+                _ => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            failure_page(status, &err.to_string())
+        }
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub(super) struct CallbackQuery {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+/// The provider sends the browser back here. Every failure is a page that says what
+/// went wrong, and sets no sign-in cookie.
+pub(super) async fn oidc_callback(
+    State(hub): State<Arc<Hub>>,
+    Path(provider): Path<String>,
+    Query(query): Query<CallbackQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let clear_flow = set_cookie(FLOW_COOKIE, "", "/auth", 0, hub.accounts().secure_cookies());
+    if let Some(error) = query.error {
+        let detail = query.error_description.unwrap_or_default();
+        let mut page =
+            failure_page(StatusCode::BAD_REQUEST, &format!("the identity provider said: {error} {detail}"));
+        page.headers_mut().append(header::SET_COOKIE, clear_flow);
+        return page;
+    }
+    let (Some(code), Some(state)) = (query.code, query.state) else {
+        return failure_page(StatusCode::BAD_REQUEST, "the sign-in came back without its code and state");
+    };
+    let flow = cookie(&headers, FLOW_COOKIE);
+    let mut response = match hub.accounts().finish_oidc(&provider, flow, &state, &code).await {
+        Ok(new) => {
+            let location = HeaderValue::from_str(&new.return_to).unwrap_or(HeaderValue::from_static("/"));
+            (
+                StatusCode::SEE_OTHER,
+                [(header::LOCATION, location), (header::SET_COOKIE, signin_cookie(&hub, &new))],
+            )
+                .into_response()
+        }
+        Err(err) => {
+            tracing::info!(provider, error = %err, "an OpenID Connect sign-in failed");
+            let status = match err {
+                AccountError::Oidc(crate::accounts::oidc::OidcError::Unreachable(_)) => {
+                    StatusCode::BAD_GATEWAY
+                }
+                AccountError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            failure_page(status, &err.to_string())
+        }
+    };
+    response.headers_mut().append(header::SET_COOKIE, clear_flow);
+    response
+}
+
+/// A small page for a sign-in that failed, with a way back.
+fn failure_page(status: StatusCode, message: &str) -> Response {
+    let escaped =
+        message.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;");
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Sign-in failed: Caucus</title>\
+         <link rel=\"stylesheet\" href=\"/style.css\"></head><body><main class=\"page\">\
+         <h1>Sign-in failed</h1><p id=\"signin-error\">{escaped}</p><p><a href=\"/\">Back to Caucus</a></p>\
+         </main></body></html>"
+    );
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8")),
+            (header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(super::CONTENT_SECURITY_POLICY)),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ],
+        html,
+    )
+        .into_response()
+}
+
+pub(super) async fn email_request(
+    State(hub): State<Arc<Hub>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<EmailSent>), ApiFailure> {
+    check_origin(&hub, &headers)?;
+    if !hub.accounts().email_enabled() {
+        return Err(AccountError::EmailUnavailable.into());
+    }
+    let request: EmailSignIn = read_json(&hub, &headers, body).await?;
+    hub.accounts().request_email_link(&request.email, request.return_to.as_deref()).await?;
+    Ok((StatusCode::ACCEPTED, Json(EmailSent { sent: true })))
+}
+
+pub(super) async fn email_verify(
+    State(hub): State<Arc<Hub>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiFailure> {
+    check_origin(&hub, &headers)?;
+    let request: EmailVerify = read_json(&hub, &headers, body).await?;
+    let new = hub.accounts().verify_email_link(&request.token).await?;
+    let cookie = signin_cookie(&hub, &new);
+    let signed = hub.accounts().signed_in(&new.cookie).await?.ok_or(AccountError::NotSignedIn)?;
+    Ok(([(header::SET_COOKIE, cookie)], Json(me(&signed, Some(new.return_to)))).into_response())
+}
+
+pub(super) async fn who_am_i(
+    State(hub): State<Arc<Hub>>,
+    headers: HeaderMap,
+) -> Result<Json<Me>, ApiFailure> {
+    let signed = require_signed_in(&hub, &Method::GET, &headers).await?;
+    Ok(Json(me(&signed, None)))
+}
+
+pub(super) async fn rename(
+    State(hub): State<Arc<Hub>>,
+    method: Method,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Me>, ApiFailure> {
+    let signed = require_signed_in(&hub, &method, &headers).await?;
+    let request: Rename = read_json(&hub, &headers, body).await?;
+    hub.accounts().rename(&signed.account.id, &request.name).await?;
+    let cookie = cookie(&headers, SIGNIN_COOKIE).unwrap_or_default();
+    let signed = hub.accounts().signed_in(cookie).await?.ok_or(AccountError::NotSignedIn)?;
+    Ok(Json(me(&signed, None)))
+}
+
+pub(super) async fn export(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> Result<Response, ApiFailure> {
+    let signed = require_signed_in(&hub, &Method::GET, &headers).await?;
+    let data = hub.accounts().export(&signed).await?;
+    let disposition = HeaderValue::from_static("attachment; filename=\"caucus-account.json\"");
+    Ok(([(header::CONTENT_DISPOSITION, disposition)], Json(data)).into_response())
+}
+
+pub(super) async fn delete_account(
+    State(hub): State<Arc<Hub>>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Response, ApiFailure> {
+    let signed = require_signed_in(&hub, &method, &headers).await?;
+    hub.accounts().delete(&signed.account.id).await?;
+    Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, clear_signin_cookie(&hub))]).into_response())
+}
+
+pub(super) async fn sign_out(
+    State(hub): State<Arc<Hub>>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Response, ApiFailure> {
+    let signed = require_signed_in(&hub, &method, &headers).await?;
+    hub.accounts().sign_out(&signed).await?;
+    Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, clear_signin_cookie(&hub))]).into_response())
+}
+
+pub(super) async fn sign_out_everywhere(
+    State(hub): State<Arc<Hub>>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Response, ApiFailure> {
+    let signed = require_signed_in(&hub, &method, &headers).await?;
+    hub.accounts().sign_out_everywhere(&signed.account.id).await?;
+    Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, clear_signin_cookie(&hub))]).into_response())
+}
+
+pub(super) async fn my_sessions(
+    State(hub): State<Arc<Hub>>,
+    headers: HeaderMap,
+) -> Result<Json<MySessions>, ApiFailure> {
+    let signed = require_signed_in(&hub, &Method::GET, &headers).await?;
+    let seats = hub.accounts().seats(&signed.account.id).await?;
+    Ok(Json(MySessions { sessions: hub.seated_sessions(seats).await }))
+}
+
+/// A guest's seat becomes the account's: the guest proves it with their member token.
+pub(super) async fn attach_seat(
+    State(hub): State<Arc<Hub>>,
+    method: Method,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<SeatAttached>, ApiFailure> {
+    let signed = require_signed_in(&hub, &method, &headers).await?;
+    let request: AttachSeat = read_json(&hub, &headers, body).await?;
+    let invalid =
+        |message: String| ApiFailure::new(StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidValue, message);
+    let (claims, member) = hub.auth().verify(&request.token).map_err(|err| invalid(err.to_string()))?;
+    let (TokenKind::Member, Some(session)) = (claims.kind, claims.sid) else {
+        return Err(invalid("that is not a guest's member token".into()));
+    };
+    hub.accounts().attach_seat(&signed.account.id, &session, &member).await?;
+    tracing::info!(account = %signed.account.id, session = %session, member = %member, "guest seat attached to an account");
+    Ok(Json(SeatAttached { session, member }))
+}
+
+/// Admins only.
+async fn require_admin(hub: &Hub, method: &Method, headers: &HeaderMap) -> Result<SignedIn, ApiFailure> {
+    let signed = require_signed_in(hub, method, headers).await?;
+    if !signed.roles.admin {
+        return Err(AccountError::Forbidden("only admins can decide who may facilitate".into()).into());
+    }
+    Ok(signed)
+}
+
+pub(super) async fn facilitator_grants(
+    State(hub): State<Arc<Hub>>,
+    method: Method,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<serde_json::Value>, ApiFailure> {
+    let signed = require_admin(&hub, &method, &headers).await?;
+    if method == Method::POST {
+        let request: GrantFacilitator = read_json(&hub, &headers, body).await?;
+        hub.accounts().set_role(&request.email, "facilitator", true, Some(&signed.account.id)).await?;
+        tracing::info!(by = %signed.account.id, "facilitator granted");
+    }
+    Ok(Json(hub.accounts().facilitator_grants().await?))
+}
+
+pub(super) async fn revoke_facilitator(
+    State(hub): State<Arc<Hub>>,
+    method: Method,
+    headers: HeaderMap,
+    Path(email): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiFailure> {
+    let signed = require_admin(&hub, &method, &headers).await?;
+    hub.accounts().set_role(&email, "facilitator", false, None).await?;
+    tracing::info!(by = %signed.account.id, "facilitator grant taken back");
+    Ok(Json(hub.accounts().facilitator_grants().await?))
+}
+
+/// The member an account is in a session: its seat there.
+pub async fn account_member(
+    hub: &Hub,
+    signed: &SignedIn,
+    session: &caucus_protocol::SessionId,
+) -> Result<Option<MemberId>, ApiFailure> {
+    Ok(hub.accounts().seat(&signed.account.id, session).await?)
+}
