@@ -284,6 +284,12 @@ pub struct OidcProvider {
     /// A file holding the client secret, for secret stores that mount files.
     #[serde(default)]
     pub client_secret_file: Option<PathBuf>,
+    /// Treat the email this provider gives as verified even when its ID token does not
+    /// say `email_verified` (Microsoft Entra never does). Only for a provider whose
+    /// directory the organisation controls: a verified email links the sign-in to the
+    /// account that holds that address, such as one a co-facilitator was added by.
+    #[serde(default)]
+    pub trust_email: bool,
 }
 
 /// Text that never shows itself in `Debug` output: passwords, client secrets.
@@ -488,6 +494,16 @@ impl Config {
                 client_id,
                 client_secret: var("CAUCUS_OIDC_CLIENT_SECRET").map(SecretText),
                 client_secret_file: var("CAUCUS_OIDC_CLIENT_SECRET_FILE").map(PathBuf::from),
+                trust_email: match var("CAUCUS_OIDC_TRUST_EMAIL").as_deref().map(str::trim) {
+                    None | Some("" | "0" | "false") => false,
+                    Some("1" | "true") => true,
+                    Some(_) => {
+                        return Err(ConfigError::Variable {
+                            name: "CAUCUS_OIDC_TRUST_EMAIL",
+                            message: "use `true` or `false`".into(),
+                        });
+                    }
+                },
             });
         }
         Ok(())
@@ -712,5 +728,50 @@ mod tests {
         assert!(err.to_string().starts_with("CAUCUS_TRUSTED_PROXIES is not valid"), "{err}");
         config.limits.outbound_queue = 10;
         assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn sign_in_comes_from_the_file_and_the_environment() {
+        let file = r#"
+            [accounts]
+            signin_days = 7
+            admins = ["ada@example.org"]
+            [[oidc]]
+            id = "staff"
+            name = "Staff sign-in"
+            issuer = "https://login.example.org"
+            client_id = "caucus"
+            client_secret = "s3cret"
+        "#;
+        let mut config: Config = toml::from_str(file).unwrap();
+        config
+            .apply_env(|name| match name {
+                "CAUCUS_OIDC_ISSUER" => Some("https://idp.example.org/realms/circle".into()),
+                "CAUCUS_OIDC_CLIENT_ID" => Some("caucus-web".into()),
+                "CAUCUS_OIDC_CLIENT_SECRET" => Some("another".into()),
+                "CAUCUS_OIDC_TRUST_EMAIL" => Some("true".into()),
+                "CAUCUS_SMTP_URL" => Some("smtp://127.0.0.1:2525".into()),
+                "CAUCUS_ADMINS" => Some("ada@example.org, subject-7".into()),
+                _ => None,
+            })
+            .unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.accounts.signin_days, 7);
+        assert_eq!(config.accounts.admins, ["ada@example.org", "subject-7"]);
+        let ids: Vec<&str> = config.oidc.iter().map(|provider| provider.id.as_str()).collect();
+        assert_eq!(ids, ["staff", "sso"]);
+        assert!(config.oidc[1].trust_email && !config.oidc[0].trust_email);
+        assert!(!format!("{config:?}").contains("s3cret"), "secrets stay out of Debug output");
+
+        let missing = Config::default()
+            .apply_env(|name| (name == "CAUCUS_OIDC_ISSUER").then(|| "https://idp.example.org".into()))
+            .unwrap_err();
+        assert!(missing.to_string().contains("CAUCUS_OIDC_CLIENT_ID"), "{missing}");
+        config.oidc[0].client_secret = None;
+        let err = config.validate().unwrap_err();
+        assert!(err.to_string().contains("client_secret"), "{err}");
+        config.oidc[0].client_secret = Some(SecretText("s".into()));
+        config.accounts.smtp_url = Some(SecretText("mail.example.org".into()));
+        assert!(config.validate().unwrap_err().to_string().contains("smtp://"));
     }
 }

@@ -68,6 +68,8 @@ struct Entered {
     expires_at: Instant,
     /// Shared by all of this person's connections.
     member_rate: Arc<DefaultDirectRateLimiter>,
+    /// Entered by a sign-in cookie rather than a token.
+    signed_in: bool,
 }
 
 /// What a connection is for.
@@ -181,8 +183,9 @@ impl Connection {
                 },
                 () = signed_out.cancelled() => break Ending::close(close::SIGNED_OUT, "you were signed out; sign in again"),
                 () = roles_changed.cancelled() => break Ending::close(close::ROLE_CHANGED, "your roles changed; reconnect"),
-                () = &mut deadline, if self.mode == Mode::Chat => break match self.entered {
+                () = &mut deadline, if self.mode == Mode::Chat => break match &self.entered {
                     None => Ending::close(close::HELLO_TIMEOUT, "no hello arrived in time"),
+                    Some(entered) if entered.signed_in => Ending::close(close::SIGNED_OUT, "your sign-in has expired; sign in again"),
                     Some(_) => Ending::close(close::TOKEN_EXPIRED, TokenError::Expired.to_string()),
                 },
                 _ = ping.tick() => {
@@ -368,6 +371,7 @@ impl Connection {
             member,
             expires_at: Instant::now() + Duration::from_secs(remaining),
             member_rate,
+            signed_in: self.watch.is_some(),
         });
         None
     }

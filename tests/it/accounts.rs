@@ -435,3 +435,15 @@ async fn a_person_exports_their_data_and_a_deleted_account_is_gone_from_the_file
     ensure!(mine.sessions.is_empty(), "with no seats: {mine:?}");
     Ok(())
 }
+
+#[tokio::test]
+async fn behind_https_the_sign_in_cookie_is_secure() -> Result<()> {
+    let server =
+        TestServer::start_with(|config| config.public_url = Some("https://caucus.example.org".into())).await;
+    let link = server.hub.accounts().mint_email_link("bea@example.org", None).await?;
+    ensure!(link.starts_with("https://caucus.example.org/#signin="), "{link}");
+    let response = verify(&server, link_token(&link), &[]).await?;
+    let (_, attributes) = set_cookie(&response, "caucus_signin").context("a sign-in cookie")?;
+    ensure!(attributes.contains("Secure") && attributes.contains("HttpOnly"), "{attributes}");
+    Ok(())
+}

@@ -286,7 +286,8 @@ impl Accounts {
             created_at: now(),
         };
         let name = rules::initial_name(verified.name.as_deref(), verified.email.as_deref(), self.name_chars);
-        let account = self.account_for_identity(identity, verified.email_verified, name).await?;
+        let email_verified = verified.email_verified || found.config.trust_email;
+        let account = self.account_for_identity(identity, email_verified, name).await?;
         info!(account = %account.id, provider, "signed in with OpenID Connect");
         self.sign_in(account, flow.return_to).await
     }

@@ -35,8 +35,15 @@ pub fn roles(
     configured_admins: &[String],
     granted: &[String],
 ) -> Roles {
+    // An entry with an `@` names a verified email address; any other entry names a
+    // provider's subject. A provider's subject never matches an address, so no provider
+    // can make someone an admin by choosing a subject that looks like one.
     let named = |entry: &str| {
-        email.is_some_and(|email| entry.eq_ignore_ascii_case(email)) || subjects.iter().any(|s| s == entry)
+        if entry.contains('@') {
+            email.is_some_and(|email| entry.eq_ignore_ascii_case(email))
+        } else {
+            subjects.iter().any(|subject| subject == entry)
+        }
     };
     let admin =
         configured_admins.iter().any(|entry| named(entry)) || granted.iter().any(|role| role == "admin");
@@ -159,6 +166,8 @@ mod tests {
             Roles { admin: true, facilitator: true }
         );
         assert!(roles(None, &["subject-7".into()], &admins, &[]).admin);
+        let lookalike = roles(None, &["ada@example.org".into()], &admins, &[]);
+        assert!(!lookalike.admin, "a provider's subject that looks like an admin's address is not one");
         assert_eq!(roles(Some("bea@example.org"), &[], &admins, &[]), Roles::default());
         let granted = vec!["facilitator".to_owned()];
         assert_eq!(
