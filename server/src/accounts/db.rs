@@ -315,6 +315,12 @@ pub fn signins(connection: &Connection, account: &str) -> rusqlite::Result<Vec<(
     statement.query_map([account], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?.collect()
 }
 
+/// Forgets sign-ins that have expired.
+pub fn delete_expired_signins(connection: &Connection, now: i64) -> rusqlite::Result<()> {
+    connection.execute("DELETE FROM signins WHERE expires_at <= ?1", [now])?;
+    Ok(())
+}
+
 /// Ends one sign-in.
 pub fn delete_signin(connection: &Connection, id_hash: &str) -> rusqlite::Result<()> {
     connection.execute("DELETE FROM signins WHERE id_hash = ?1", [id_hash])?;

@@ -41,6 +41,8 @@ const EMAIL_ISSUER: &str = "email";
 const FLOW_SECS: i64 = 10 * 60;
 /// Sign-ins in progress at once; more are refused rather than held.
 const MAX_FLOWS: usize = 10_000;
+/// Sign-in mails the server sends in a minute, to all addresses together.
+const MAIL_PER_MINUTE: std::num::NonZeroU32 = std::num::NonZeroU32::new(60).expect("not zero");
 
 /// Why an accounts operation failed. The text is for the person.
 #[derive(Debug, thiserror::Error)]
@@ -55,7 +57,7 @@ pub enum AccountError {
         "this server cannot send email; ask its operator for a sign-in link (`caucus signin-link EMAIL`)"
     )]
     EmailUnavailable,
-    #[error("too many sign-in links were asked for this address; wait an hour and try again")]
+    #[error("too many sign-in links were asked for just now; wait a while and try again")]
     TooManyLinks,
     #[error("{0}")]
     Invalid(String),
@@ -137,6 +139,8 @@ pub struct Accounts {
     mailer: Option<Mailer>,
     flows: DashMap<String, Flow>,
     links_asked: DashMap<String, Vec<i64>>,
+    /// All sign-in mail, whoever it is for: a bound on what the server can be made to send.
+    mail_rate: governor::DefaultDirectRateLimiter,
     live_signins: DashMap<String, (String, CancellationToken)>,
     live_roles: DashMap<String, CancellationToken>,
 }
@@ -192,6 +196,7 @@ impl Accounts {
             mailer,
             flows: DashMap::new(),
             links_asked: DashMap::new(),
+            mail_rate: governor::RateLimiter::direct(governor::Quota::per_minute(MAIL_PER_MINUTE)),
             live_signins: DashMap::new(),
             live_roles: DashMap::new(),
         })
@@ -368,6 +373,9 @@ impl Accounts {
             let mut asked = self.links_asked.entry(normalized.clone()).or_default();
             asked.retain(|at| now.saturating_sub(*at) < 3600);
             if asked.len() >= self.settings.email_links_per_hour as usize {
+                return Err(AccountError::TooManyLinks);
+            }
+            if self.mail_rate.check().is_err() {
                 return Err(AccountError::TooManyLinks);
             }
             asked.push(now);
