@@ -86,7 +86,7 @@ pub fn safe_return_to(raw: Option<&str>) -> String {
         && !raw.starts_with("//")
         && !raw.starts_with("/\\")
         && raw.len() <= 512
-        && !raw.chars().any(|c| c.is_control() || c == '\\');
+        && !raw.chars().any(|c| c.is_control() || c.is_whitespace() || c == '\\');
     if local { raw.to_owned() } else { "/".into() }
 }
 
@@ -132,8 +132,9 @@ mod tests {
     fn return_to_stays_on_this_server() {
         assert_eq!(safe_return_to(Some("/#session=s-1")), "/#session=s-1");
         assert_eq!(safe_return_to(Some("/#invite=abc")), "/#invite=abc");
-        for hostile in ["//evil.example", "/\\evil.example", "https://evil.example", "evil", "/\\/x", "/a\\b"]
-        {
+        // Browsers drop tabs and newlines before parsing a URL: `/\t/host` is `//host`.
+        let hostile = ["//evil.example", "/\\evil.example", "https://evil.example", "evil", "/\\/x", "/a\\b"];
+        for hostile in hostile.into_iter().chain(["/\t/evil.example", "/\n/evil.example", "/ /x"]) {
             assert_eq!(safe_return_to(Some(hostile)), "/", "{hostile}");
         }
         assert_eq!(safe_return_to(None), "/");
