@@ -447,3 +447,27 @@ async fn behind_https_the_sign_in_cookie_is_secure() -> Result<()> {
     ensure!(attributes.contains("Secure") && attributes.contains("HttpOnly"), "{attributes}");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_removed_account_is_closed_out_and_cannot_come_back_through_the_invite() -> Result<()> {
+    let server = admin_server().await;
+    let ada = sign_in(&server, "ada@example.org").await?;
+    let created: SessionCreated = ada.post("/api/sessions", &create_body("Circle")).await?.json()?;
+    let kofi = sign_in(&server, "kofi@example.org").await?;
+    let join = serde_json::json!({ "invite_code": created.invite_code, "name": "Kofi", "accept_ground_rules": GROUND_RULES })
+        .to_string();
+    let joined: Joined = kofi.post("/api/join", &join).await?.json()?;
+    let mut kofis = kofi.socket().await?;
+    kofis.hello(&created.session, "").await?;
+
+    let mut desk = ada.socket().await?;
+    desk.hello(&created.session, "").await?;
+    desk.ok(caucus_protocol::Command::Remove { member: joined.member.clone() }).await?;
+    ensure!(kofis.expect_close().await?.code == Some(close::REMOVED), "his connection closed");
+
+    let again = kofi.post("/api/join", &join).await?;
+    ensure!(again.status == 403 && again.body.contains("removed"), "{} {}", again.status, again.body);
+    let mine: MySessions = kofi.get("/api/me/sessions").await?.json()?;
+    ensure!(mine.sessions.is_empty(), "the session is no longer his: {mine:?}");
+    Ok(())
+}

@@ -104,6 +104,7 @@ impl From<HubError> for ApiFailure {
                 StatusCode::FORBIDDEN
             }
             HubError::NoSuchInvite => StatusCode::NOT_FOUND,
+            HubError::Refused(refusal) if refusal.code() == ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             HubError::Refused(refusal) if refusal.code() == ErrorCode::LimitReached => {
                 StatusCode::TOO_MANY_REQUESTS
             }

@@ -516,6 +516,9 @@ impl Session {
             return Err(Refusal::SessionEnded);
         }
         check_text("the name", name, self.limits.name_chars)?;
+        if self.is_removed(id) {
+            return Err(Refusal::Forbidden("a facilitator removed you from this session"));
+        }
         if self.people.contains_key(id) {
             return Err(Refusal::InvalidValue("that person is already here".into()));
         }
