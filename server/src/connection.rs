@@ -329,7 +329,11 @@ impl Connection {
                 let Ok(Some(member)) = self.hub.accounts().seat(&signed.account.id, &session_id).await else {
                     return no_such_session();
                 };
+                // Watch first, then look again: a sign-out in between is not missed.
                 self.watch = Some(self.hub.accounts().watch(&signed));
+                if !matches!(self.hub.accounts().still_signed_in(&signed).await, Ok(true)) {
+                    return Some(Ending::close(close::SIGNED_OUT, "you were signed out; sign in again"));
+                }
                 (member, u64::try_from(signed.expires_at).unwrap_or(0))
             }
             _ => {

@@ -175,6 +175,12 @@ fn with_accounts<T, F>(config: &Config, work: impl FnOnce(std::sync::Arc<Account
 where
     F: std::future::Future<Output = Result<T, caucus_server::accounts::AccountError>>,
 {
+    if config.store.kind == caucus_server::config::StoreKind::Memory {
+        anyhow::bail!(
+            "this server keeps everything in memory (CAUCUS_STORE=memory), so accounts cannot be \
+             changed from outside it; use the SQLite store"
+        );
+    }
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
         // Opening the store creates the database and its tables if this is a new folder.
@@ -215,7 +221,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         "email links printed by `caucus signin-link EMAIL` (no SMTP configured)".to_owned()
     });
     println!("  Sign-in:     {}", ways.join(", "));
-    if server.hub().config().accounts.admins.is_empty() {
+    let admins =
+        accounts.facilitator_grants().await.map(|grants| grants["admins"].as_array().map_or(0, Vec::len));
+    if admins.is_ok_and(|count| count == 0) {
         println!("               (no admins configured: set CAUCUS_ADMINS or run `caucus admin add EMAIL`)");
     }
     println!("  Data folder: {}", data_dir.display());

@@ -170,21 +170,6 @@ impl AccountDb {
         let mut connection = self.connection.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         work(&mut connection).map_err(store_error)
     }
-
-    /// Rewrites the file without the deleted rows, as a purge does, so that a deleted
-    /// account's address is gone from the disk. An in-memory database has no file.
-    pub async fn scrub(&self) -> Result<(), StoreError> {
-        let connection = self.connection.clone();
-        tokio::task::spawn_blocking(move || {
-            let connection = connection.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if connection.path().is_none_or(str::is_empty) {
-                return Ok(());
-            }
-            crate::store::sqlite::scrub(&connection)
-        })
-        .await
-        .map_err(StoreError::new)?
-    }
 }
 
 fn account_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Account> {

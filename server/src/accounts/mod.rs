@@ -369,6 +369,9 @@ impl Accounts {
         let mailer = self.mailer.clone().ok_or(AccountError::EmailUnavailable)?;
         let normalized = rules::normalize_email(email).map_err(|why| AccountError::Invalid(why.into()))?;
         let now = now();
+        if self.links_asked.len() > 1_000 {
+            self.links_asked.retain(|_, asked| asked.iter().any(|at| now.saturating_sub(*at) < 3600));
+        }
         {
             let mut asked = self.links_asked.entry(normalized.clone()).or_default();
             asked.retain(|at| now.saturating_sub(*at) < 3600);
@@ -419,7 +422,10 @@ impl Accounts {
         let now = now();
         let expires_at = now + self.signin_secs();
         self.db
-            .call(move |connection| db::create_signin(connection, &hash, &id, &csrf, now, expires_at))
+            .call(move |connection| {
+                db::delete_expired_signins(connection, now)?;
+                db::create_signin(connection, &hash, &id, &csrf, now, expires_at)
+            })
             .await?;
         Ok(NewSignIn { cookie, return_to, account })
     }
@@ -468,6 +474,13 @@ impl Accounts {
             .clone();
         let roles = self.live_roles.entry(signed_in.account.id.clone()).or_default().clone();
         Watch { signin, roles }
+    }
+
+    /// Whether a sign-in still stands. A connection asks after it starts watching, so
+    /// that a sign-out between its upgrade and its `hello` is not missed.
+    pub async fn still_signed_in(&self, signed_in: &SignedIn) -> Result<bool, AccountError> {
+        let hash = signed_in.signin.clone();
+        Ok(self.db.call(move |connection| db::signin(connection, &hash, now())).await?.is_some())
     }
 
     /// Ends one sign-in: its connections close.
@@ -562,17 +575,15 @@ impl Accounts {
         }))
     }
 
-    /// Deletes an account: its row, identities, sign-ins, seats and grants, and then
-    /// the file is rewritten so that none of it stays on the disk. Its connections
-    /// close. What the person said in sessions belongs to those sessions.
+    /// Deletes an account: its row, identities, sign-ins, seats and grants. Its
+    /// connections close. The caller then has the store rewrite the file, so that none
+    /// of it stays on the disk. What the person said in sessions belongs to those
+    /// sessions.
     pub async fn delete(&self, account: &str) -> Result<(), AccountError> {
         let id = account.to_owned();
         self.db.call(move |connection| db::delete_account(connection, &id)).await?;
         self.cancel_signins(account);
         self.roles_changed(account);
-        if let Err(err) = self.db.scrub().await {
-            warn!(error = %err, "the deleted account's rows are gone, but the file could not be rewritten yet");
-        }
         info!(account, "account deleted");
         Ok(())
     }
@@ -638,9 +649,10 @@ impl Accounts {
 
     /// The account for an address, made if there is none yet, so that a co-facilitator
     /// can be added before they first sign in.
-    pub async fn account_for_email(&self, email: &str) -> Result<Account, AccountError> {
+    /// `name` is the name the new account starts with; its owner can change it.
+    pub async fn account_for_email(&self, email: &str, name: Option<&str>) -> Result<Account, AccountError> {
         let email = rules::normalize_email(email).map_err(|why| AccountError::Invalid(why.into()))?;
-        let name = rules::initial_name(None, Some(&email), self.name_chars);
+        let name = rules::initial_name(name, Some(&email), self.name_chars);
         let account = self
             .db
             .call(move |connection| {

@@ -196,7 +196,6 @@ pub(super) struct CallbackQuery {
     code: Option<String>,
     state: Option<String>,
     error: Option<String>,
-    error_description: Option<String>,
 }
 
 /// The provider sends the browser back here. Every failure is a page that says what
@@ -208,15 +207,24 @@ pub(super) async fn oidc_callback(
     headers: HeaderMap,
 ) -> Response {
     let clear_flow = set_cookie(FLOW_COOKIE, "", "/auth", 0, hub.accounts().secure_cookies());
+    // Only the provider's error code is shown, and only if it looks like one: the query
+    // is anyone's to write, and this page speaks with Caucus's voice.
     if let Some(error) = query.error {
-        let detail = query.error_description.unwrap_or_default();
-        let mut page =
-            failure_page(StatusCode::BAD_REQUEST, &format!("the identity provider said: {error} {detail}"));
+        let code = Some(error.as_str())
+            .filter(|code| code.len() <= 64 && code.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+            .unwrap_or("an unknown error");
+        let mut page = failure_page(
+            StatusCode::BAD_REQUEST,
+            &format!("the identity provider refused the sign-in ({code})"),
+        );
         page.headers_mut().append(header::SET_COOKIE, clear_flow);
         return page;
     }
     let (Some(code), Some(state)) = (query.code, query.state) else {
-        return failure_page(StatusCode::BAD_REQUEST, "the sign-in came back without its code and state");
+        let mut page =
+            failure_page(StatusCode::BAD_REQUEST, "the sign-in came back without its code and state");
+        page.headers_mut().append(header::SET_COOKIE, clear_flow);
+        return page;
     };
     let flow = cookie(&headers, FLOW_COOKIE);
     let mut response = match hub.accounts().finish_oidc(&provider, flow, &state, &code).await {
@@ -329,6 +337,11 @@ pub(super) async fn delete_account(
 ) -> Result<Response, ApiFailure> {
     let signed = require_signed_in(&hub, &method, &headers).await?;
     hub.accounts().delete(&signed.account.id).await?;
+    // The store rewrites the file (and retries after later writes if a reader holds
+    // it), so that the deleted address leaves no bytes behind.
+    if let Err(err) = hub.store().scrub().await {
+        tracing::warn!(error = %err, "a deleted account's rows are gone, but the file is not rewritten yet");
+    }
     Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, clear_signin_cookie(&hub))]).into_response())
 }
 

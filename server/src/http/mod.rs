@@ -484,11 +484,11 @@ async fn add_facilitator(
     let request: AddFacilitator = read_json(&hub, &headers, body).await?;
     let (id, who) = member_in(&caller, &hub, &id).await?;
     match (request.email, request.name) {
-        (Some(email), None) => {
+        (Some(email), name) => {
             if !hub.facilitates(&id, &who).await {
                 return Err(HubError::NotItsFacilitator.into());
             }
-            let account = hub.accounts().account_for_email(&email).await?;
+            let account = hub.accounts().account_for_email(&email, name.as_deref()).await?;
             let member = MemberId::new(account.id.clone()).expect("account ids are valid member ids");
             let existing = hub.accounts().seat(&account.id, &id).await?;
             let member = existing.unwrap_or(member);

@@ -112,6 +112,12 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         at: u64,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
 
+    /// Rewrites the files so that rows deleted outside the store (a deleted account)
+    /// leave no bytes behind, as a purge does. Nothing to do where there are no files.
+    fn scrub(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        done()
+    }
+
     /// Every stored session with its events, for start-up.
     fn load(&self) -> Result<Vec<StoredSession>, StoreError>;
 

@@ -82,6 +82,8 @@ enum Work {
     Purge(SessionId, Vec<Room>),
     Rewrite(SessionId, Vec<RoomEvent>),
     Erasure(MemberId, SessionId, u64),
+    /// Writes nothing; asks for a scrub, for rows deleted by another connection.
+    Scrub,
 }
 
 #[derive(Debug)]
@@ -192,7 +194,8 @@ fn run_writer(mut connection: Connection, mut queue: mpsc::Receiver<Write>, batc
             }
         }
         let results = commit(&mut connection, &batch);
-        let scrubbing = |write: &Write| matches!(write.work, Work::Purge(..) | Work::Rewrite(..));
+        let scrubbing =
+            |write: &Write| matches!(write.work, Work::Purge(..) | Work::Rewrite(..) | Work::Scrub);
         scrub_due |= batch.iter().zip(&results).any(|(write, result)| scrubbing(write) && result.is_ok());
         // Everything else in the batch is answered first: it need not wait for a rebuild.
         let (scrubbed, others): (Vec<_>, Vec<_>) =
@@ -269,6 +272,7 @@ fn commit(connection: &mut Connection, batch: &[Write]) -> Vec<Result<(), StoreE
 
 fn apply(connection: &Connection, work: &Work) -> rusqlite::Result<()> {
     match work {
+        Work::Scrub => {}
         Work::CreateSession(record) => {
             let json = serde_json::to_string(record).expect("records serialize");
             connection.execute(
@@ -432,6 +436,10 @@ impl Store for SqliteStore {
         at: u64,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         self.submit(Work::Erasure(member.clone(), session.clone(), at))
+    }
+
+    fn scrub(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.submit(Work::Scrub)
     }
 
     fn load(&self) -> Result<Vec<StoredSession>, StoreError> {
