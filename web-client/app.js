@@ -4,11 +4,15 @@
 // keeps, per room, the events it has seen, and resumes from them after any drop.
 
 import { Drafts, describeKinds, KINDS } from "./drafts.js";
+import {
+  api, copyText, currentAccount, describePhase, forgetSignIn, hasGuestSeat, keepSeat, loadMe, loadSignInMethods,
+  showAccount, showHome, showStart, signedIn, signInPanel, signInWithLink,
+} from "./account.js";
 
 const $ = (selector) => document.querySelector(selector);
 
 /** Builds an element. Children that are strings become text nodes, never HTML. */
-function h(tag, attributes = {}, ...children) {
+export function h(tag, attributes = {}, ...children) {
   const element = document.createElement(tag);
   for (const [key, value] of Object.entries(attributes)) {
     if (value === false || value === null || value === undefined) continue;
@@ -25,14 +29,14 @@ function h(tag, attributes = {}, ...children) {
 }
 
 const ROOM_NAMES = { plenary: "Plenary", caucus_a: "Caucus A", caucus_b: "Caucus B", facilitators: "Facilitators' desk" };
-const store = {
+export const store = {
   get: (key) => localStorage.getItem(`caucus.${key}`),
   set: (key, value) => localStorage.setItem(`caucus.${key}`, value),
   remove: (key) => localStorage.removeItem(`caucus.${key}`),
 };
 
 let announcing = null;
-function announce(text) {
+export function announce(text) {
   const announcer = $("#announcer");
   announcer.textContent = "";
   clearTimeout(announcing);
@@ -55,24 +59,17 @@ function time(ms) {
   return new Date(ms).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
 }
 
-async function api(method, path, body, token) {
-  const headers = { "content-type": "application/json" };
-  if (token) headers.authorization = `Bearer ${token}`;
-  const response = await fetch(path, { method, headers, body: body ? JSON.stringify(body) : undefined });
-  const text = await response.text();
-  let data = null;
-  try { data = JSON.parse(text); } catch { data = null; }
-  if (!response.ok) {
-    throw new Error(data?.error?.message || `the server answered ${response.status}`);
-  }
-  return data;
-}
-
 // ---------------------------------------------------------------------------------
 // Landing, sign-in, creating a session and joining one.
 
-function route() {
+/** The session open on this page, if any: only one at a time may hold a connection. */
+let live = null;
+
+export function route() {
+  live?.stop();
+  live = null;
   const hash = new URLSearchParams(location.hash.slice(1));
+  if (hash.has("signin")) return signInWithLink(hash.get("signin"));
   if (hash.has("token")) {
     const token = hash.get("token");
     history.replaceState(null, "", location.pathname);
@@ -86,38 +83,41 @@ function route() {
     return showCreate();
   }
   if (hash.has("invite")) return showJoin(hash.get("invite"));
+  if (hash.has("account")) return signedIn() ? showAccount() : showStart({ returnTo: "/#account" });
   if (hash.has("session")) {
     const session = hash.get("session");
-    // A member's token is the session's own; a facilitator's opens every session they run.
-    const token = store.get(`session.${session}`) ?? store.get("facilitator");
-    if (token) return new Live(session, token).start();
+    // A member's token is the session's own; a facilitator's opens every session they
+    // run; with neither, a signed-in person's cookie finds their seat.
+    const token = store.get(`session.${session}`) ?? (signedIn() ? null : store.get("facilitator"));
+    if (token || signedIn()) {
+      live = new Live(session, token);
+      return live.start();
+    }
   }
+  if (signedIn()) return showHome();
   if (store.get("facilitator")) return showCreate();
-  return showLanding();
+  return showStart({ returnTo: location.hash ? `/${location.hash}` : "/" });
+}
+
+/** The claims inside a token, unchecked: only for showing and sorting what this device holds. */
+export function tokenClaims(token) {
+  try {
+    return JSON.parse(atob(token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")));
+  } catch {
+    return null;
+  }
 }
 
 /** The display name inside a token, for showing who a sign-in link is for. */
 function tokenName(token) {
-  try {
-    const payload = JSON.parse(atob(token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")));
-    return payload.name || payload.sub || "unknown";
-  } catch {
-    return "unknown";
-  }
+  const claims = tokenClaims(token);
+  return claims?.name || claims?.sub || "unknown";
 }
 
-function page(...children) {
+export function page(...children) {
   const main = $("#main");
-  main.replaceChildren(...children);
+  main.replaceChildren(...children.flat().filter(Boolean));
   $("#session-bar").hidden = true;
-}
-
-function showLanding() {
-  document.title = "Caucus";
-  page(h("section", { class: "card narrow" },
-    h("h2", {}, "Welcome to Caucus"),
-    h("p", {}, "Open the invite link your facilitator sent you to join a session."),
-    h("p", { class: "note" }, "Facilitators: open the sign-in link the server printed when it started, or one made with `caucus token facilitator`.")));
 }
 
 /**
@@ -140,15 +140,29 @@ function rerender(container, render) {
   if (focusKey) container.querySelector(focusKey)?.focus();
 }
 
-function field(label, input) {
+export function field(label, input) {
   const id = `f-${Math.random().toString(36).slice(2, 9)}`;
   input.id = id;
   return [h("label", { for: id }, label), input];
 }
 
+/** The start page of a facilitator with a token: the sessions they run, and a new one. */
 function showCreate() {
   document.title = "Create a session · Caucus";
-  const signedIn = h("p", { class: "note" }, `Signed in as ${tokenName(store.get("facilitator"))}.`);
+  const form = createSessionForm(store.get("facilitator"));
+  form.querySelector("h2").after(h("p", { class: "note" }, `Signed in as ${tokenName(store.get("facilitator"))}.`));
+  const yours = h("section", { class: "card narrow", "aria-labelledby": "yours-heading" },
+    h("h2", { id: "yours-heading" }, "Your sessions"), h("p", { class: "note" }, "Loading…"));
+  page(yours, form);
+  form.querySelector("input").focus();
+  listSessions(yours);
+}
+
+/**
+ * The form that creates a session, as the holder of `token`, or with the cookie when
+ * `token` is null. A token is kept for the new session, so that it opens it later.
+ */
+export function createSessionForm(token) {
   const title = h("input", { type: "text", required: true, maxlength: 80, autocomplete: "off" });
   const labelA = h("input", { type: "text", required: true, value: "Racially minoritised caucus" });
   const labelB = h("input", { type: "text", required: true, value: "White caucus" });
@@ -156,10 +170,11 @@ function showCreate() {
   const selfChoice = h("input", { type: "checkbox", checked: true });
   const autoReconvene = h("input", { type: "checkbox" });
   const agreement = h("input", { type: "checkbox" });
+  // Only people who can sign in may be asked to: a token facilitator's server may have no sign-in.
+  const guests = token ? null : h("input", { type: "checkbox", checked: true });
   const error = h("p", { class: "error", role: "alert" });
   const form = h("form", { class: "card narrow", "aria-labelledby": "create-heading" },
     h("h2", { id: "create-heading" }, "Create a session"),
-    signedIn,
     ...field("Title", title),
     ...field("Label of caucus A", labelA),
     ...field("Label of caucus B", labelB),
@@ -167,31 +182,28 @@ function showCreate() {
     h("fieldset", {}, h("legend", {}, "Settings"),
       h("label", { class: "inline" }, selfChoice, "Members choose their own caucus"),
       h("label", { class: "inline" }, autoReconvene, "Reconvene on its own when the timer ends"),
-      h("label", { class: "inline" }, agreement, "A point carries only when another member agrees")),
+      h("label", { class: "inline" }, agreement, "A point carries only when another member agrees"),
+      guests ? h("label", { class: "inline" }, guests, "Guests may join by name, without signing in") : null),
     error,
     h("button", { type: "submit" }, "Create session"));
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     error.textContent = "";
     try {
-      const token = store.get("facilitator");
       const created = await api("POST", "/api/sessions", {
         title: title.value,
         caucuses: { a: labelA.value, b: labelB.value },
         settings: { self_choice: selfChoice.checked, auto_reconvene: autoReconvene.checked, carry_needs_agreement: agreement.checked },
         ground_rules: rules.value.trim() ? rules.value : null,
+        ...(guests && !guests.checked ? { allow_guests: false } : {}), // left out, it means yes
       }, token);
-      store.set(`session.${created.session}`, token);
+      if (token) store.set(`session.${created.session}`, token);
       location.hash = `session=${created.session}`;
     } catch (err) {
       error.textContent = `Could not create the session: ${err.message}`;
     }
   });
-  const yours = h("section", { class: "card narrow", "aria-labelledby": "yours-heading" },
-    h("h2", { id: "yours-heading" }, "Your sessions"), h("p", { class: "note" }, "Loading…"));
-  page(yours, form);
-  title.focus();
-  listSessions(yours);
+  return form;
 }
 
 /** The sessions this facilitator runs or co-runs, from the server, live ones first. */
@@ -199,13 +211,11 @@ async function listSessions(section) {
   const heading = section.firstChild;
   try {
     const { sessions } = await api("GET", "/api/sessions", null, store.get("facilitator"));
-    const phase = (p) => p.name === "caucusing" ? `round ${p.round}: caucusing`
-      : p.name === "reconvened" ? `round ${p.round}: reconvened` : p.name;
     section.replaceChildren(heading, sessions.length === 0
       ? h("p", { class: "note" }, "None yet. Create one below.")
       : h("ul", { class: "sessions" }, ...sessions.map((entry) => h("li", {},
         h("a", { href: `#session=${entry.session}` }, entry.title),
-        h("span", { class: "note" }, ` · ${phase(entry.phase)}`)))));
+        h("span", { class: "note" }, ` · ${describePhase(entry.phase)}`)))));
   } catch (err) {
     section.replaceChildren(heading, h("p", { class: "error", role: "alert" }, `Could not list your sessions: ${err.message}`));
   }
@@ -220,11 +230,19 @@ async function showJoin(code) {
     page(h("section", { class: "card narrow" }, h("h2", {}, "This invite does not work"), h("p", { class: "error", role: "alert" }, err.message)));
     return;
   }
-  const name = h("input", { type: "text", required: true, maxlength: 80, autocomplete: "name" });
+  const account = currentAccount();
+  const name = h("input", { type: "text", required: true, maxlength: 80, autocomplete: "name", value: account?.name || null });
   const accept = h("input", { type: "checkbox", required: true });
   const error = h("p", { class: "error", role: "alert" });
+  // Someone not signed in may sign in first, and come back to this very invite.
+  const signIn = account ? null : signInPanel(`/#invite=${code}`, {
+    heading: "Or sign in first",
+    intro: "Signed in, your seat is kept in your account: you can come back to it from any device.",
+  });
   const form = h("form", { class: "card narrow", "aria-labelledby": "join-heading" },
     h("h2", { id: "join-heading" }, `Join “${invite.title}”`),
+    account ? h("p", { class: "note" }, `You join signed in as ${account.email}; your seat is kept in your account.`)
+      : signIn ? h("p", { class: "note" }, "You join as a guest: your seat is kept on this device only.") : null,
     ...field("Your name, as others will see it", name),
     invite.ground_rules ? [h("h3", {}, "Ground rules"), h("p", { class: "rules" }, invite.ground_rules)] : null,
     h("label", { class: "inline" }, accept, "I have read and accept the ground rules"),
@@ -239,13 +257,18 @@ async function showJoin(code) {
       const joined = await api("POST", "/api/join", {
         invite_code: code, name: name.value, accept_ground_rules: invite.ground_rules ?? null,
       });
-      store.set(`session.${joined.session}`, joined.token);
+      // A guest's seat lives in its token; a signed-in person's in their account.
+      if (joined.token) {
+        store.set(`session.${joined.session}`, joined.token);
+        store.set(`title.${joined.session}`, invite.title);
+      }
       location.hash = `session=${joined.session}`;
     } catch (err) {
       error.textContent = `Could not join: ${err.message}`;
+      if (err.code === "sign_in_required") signIn?.querySelector("a, input")?.focus();
     }
   });
-  page(form);
+  page(form, signIn);
   name.focus();
 }
 
@@ -253,6 +276,7 @@ async function showJoin(code) {
 // A live session.
 
 class Live {
+  /** `token` is null for a signed-in person: the cookie then says who they are. */
   constructor(session, token) {
     this.session = session;
     this.token = token;
@@ -275,6 +299,14 @@ class Live {
     this.timer = setInterval(() => this.renderCountdown(), 1000);
   }
 
+  /** Leaves the session for another page: the connection closes and stays closed. */
+  stop() {
+    this.stopped = true;
+    clearInterval(this.timer);
+    clearTimeout(this.reconnecting);
+    this.socket?.close(1000);
+  }
+
   cursors() {
     const resume = {};
     for (const [room, events] of this.rooms) {
@@ -288,14 +320,18 @@ class Live {
     const socket = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`);
     this.socket = socket;
     socket.addEventListener("open", () => {
-      socket.send(JSON.stringify({ type: "hello", session: this.session, token: this.token, resume: this.cursors() }));
+      const hello = { type: "hello", session: this.session, resume: this.cursors() };
+      if (this.token) hello.token = this.token;
+      socket.send(JSON.stringify(hello));
     });
     socket.addEventListener("message", (message) => this.receive(JSON.parse(message.data)));
     socket.addEventListener("close", (event) => this.closed(event));
   }
 
   closed(event) {
-    if (this.socket?.readyState === WebSocket.OPEN) return;
+    if (this.stopped || this.socket?.readyState === WebSocket.OPEN) return;
+    if (event.code === 4011) return this.signedOut();
+    if (event.code === 4010) return this.roleChanged();
     const final = { 4001: true, 4002: true, 4003: true, 4004: true };
     if (final[event.code]) {
       setStatus("Disconnected", "offline");
@@ -314,7 +350,27 @@ class Live {
     // Jittered, so that after a server restart everyone does not come back at once.
     const delay = Math.min(10000, 500 * 2 ** this.retry++) * (0.5 + Math.random());
     setStatus(`Offline — reconnecting in ${Math.round(delay / 1000) || 1} s`, "offline");
-    setTimeout(() => this.connect(), delay);
+    this.reconnecting = setTimeout(() => this.connect(), delay);
+  }
+
+  /** The sign-in ended (here, in another tab, or on another device): so did the session. */
+  signedOut() {
+    this.stop();
+    setStatus("", "");
+    forgetSignIn();
+    history.replaceState(null, "", "/");
+    showStart({
+      notice: "You were signed out, so this session closed. Sign in again to come back to it.",
+      returnTo: `/#session=${this.session}`,
+    });
+  }
+
+  /** An admin changed what this person may do: reconnect at once to learn what it is now. */
+  roleChanged() {
+    this.notify("Your role was changed by an admin. Reconnecting…");
+    loadMe();
+    this.retry = 0;
+    this.connect();
   }
 
   /**
@@ -396,6 +452,8 @@ class Live {
     const was = first ? null : { phase: this.phase, seat: this.seat, role: this.me.role };
     this.welcome = welcome;
     this.me = welcome.you;
+    // A guest seat is offered to an account later by the session's title.
+    if (hasGuestSeat(this.token)) store.set(`title.${this.session}`, welcome.session.title);
     this.seat = welcome.seat;
     this.caucus = welcome.caucus ?? null;
     this.info = welcome.session;
@@ -745,8 +803,9 @@ class Live {
     switch (event.kind) {
       case "message": {
         const flaggable = event.room.startsWith("caucus_") && this.phase.name === "caucusing";
-        return h("li", { "data-seq": event.seq },
-          h("span", { class: "who" }, this.name(event.from)), event.text, when,
+        const mine = event.from === this.me.id;
+        return h("li", { "data-seq": event.seq, class: mine ? "mine" : null },
+          h("span", { class: "who" }, this.name(event.from), mine ? h("span", { class: "you" }, " (you)") : null), event.text, when,
           flaggable ? h("button", {
             type: "button", class: "secondary flag", "data-key": `flag-${event.room}-${event.seq}`,
             "aria-label": `Flag as a point: ${event.text.slice(0, 40)}`,
@@ -779,8 +838,26 @@ class Live {
     if (this.view === "plenary") {
       parts.push(this.renderFeedback(), this.renderProposals(), this.renderChoice(), this.renderSecretary());
     }
-    parts.push(this.renderPeople());
+    parts.push(this.renderPeople(), this.renderKeepSeat());
     rerender(side, () => parts.filter(Boolean));
+  }
+
+  /** A guest who has since signed in may keep this seat in their account. */
+  renderKeepSeat() {
+    if (!signedIn() || !hasGuestSeat(this.token)) return null;
+    return h("section", { class: "card", "aria-labelledby": "keep-heading" },
+      h("h3", { id: "keep-heading" }, "Your seat"),
+      h("p", {}, "You joined as a guest on this device. Keep this seat in your account to come back to it from any device, as the same person."),
+      h("button", { type: "button", onclick: async () => {
+        try {
+          await keepSeat(this.session, this.token);
+          this.token = null; // from the next connection on, the cookie says who this is
+          this.notify("Your seat is now kept in your account.");
+        } catch (err) {
+          this.flash(`Could not keep your seat: ${err.message}`);
+        }
+        this.renderSide();
+      } }, "Keep this seat in your account"));
   }
 
   renderSecretary() {
@@ -931,34 +1008,14 @@ class Live {
       const box = h("input", { type: "text", id: "invite-link", readonly: true, value: invite.invite_url });
       parts.push(h("section", { class: "card" }, h("h3", {}, "Invite link"),
         h("div", { class: "invite" }, h("label", { for: "invite-link", class: "visually-hidden" }, "Invite link"), box,
-          h("button", { type: "button", onclick: async () => {
-            box.select();
-            try { await navigator.clipboard.writeText(invite.invite_url); announce("Invite link copied."); } catch { document.execCommand?.("copy"); }
-          } }, "Copy")),
+          h("button", { type: "button", onclick: () => copyText(box, "Invite link copied.") }, "Copy")),
         h("button", { type: "button", class: "secondary", onclick: () => {
           if (confirm("Make a new invite link? The old one stops working at once; people already in the session stay.")) this.loadInvite(true);
         } }, "New invite link")));
     } else if (invite?.error) {
       parts.push(h("section", { class: "card" }, h("h3", {}, "Invite link"), h("p", { class: "error", role: "alert" }, invite.error)));
     }
-    const coName = h("input", { type: "text", id: "co-facilitator", maxlength: 80, autocomplete: "off" });
-    // Kept on the page object: the console is rebuilt whenever an event arrives.
-    const coResult = h("p", { class: "note", role: "status" }, this.coResult ?? "");
-    parts.push(h("section", { class: "card", "aria-labelledby": "co-heading" }, h("h3", { id: "co-heading" }, "Co-facilitators"),
-      h("div", { class: "row" }, h("div", {}, h("label", { for: "co-facilitator" }, "Name on their facilitator sign-in link"), coName),
-        h("button", { type: "button", onclick: async () => {
-          const name = coName.value.trim();
-          if (!name) return;
-          try {
-            await api("POST", `/api/sessions/${this.session}/facilitators`, { name }, this.token);
-            this.coResult = `${name} can now run this session: it is on their start page.`;
-            coName.value = "";
-          } catch (err) {
-            this.coResult = `Could not add ${name}: ${err.message}`;
-          }
-          this.scheduleRender();
-        } }, "Add")),
-      coResult));
+    parts.push(this.renderCoFacilitators());
     const ended = this.phase.name === "ended";
     if (!ended) {
       const minutes = h("input", { type: "number", id: "duration", min: 1, max: 1440, value: 20 });
@@ -1009,6 +1066,36 @@ class Live {
     return parts;
   }
 
+  /**
+   * Adding a co-facilitator: a token facilitator names the name on the other's token; a
+   * signed-in one gives the address the other signs in with.
+   */
+  renderCoFacilitators() {
+    const byEmail = !this.token;
+    const input = h("input", { type: byEmail ? "email" : "text", id: "co-facilitator", maxlength: byEmail ? 254 : 80, autocomplete: "off" });
+    // Kept on the page object: the console is rebuilt whenever an event arrives.
+    const result = h("p", { class: "note", role: "status" }, this.coResult ?? "");
+    const add = async () => {
+      const who = input.value.trim();
+      if (!who) return;
+      try {
+        await api("POST", `/api/sessions/${this.session}/facilitators`, byEmail ? { email: who } : { name: who }, this.token);
+        this.coResult = byEmail
+          ? `${who} can now run this session: it is on their start page as soon as they sign in with that address.`
+          : `${who} can now run this session: it is on their start page.`;
+        input.value = "";
+      } catch (err) {
+        this.coResult = `Could not add ${who}: ${err.message}`;
+      }
+      this.scheduleRender();
+    };
+    return h("section", { class: "card", "aria-labelledby": "co-heading" }, h("h3", { id: "co-heading" }, "Co-facilitators"),
+      h("div", { class: "row" },
+        h("div", {}, h("label", { for: "co-facilitator" }, byEmail ? "Email address of a co-facilitator" : "Name on their facilitator sign-in link"), input),
+        h("button", { type: "button", onclick: add }, "Add")),
+      result);
+  }
+
   renderRosters() {
     const groups = { none: [], a: [], b: [] };
     for (const member of this.members.values()) groups[this.seats.get(member.id) ?? "none"].push(member);
@@ -1047,7 +1134,8 @@ class Live {
 
   async downloadMinutes(format) {
     try {
-      const response = await fetch(`/api/sessions/${this.session}/minutes?format=${format}`, { headers: { authorization: `Bearer ${this.token}` } });
+      const headers = this.token ? { authorization: `Bearer ${this.token}` } : {};
+      const response = await fetch(`/api/sessions/${this.session}/minutes?format=${format}`, { headers });
       if (!response.ok) throw new Error((await response.json()).error.message);
       const blob = await response.blob();
       const link = h("a", { href: URL.createObjectURL(blob), download: `minutes-${this.session}.${format === "json" ? "json" : "md"}` });
@@ -1061,4 +1149,5 @@ class Live {
 }
 
 window.addEventListener("hashchange", route);
-route();
+// Who is signed in decides the first page, so the server is asked before anything shows.
+Promise.all([loadMe(), loadSignInMethods()]).then(route);
