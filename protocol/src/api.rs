@@ -343,3 +343,102 @@ pub struct GrantFacilitator {
     /// The address.
     pub email: String,
 }
+
+/// `GET`, `POST /api/admin/facilitators` and `DELETE /api/admin/facilitators/{email}`:
+/// who may facilitate. Fields are in alphabetical order, as in every answer about an
+/// account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FacilitatorGrants {
+    /// The admins: from the configuration, then those added by command.
+    pub admins: Vec<String>,
+    /// The addresses admins let facilitate.
+    pub facilitators: Vec<RoleGrant>,
+}
+
+/// A role granted to an email address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleGrant {
+    /// The address.
+    pub email: String,
+    /// When, Unix seconds.
+    pub granted_at: i64,
+    /// The account that granted it; `null` when it came from the command line.
+    pub granted_by: Option<String>,
+    /// `admin` or `facilitator`.
+    pub role: String,
+}
+
+/// `GET /api/me/export`: everything Caucus keeps about an account. Nothing about
+/// caucuses: no caucus choice is ever kept on an account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountExport {
+    /// The account.
+    pub account: ExportedAccount,
+    /// When this export was made, Unix seconds.
+    pub exported_at: i64,
+    /// The roles granted to the account's address.
+    pub grants: Vec<String>,
+    /// How it signs in.
+    pub identities: Vec<ExportedIdentity>,
+    /// Its roles now.
+    pub roles: Vec<String>,
+    /// The sessions it has a seat in.
+    pub seats: Vec<ExportedSeat>,
+    /// Its sign-ins, without their secrets.
+    pub sign_ins: Vec<ExportedSignIn>,
+}
+
+/// The account row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportedAccount {
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Its address.
+    pub email: Option<String>,
+    /// Its id.
+    pub id: String,
+    /// Its display name.
+    pub name: String,
+}
+
+/// An identity at a provider, or an email address (`issuer` is `email`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportedIdentity {
+    /// Unix seconds.
+    pub created_at: i64,
+    /// The address the provider gave.
+    pub email: Option<String>,
+    /// The provider's issuer URL, or `email`.
+    pub issuer: String,
+    /// The subject there.
+    pub subject: String,
+}
+
+/// A seat in a session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportedSeat {
+    /// Unix seconds.
+    pub joined_at: i64,
+    /// The member id there.
+    pub member: String,
+    /// The session.
+    pub session: String,
+}
+
+/// A sign-in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportedSignIn {
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Whether it is the one that asked for this export.
+    pub current: bool,
+    /// Unix seconds.
+    pub expires_at: i64,
+}

@@ -15,78 +15,6 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-/// Two answers the server builds as JSON values rather than protocol types (the admins'
-/// list of grants and an account's export, in `server/src/accounts/mod.rs`). These
-/// mirror them, so that the examples keep to one shape: every field, no other. A JSON
-/// value's keys come out in alphabetical order, and so are the fields here.
-mod built {
-    use serde::{Deserialize, Serialize};
-
-    /// `GET`, `POST /api/admin/facilitators` and `DELETE /api/admin/facilitators/{email}`.
-    #[derive(Serialize, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub(super) struct FacilitatorGrants {
-        admins: Vec<String>,
-        facilitators: Vec<Grant>,
-    }
-
-    #[derive(Serialize, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub(super) struct Grant {
-        email: String,
-        granted_at: i64,
-        granted_by: Option<String>,
-        role: String,
-    }
-
-    /// `GET /api/me/export`.
-    #[derive(Serialize, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub(super) struct AccountExport {
-        account: Account,
-        exported_at: i64,
-        grants: Vec<String>,
-        identities: Vec<Identity>,
-        roles: Vec<String>,
-        seats: Vec<Seat>,
-        sign_ins: Vec<SignIn>,
-    }
-
-    #[derive(Serialize, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub(super) struct Account {
-        created_at: i64,
-        email: Option<String>,
-        id: String,
-        name: String,
-    }
-
-    #[derive(Serialize, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub(super) struct Identity {
-        created_at: i64,
-        email: Option<String>,
-        issuer: String,
-        subject: String,
-    }
-
-    #[derive(Serialize, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub(super) struct Seat {
-        joined_at: i64,
-        member: String,
-        session: String,
-    }
-
-    #[derive(Serialize, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub(super) struct SignIn {
-        created_at: i64,
-        current: bool,
-        expires_at: i64,
-    }
-}
-
 struct Example {
     kind: String,
     json: String,
@@ -171,8 +99,8 @@ fn every_protocol_example_round_trips() {
             "api:attach_seat" => round_trip::<AttachSeat>(example),
             "api:seat_attached" => round_trip::<SeatAttached>(example),
             "api:grant_facilitator" => round_trip::<GrantFacilitator>(example),
-            "api:facilitator_grants" => round_trip::<built::FacilitatorGrants>(example),
-            "api:account_export" => round_trip::<built::AccountExport>(example),
+            "api:facilitator_grants" => round_trip::<caucus_protocol::api::FacilitatorGrants>(example),
+            "api:account_export" => round_trip::<caucus_protocol::api::AccountExport>(example),
             other => panic!("PROTOCOL.md line {}: unknown golden kind `{other}`", example.line),
         };
         assert_eq!(encoded, original, "PROTOCOL.md line {}: re-encoding changed the JSON", example.line);

@@ -221,8 +221,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         "email links printed by `caucus signin-link EMAIL` (no SMTP configured)".to_owned()
     });
     println!("  Sign-in:     {}", ways.join(", "));
-    let admins =
-        accounts.facilitator_grants().await.map(|grants| grants["admins"].as_array().map_or(0, Vec::len));
+    let admins = accounts.facilitator_grants().await.map(|grants| grants.admins.len());
     if admins.is_ok_and(|count| count == 0) {
         println!("               (no admins configured: set CAUCUS_ADMINS or run `caucus admin add EMAIL`)");
     }

@@ -20,10 +20,13 @@ pub mod rules;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use caucus_protocol::api::{
+    AccountExport, ExportedAccount, ExportedIdentity, ExportedSeat, ExportedSignIn, FacilitatorGrants,
+    RoleGrant,
+};
 use caucus_protocol::{MemberId, SessionId};
 use dashmap::DashMap;
 use rand::RngCore;
-use serde_json::json;
 use sha2::Digest;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -538,9 +541,9 @@ impl Accounts {
         Ok(())
     }
 
-    /// Everything Caucus keeps about an account, as one JSON document. Seats name the
-    /// session and role; no caucus choice is ever kept on an account, so none is here.
-    pub async fn export(&self, signed_in: &SignedIn) -> Result<serde_json::Value, AccountError> {
+    /// Everything Caucus keeps about an account. Seats name the session; no caucus
+    /// choice is ever kept on an account, so none is here.
+    pub async fn export(&self, signed_in: &SignedIn) -> Result<AccountExport, AccountError> {
         let id = signed_in.account.id.clone();
         let email = signed_in.account.email.clone();
         let (identities, signins, seats, grants) = self
@@ -558,21 +561,43 @@ impl Accounts {
                 ))
             })
             .await?;
-        let signins: Vec<_> = signins
-            .into_iter()
-            .map(|(created_at, expires_at, hash)| {
-                json!({ "created_at": created_at, "expires_at": expires_at, "current": hash == signed_in.signin })
-            })
-            .collect();
-        Ok(json!({
-            "account": signed_in.account,
-            "roles": signed_in.roles.names(),
-            "identities": identities,
-            "sign_ins": signins,
-            "seats": seats,
-            "grants": grants,
-            "exported_at": now(),
-        }))
+        let account = &signed_in.account;
+        Ok(AccountExport {
+            account: ExportedAccount {
+                created_at: account.created_at,
+                email: account.email.clone(),
+                id: account.id.clone(),
+                name: account.name.clone(),
+            },
+            exported_at: now(),
+            grants,
+            identities: identities
+                .into_iter()
+                .map(|identity| ExportedIdentity {
+                    created_at: identity.created_at,
+                    email: identity.email,
+                    issuer: identity.issuer,
+                    subject: identity.subject,
+                })
+                .collect(),
+            roles: signed_in.roles.names().into_iter().map(str::to_owned).collect(),
+            seats: seats
+                .into_iter()
+                .map(|seat| ExportedSeat {
+                    joined_at: seat.joined_at,
+                    member: seat.member,
+                    session: seat.session,
+                })
+                .collect(),
+            sign_ins: signins
+                .into_iter()
+                .map(|(created_at, expires_at, hash)| ExportedSignIn {
+                    created_at,
+                    current: hash == signed_in.signin,
+                    expires_at,
+                })
+                .collect(),
+        })
     }
 
     /// Deletes an account: its row, identities, sign-ins, seats and grants. Its
@@ -667,8 +692,8 @@ impl Accounts {
 
     // ----- Who may facilitate ---------------------------------------------------------
 
-    /// The addresses that may facilitate, and the configured admins.
-    pub async fn facilitator_grants(&self) -> Result<serde_json::Value, AccountError> {
+    /// The addresses that may facilitate, and the admins.
+    pub async fn facilitator_grants(&self) -> Result<FacilitatorGrants, AccountError> {
         let (facilitators, admins) = self
             .db
             .call(|connection| {
@@ -678,9 +703,18 @@ impl Accounts {
                 ))
             })
             .await?;
-        let mut admin_list: Vec<String> = self.settings.admins.clone();
+        let mut admin_list = self.settings.admins.clone();
         admin_list.extend(admins.into_iter().map(|grant| grant.email));
-        Ok(json!({ "facilitators": facilitators, "admins": admin_list }))
+        let facilitators = facilitators
+            .into_iter()
+            .map(|grant| RoleGrant {
+                email: grant.email,
+                granted_at: grant.granted_at,
+                granted_by: grant.granted_by,
+                role: grant.role,
+            })
+            .collect();
+        Ok(FacilitatorGrants { admins: admin_list, facilitators })
     }
 
     /// Grants or takes back a role for an address. The account's live connections

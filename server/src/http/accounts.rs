@@ -408,7 +408,7 @@ pub(super) async fn facilitator_grants(
     method: Method,
     headers: HeaderMap,
     body: Body,
-) -> Result<Json<serde_json::Value>, ApiFailure> {
+) -> Result<Json<caucus_protocol::api::FacilitatorGrants>, ApiFailure> {
     let signed = require_admin(&hub, &method, &headers).await?;
     if method == Method::POST {
         let request: GrantFacilitator = read_json(&hub, &headers, body).await?;
@@ -423,7 +423,7 @@ pub(super) async fn revoke_facilitator(
     method: Method,
     headers: HeaderMap,
     Path(email): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiFailure> {
+) -> Result<Json<caucus_protocol::api::FacilitatorGrants>, ApiFailure> {
     let signed = require_admin(&hub, &method, &headers).await?;
     hub.accounts().set_role(&email, "facilitator", false, None).await?;
     tracing::info!(by = %signed.account.id, "facilitator grant taken back");
