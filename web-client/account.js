@@ -473,8 +473,10 @@ function deleteAccountSection() {
       h("li", {}, "your account: your name and email address;"),
       h("li", {}, "the ways you sign in to it;"),
       h("li", {}, "your sign-ins on every device, which are all signed out;"),
-      h("li", {}, "your seats in sessions: you can no longer go back to them as yourself.")),
-    h("p", {}, "What you said in a session belongs to that session's record; its facilitators can erase it."),
+      h("li", {}, "your seats in sessions: you can no longer go back to them as yourself;"),
+      h("li", {}, "any permission to facilitate that an admin gave your address.")),
+    h("p", {}, "What you said in a session, under the name you joined with, belongs to that session's record; its facilitators can erase it. "
+      + "If you sign in again later with the same address, you start afresh, with no seats."),
     h("button", { type: "button", class: "danger", onclick: deleteAccount }, "Delete my account for good"),
     h("button", { type: "button", class: "secondary", onclick: () => { confirmation.hidden = true; ask.focus(); } }, "Cancel"));
   const ask = h("button", { type: "button", class: "danger", "aria-expanded": "false", onclick: () => {
