@@ -312,3 +312,37 @@ test("a session closed to guests asks people to sign in, and an emailed link wor
     await server.stop();
   }
 });
+
+test("when an admin changes what someone may do, their open session says so and reconnects", { timeout: 120000 }, async () => {
+  const server = await accountsServer();
+  try {
+    const ada = await person(browser);
+    await signInWithProvider(ada, "ada");
+    await ada.getByLabel("Email address of a new facilitator").fill("cy@example.org");
+    await ada.getByRole("button", { name: "Let them facilitate" }).click();
+    await ada.getByText("cy@example.org may now create and run sessions.").waitFor();
+
+    // Cy, now allowed to facilitate, creates a session and has it open.
+    const cy = await person(browser);
+    await cy.goto(`${origin}/`);
+    await signInByEmail(cy, "cy@example.org");
+    await cy.getByLabel("Title").fill("Cy's circle");
+    await cy.getByRole("button", { name: "Create session" }).click();
+    await online(cy);
+    await say(cy, "Cy: before the change");
+
+    await ada.getByRole("button", { name: "Remove cy@example.org" }).click();
+    await ada.getByText("cy@example.org may no longer create sessions.").waitFor();
+    await cy.locator("#notices", { hasText: "Your role was changed by an admin." }).waitFor();
+    await online(cy);
+    await cy.locator("#messages li.mine", { hasText: "Cy: before the change" }).waitFor();
+
+    // Back on the start page, Cy can no longer create sessions, and is told why.
+    await cy.getByRole("link", { name: "Your sessions" }).click();
+    await cy.getByText("An admin must let you facilitate before you can create sessions.").waitFor();
+    assert.equal(await cy.getByRole("button", { name: "Create session" }).count(), 0);
+    for (const page of [ada, cy]) assert.deepEqual(page.errors || [], []);
+  } finally {
+    await server.stop();
+  }
+});
