@@ -1073,17 +1073,22 @@ class Live {
   renderCoFacilitators() {
     const byEmail = !this.token;
     const input = h("input", { type: byEmail ? "email" : "text", id: "co-facilitator", maxlength: byEmail ? 254 : 80, autocomplete: "off" });
+    // Someone added by address before they ever signed in is shown by this name, if given.
+    const nameInput = byEmail ? h("input", { type: "text", id: "co-facilitator-name", maxlength: 80, autocomplete: "off" }) : null;
     // Kept on the page object: the console is rebuilt whenever an event arrives.
     const result = h("p", { class: "note", role: "status" }, this.coResult ?? "");
     const add = async () => {
       const who = input.value.trim();
       if (!who) return;
+      const name = nameInput?.value.trim();
       try {
-        await api("POST", `/api/sessions/${this.session}/facilitators`, byEmail ? { email: who } : { name: who }, this.token);
+        await api("POST", `/api/sessions/${this.session}/facilitators`,
+          byEmail ? { email: who, ...(name ? { name } : {}) } : { name: who }, this.token);
         this.coResult = byEmail
           ? `${who} can now run this session: it is on their start page as soon as they sign in with that address.`
           : `${who} can now run this session: it is on their start page.`;
         input.value = "";
+        if (nameInput) nameInput.value = "";
       } catch (err) {
         this.coResult = `Could not add ${who}: ${err.message}`;
       }
@@ -1092,6 +1097,7 @@ class Live {
     return h("section", { class: "card", "aria-labelledby": "co-heading" }, h("h3", { id: "co-heading" }, "Co-facilitators"),
       h("div", { class: "row" },
         h("div", {}, h("label", { for: "co-facilitator" }, byEmail ? "Email address of a co-facilitator" : "Name on their facilitator sign-in link"), input),
+        nameInput ? h("div", {}, h("label", { for: "co-facilitator-name" }, "Their name, if they have not signed in yet (optional)"), nameInput) : null,
         h("button", { type: "button", onclick: add }, "Add")),
       result);
   }

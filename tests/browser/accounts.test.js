@@ -155,6 +155,7 @@ test("co-chairs, a member and a guest sign in, and a day later are the same peop
 
     // She adds co-chair Bea by the address Bea signs in with.
     await ada.getByLabel("Email address of a co-facilitator").fill("bea@example.org");
+    await ada.getByLabel("Their name, if they have not signed in yet (optional)").fill("Bea Okafor");
     await ada.getByRole("button", { name: "Add", exact: true }).click();
     await ada.getByText("bea@example.org can now run this session").waitFor();
     await ada.getByRole("button", { name: "Plenary" }).click();
@@ -164,6 +165,7 @@ test("co-chairs, a member and a guest sign in, and a day later are the same peop
     const bea = await person(browser);
     await bea.goto(`${origin}/`);
     await signInByEmail(bea, "bea@example.org");
+    await bea.locator("#account-bar", { hasText: "Bea Okafor" }).waitFor();
     await bea.getByRole("heading", { name: "Your sessions" }).waitFor();
     await bea.locator(".sessions li", { hasText: title }).filter({ hasText: "you facilitate" }).waitFor();
     await bea.getByRole("link", { name: title }).click();
@@ -213,7 +215,7 @@ test("co-chairs, a member and a guest sign in, and a day later are the same peop
     assert.equal(await helloWith(stranger, session, guestToken), 4002, "the guest's token should have run out by now");
 
     // Each of them opens the app again: same name, same seat, and their words are theirs.
-    const people = [[ada, "Ada", "Ada: welcome back, everyone"], [bea, "Bea", "Bea: co-chairing today"],
+    const people = [[ada, "Ada", "Ada: welcome back, everyone"], [bea, "Bea Okafor", "Bea: co-chairing today"],
       [mo, "Mo", "Mo: glad to be here"], [gus, "Gus", "Gus: joined as a guest"]];
     for (const [page, name, words] of people) {
       await openFromStartPage(page, title);
