@@ -407,7 +407,7 @@ export function showAccount() {
       downloadButton()),
     h("section", { class: "card narrow", "aria-labelledby": "signout-heading" },
       h("h2", { id: "signout-heading" }, "Sign out"),
-      h("p", {}, "Sessions open in this browser close when you sign out."),
+      h("p", {}, "Sessions open in this browser close when you sign out. Sign out everywhere signs you out on every device, this one too."),
       h("button", { type: "button", onclick: () => signOut("/api/auth/signout", "You are signed out.") }, "Sign out"),
       h("button", { type: "button", class: "secondary", onclick: () => signOut("/api/auth/signout-everywhere", "You are signed out on every device.") }, "Sign out everywhere")),
     deleteAccountSection());

@@ -7,7 +7,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createRequire } from "node:module";
 import { createServer } from "node:net";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { joinAs, launchBrowser, person, say, shot, startServer } from "./support.js";
@@ -344,6 +344,56 @@ test("when an admin changes what someone may do, their open session says so and 
     await cy.getByText("An admin must let you facilitate before you can create sessions.").waitFor();
     assert.equal(await cy.getByRole("button", { name: "Create session" }).count(), 0);
     for (const page of [ada, cy]) assert.deepEqual(page.errors || [], []);
+  } finally {
+    await server.stop();
+  }
+});
+
+test("the account page: a new name, a copy of my data, signing out everywhere and deleting the account", { timeout: 120000 }, async () => {
+  const server = await accountsServer();
+  try {
+    const laptop = await person(browser);
+    const phone = await person(browser, { viewport: { width: 390, height: 844 }, isMobile: true });
+    for (const device of [laptop, phone]) {
+      await device.goto(`${origin}/`);
+      await signInByEmail(device, "dee@example.org");
+    }
+
+    await laptop.getByRole("link", { name: "Account" }).click();
+    await laptop.getByLabel("Display name").fill("Dee Mensah");
+    await laptop.getByRole("button", { name: "Save name" }).click();
+    await laptop.getByRole("status").filter({ hasText: "Saved. Your name is now Dee Mensah." }).waitFor();
+    await laptop.locator("#account-bar", { hasText: "Dee Mensah" }).waitFor();
+
+    const [download] = await Promise.all([
+      laptop.waitForEvent("download"),
+      laptop.getByRole("button", { name: "Download my data" }).click(),
+    ]);
+    const data = JSON.parse(readFileSync(await download.path(), "utf8"));
+    assert.equal(data.account.email, "dee@example.org");
+    assert.equal(data.account.name, "Dee Mensah");
+
+    // Signing out everywhere signs the phone out too.
+    await laptop.getByRole("button", { name: "Sign out everywhere" }).click();
+    await laptop.getByText("You are signed out on every device.").waitFor();
+    await phone.goto(`${origin}/`);
+    await phone.getByRole("link", { name: "Sign in with Community sign-in" }).waitFor();
+    assert.equal(await phone.getByRole("link", { name: "Account" }).count(), 0, "the phone is still signed in");
+
+    // Deleting the account: the confirmation says what goes, and then it is gone.
+    await signInByEmail(laptop, "dee@example.org");
+    await laptop.getByRole("link", { name: "Account" }).click();
+    await laptop.getByRole("button", { name: "Delete my account" }).click();
+    const confirmation = laptop.getByRole("group", { name: "Delete your account for good?" });
+    for (const gone of ["your name and email address", "the ways you sign in", "your sign-ins on every device", "your seats in sessions"]) {
+      await confirmation.getByText(gone).waitFor();
+    }
+    await laptop.getByRole("button", { name: "Delete my account for good" }).click();
+    await laptop.getByText("Your account is deleted.").waitFor();
+    await laptop.goto(`${origin}/`);
+    await signInByEmail(laptop, "dee@example.org");
+    assert.equal(await laptop.locator("#account-bar", { hasText: "Dee Mensah" }).count(), 0, "a deleted account came back");
+    for (const page of [laptop, phone]) assert.deepEqual(page.errors || [], []);
   } finally {
     await server.stop();
   }
