@@ -95,7 +95,8 @@ export function route() {
     }
   }
   if (signedIn()) return showHome();
-  if (store.get("facilitator")) return showCreate();
+  // "#start" is where the top bar's "Sign in" leads, even for someone holding a token.
+  if (store.get("facilitator") && !hash.has("start")) return showCreate();
   return showStart({ returnTo: location.hash ? `/${location.hash}` : "/" });
 }
 

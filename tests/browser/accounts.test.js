@@ -168,6 +168,7 @@ test("co-chairs, a member and a guest sign in, and a day later are the same peop
     await bea.locator("#account-bar", { hasText: "Bea Okafor" }).waitFor();
     await bea.getByRole("heading", { name: "Your sessions" }).waitFor();
     await bea.locator(".sessions li", { hasText: title }).filter({ hasText: "you facilitate" }).waitFor();
+    assert.equal(await bea.getByLabel(`Invite link for ${title}`).inputValue(), invite, "a co-chair's start page has the invite");
     await bea.getByRole("link", { name: title }).click();
     await online(bea);
     await bea.getByRole("button", { name: "Facilitator console" }).waitFor();
