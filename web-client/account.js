@@ -20,7 +20,7 @@ let methods = { providers: [], email: false };
 export const signedIn = () => me !== null;
 export const currentAccount = () => me?.account ?? null;
 const hasRole = (...roles) => roles.some((role) => me?.roles?.includes(role));
-export const mayFacilitate = () => hasRole("facilitator", "admin");
+const mayFacilitate = () => hasRole("facilitator", "admin");
 
 /** An error from the API, with the server's code beside its sentence. */
 class ApiError extends Error {
@@ -79,12 +79,9 @@ export function forgetSignIn() {
 }
 
 /** Only a path on this server may be gone to after signing in; anything else means "/". */
-export function localPath(path) {
+function localPath(path) {
   return typeof path === "string" && path.startsWith("/") && !path.startsWith("//") && !path.startsWith("/\\") ? path : "/";
 }
-
-/** Where a sign-in started here should come back to: this very page. */
-const here = () => localPath(location.pathname + location.hash);
 
 function renderAccountBar() {
   const bar = document.getElementById("account-bar");
