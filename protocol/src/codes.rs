@@ -66,11 +66,14 @@ pub enum ErrorCode {
     EmailUnavailable,
     /// HTTP only: this session does not take guests; sign in to join.
     SignInRequired,
+    /// HTTP only: accept the community's current terms of reference before entering
+    /// its sessions. The message names the version.
+    TermsRequired,
 }
 
 impl ErrorCode {
     /// Every code, in the order above.
-    pub const ALL: [ErrorCode; 26] = [
+    pub const ALL: [ErrorCode; 27] = [
         ErrorCode::BadFrame,
         ErrorCode::HelloRequired,
         ErrorCode::AlreadyWelcomed,
@@ -97,6 +100,7 @@ impl ErrorCode {
         ErrorCode::InvalidLink,
         ErrorCode::EmailUnavailable,
         ErrorCode::SignInRequired,
+        ErrorCode::TermsRequired,
     ];
 }
 
@@ -176,7 +180,8 @@ mod tests {
             | ErrorCode::Csrf
             | ErrorCode::InvalidLink
             | ErrorCode::EmailUnavailable
-            | ErrorCode::SignInRequired => ErrorCode::ALL.iter().position(|listed| *listed == code),
+            | ErrorCode::SignInRequired
+            | ErrorCode::TermsRequired => ErrorCode::ALL.iter().position(|listed| *listed == code),
         };
         for (index, code) in ErrorCode::ALL.iter().enumerate() {
             assert_eq!(position(*code), Some(index), "{code:?} is listed twice");

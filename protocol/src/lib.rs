@@ -14,11 +14,14 @@
 //! - [`client`]: what a client sends ([`ClientFrame`], [`Command`]).
 //! - [`server`]: what the server sends ([`ServerMessage`], [`EventBody`]).
 //! - [`codes`]: error codes and WebSocket close codes.
-//! - [`api`]: JSON bodies of the HTTP API (`/api/sessions`, `/api/join`).
+//! - [`api`]: JSON bodies of the HTTP API (`/api/sessions`, `/api/join`, sign-in).
+//! - [`community`]: JSON bodies of the practice's API: communities, their terms of
+//!   reference and their series of sessions (`/api/communities`).
 
 pub mod api;
 pub mod client;
 pub mod codes;
+pub mod community;
 pub mod ids;
 pub mod server;
 pub mod session;

@@ -22,6 +22,7 @@ use crate::accounts::Accounts;
 use crate::auth::Auth;
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::practice::Practice;
 use crate::session::{ActorSettings, JoinError, Refusal, Session, SessionHandle, SessionSetup};
 use crate::store::{SessionRecord, Store, StoredSession};
 
@@ -77,6 +78,7 @@ pub struct Hub {
     auth: Auth,
     store: Arc<dyn Store>,
     accounts: Accounts,
+    practice: Practice,
     clock: Clock,
     sessions: DashMap<SessionId, SessionHandle>,
     invites: DashMap<String, SessionId>,
@@ -113,11 +115,13 @@ impl Hub {
         accounts: Accounts,
         public_url: String,
     ) -> Self {
+        let practice = Practice::new(accounts.db().clone(), &public_url);
         Self {
             config,
             auth,
             store,
             accounts,
+            practice,
             clock: Clock::start(),
             sessions: DashMap::new(),
             invites: DashMap::new(),
@@ -144,6 +148,16 @@ impl Hub {
     /// Accounts and sign-in.
     pub fn accounts(&self) -> &Accounts {
         &self.accounts
+    }
+
+    /// The address people open, without a trailing slash.
+    pub fn public_url(&self) -> &str {
+        &self.public_url
+    }
+
+    /// Communities, their terms and their series.
+    pub fn practice(&self) -> &Practice {
+        &self.practice
     }
 
     /// Token issuing and checking.
@@ -457,6 +471,23 @@ impl Hub {
             info!(session = %id, member = %member, "member joined");
         }
         Ok(Joined { token: None, session: id, member })
+    }
+
+    /// Seats `member` in session `id` with `role`, without an invite: a community's
+    /// people enter its sessions this way. Someone already there stays as they are.
+    pub async fn admit(
+        &self,
+        id: &SessionId,
+        member: MemberId,
+        name: &str,
+        role: Role,
+    ) -> Result<(), HubError> {
+        let handle = self.session(id).ok_or(HubError::NoSuchInvite)?;
+        if handle.role_of(member.clone()).await.is_none() {
+            handle.join(member.clone(), name.to_owned(), role, None).await?;
+            info!(session = %id, member = %member, "a community's person entered");
+        }
+        Ok(())
     }
 
     fn invited_session(&self, code: &str) -> Result<(SessionId, SessionHandle), HubError> {

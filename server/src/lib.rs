@@ -17,6 +17,8 @@
 //! - [`gate`]: the front gate: connection caps, and HTTP/1.1 with a deadline on every
 //!   phase.
 //! - [`http`]: the axum router: `/ws`, `/api/...`, `/healthz`, the web client.
+//! - [`practice`]: the standing community: its people, terms of reference in versions,
+//!   and its series of sessions.
 //! - [`metrics`]: Prometheus counters and gauges for `/metrics`.
 //! - [`minutes`]: the minutes export rendered as Markdown.
 //! - [`store`]: where sessions and events are kept: `Store`, SQLite by default.
@@ -35,6 +37,7 @@ pub mod hub;
 pub mod metrics;
 pub mod minutes;
 pub mod outbox;
+pub mod practice;
 pub mod session;
 pub mod store;
 

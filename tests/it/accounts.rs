@@ -16,15 +16,15 @@ use caucus_tests::{Client, GuestToken, HttpResponse, http};
 use crate::support::{GROUND_RULES, TestServer};
 
 /// A browser: its sign-in cookie and CSRF token.
-struct Browser {
-    address: std::net::SocketAddr,
-    cookie: String,
-    csrf: String,
-    me: Me,
+pub(crate) struct Browser {
+    pub(crate) address: std::net::SocketAddr,
+    pub(crate) cookie: String,
+    pub(crate) csrf: String,
+    pub(crate) me: Me,
 }
 
 impl Browser {
-    async fn send(
+    pub(crate) async fn send(
         &self,
         method: &str,
         path: &str,
@@ -42,20 +42,20 @@ impl Browser {
         http(self.address, method, path, &headers, body).await
     }
 
-    async fn get(&self, path: &str) -> Result<HttpResponse> {
+    pub(crate) async fn get(&self, path: &str) -> Result<HttpResponse> {
         self.send("GET", path, None, None).await
     }
 
-    async fn post(&self, path: &str, body: &str) -> Result<HttpResponse> {
+    pub(crate) async fn post(&self, path: &str, body: &str) -> Result<HttpResponse> {
         self.send("POST", path, Some(body), Some(&self.csrf.clone())).await
     }
 
-    async fn delete(&self, path: &str) -> Result<HttpResponse> {
+    pub(crate) async fn delete(&self, path: &str) -> Result<HttpResponse> {
         self.send("DELETE", path, None, Some(&self.csrf.clone())).await
     }
 
     /// A WebSocket opened by this browser, with its cookie and its own origin.
-    async fn socket(&self) -> Result<Client> {
+    pub(crate) async fn socket(&self) -> Result<Client> {
         let cookie = format!("caucus_signin={}", self.cookie);
         let origin = format!("http://{}", self.address);
         Ok(Client::connect_with_headers(self.address, &[("cookie", &cookie), ("origin", &origin)]).await?)
@@ -89,7 +89,7 @@ async fn verify(server: &TestServer, token: &str, extra: &[(&str, &str)]) -> Res
 }
 
 /// Signs `email` in with a link, as a person clicking it would.
-async fn sign_in(server: &TestServer, email: &str) -> Result<Browser> {
+pub(crate) async fn sign_in(server: &TestServer, email: &str) -> Result<Browser> {
     let link = server.hub.accounts().mint_email_link(email, Some("/#start")).await?;
     let response = verify(server, link_token(&link), &[]).await?;
     ensure!(response.status == 200, "signing in failed: {} {}", response.status, response.body);
@@ -98,7 +98,7 @@ async fn sign_in(server: &TestServer, email: &str) -> Result<Browser> {
     Ok(Browser { address: server.address, cookie: cookie.to_owned(), csrf: me.csrf.clone(), me })
 }
 
-fn error_code(response: &HttpResponse) -> Option<String> {
+pub(crate) fn error_code(response: &HttpResponse) -> Option<String> {
     let body: serde_json::Value = serde_json::from_str(&response.body).ok()?;
     body["error"]["code"].as_str().map(str::to_owned)
 }
@@ -108,7 +108,7 @@ fn create_body(title: &str) -> String {
         .to_string()
 }
 
-async fn admin_server() -> TestServer {
+pub(crate) async fn admin_server() -> TestServer {
     TestServer::start_with(|config| config.accounts.admins = vec!["ada@example.org".into()]).await
 }
 

@@ -18,6 +18,7 @@ mod flow;
 mod fuzz_corpus;
 mod liveness;
 mod model;
+mod practice;
 mod privacy;
 mod process;
 mod records;

@@ -145,6 +145,7 @@ impl AccountDb {
     pub fn in_memory() -> Result<Self, StoreError> {
         let connection = Connection::open_in_memory().map_err(store_error)?;
         connection.execute_batch(SCHEMA).map_err(store_error)?;
+        connection.execute_batch(crate::practice::db::SCHEMA).map_err(store_error)?;
         Ok(Self { connection: Arc::new(Mutex::new(connection)) })
     }
 
@@ -417,7 +418,7 @@ pub fn delete_account(connection: &mut Connection, account: &str) -> rusqlite::R
         .query_row("SELECT email FROM accounts WHERE id = ?1", [account], |row| row.get(0))
         .optional()?
         .flatten();
-    for table in ["seats", "signins", "identities"] {
+    for table in ["seats", "signins", "identities", "community_people", "terms_accepted"] {
         transaction.execute(&format!("DELETE FROM {table} WHERE account = ?1"), [account])?;
     }
     if let Some(email) = email {

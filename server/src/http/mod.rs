@@ -3,6 +3,7 @@
 //! Errors become responses in one place, [`ApiFailure`], which never reveals internals.
 
 pub mod accounts;
+mod community;
 
 use std::sync::Arc;
 
@@ -60,6 +61,17 @@ pub fn router(hub: Arc<Hub>) -> Router {
             get(accounts::facilitator_grants).post(accounts::facilitator_grants),
         )
         .route("/api/admin/facilitators/{email}", delete(accounts::revoke_facilitator))
+        .route("/api/communities", get(community::list).post(community::create))
+        .route("/api/communities/join", post(community::join))
+        .route("/api/communities/{id}", get(community::page))
+        .route("/api/communities/{id}/invite", get(community::invite))
+        .route("/api/communities/{id}/people", post(community::add_person))
+        .route("/api/communities/{id}/people/me", delete(community::leave))
+        .route("/api/communities/{id}/terms", get(community::terms).post(community::publish_terms))
+        .route("/api/communities/{id}/terms/accept", post(community::accept_terms))
+        .route("/api/communities/{id}/sessions", post(community::schedule))
+        .route("/api/communities/{id}/sessions/{session}/enter", post(community::enter))
+        .route("/api/communities/{id}/calendar.ics", get(community::calendar))
         .layer(middleware::from_fn(reserve_lane))
         .with_state(hub)
 }

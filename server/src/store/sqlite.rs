@@ -53,6 +53,8 @@ const MIGRATIONS: &[&str] = &[
     );",
     // 2: accounts, how they sign in, their seats in sessions, and who may facilitate.
     crate::accounts::db::SCHEMA,
+    // 3: the practice: communities, their people, terms of reference and series.
+    crate::practice::db::SCHEMA,
 ];
 
 /// How to open the store.

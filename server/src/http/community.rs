@@ -1,0 +1,337 @@
+//! The practice's HTTP surface: communities, their people, terms of reference, and
+//! their series of sessions. Everything here needs a signed-in browser (the cookie, and
+//! the CSRF token on POST and DELETE).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use caucus_protocol::api::CreateSession;
+use caucus_protocol::community::{
+    AcceptTerms, AddCommunityPerson, Communities, CommunityInvite, CommunityPage, CommunityRole,
+    CreateCommunity, EnteredSession, JoinCommunity, PublishTerms, ScheduleSession, ScheduledSession,
+    TermsStatus,
+};
+use caucus_protocol::{ErrorCode, MemberId, SessionId};
+
+use super::accounts::require_signed_in;
+use super::{ApiFailure, read_json};
+use crate::accounts::SignedIn;
+use crate::hub::{Hub, HubError};
+use crate::practice::{PracticeError, db::SeriesRow, rules};
+
+impl From<PracticeError> for ApiFailure {
+    fn from(err: PracticeError) -> Self {
+        let (status, code) = match &err {
+            PracticeError::NotInCommunity | PracticeError::NotInSeries => {
+                (StatusCode::NOT_FOUND, ErrorCode::Forbidden)
+            }
+            PracticeError::NotCoChair => (StatusCode::FORBIDDEN, ErrorCode::Forbidden),
+            PracticeError::NoSuchInvite => (StatusCode::NOT_FOUND, ErrorCode::NoSuchInvite),
+            PracticeError::TermsRequired(_) => (StatusCode::FORBIDDEN, ErrorCode::TermsRequired),
+            PracticeError::NotCurrentTerms { .. } | PracticeError::Invalid(_) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidValue)
+            }
+            PracticeError::Account(_) => {
+                let PracticeError::Account(inner) = err else { unreachable!("matched just above") };
+                return inner.into();
+            }
+        };
+        ApiFailure::new(status, code, err.to_string())
+    }
+}
+
+fn member_of(signed: &SignedIn) -> MemberId {
+    signed.member()
+}
+
+fn invalid(message: String) -> ApiFailure {
+    ApiFailure::new(StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidValue, message)
+}
+
+/// `POST /api/communities`: someone who may facilitate starts a community and is its
+/// first co-chair.
+pub(super) async fn create(
+    State(hub): State<Arc<Hub>>,
+    method: Method,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<CommunityInvite>), ApiFailure> {
+    let signed = require_signed_in(&hub, &method, &headers).await?;
+    if !signed.roles.facilitator {
+        return Err(ApiFailure::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
+            "an admin must let you facilitate before you can start a community",
+        ));
+    }
+    let request: CreateCommunity = read_json(&hub, &headers, body).await?;
+    let name = rules::check_name("a community's name", &request.name, 120).map_err(invalid)?;
+    let community = hub
+        .practice()
+        .create(&signed.account.id, name, request.caucuses, request.settings, request.terms)
+        .await?;
+    tracing::info!(community = %community.id, by = %signed.account.id, "community created");
+    Ok((StatusCode::CREATED, Json(hub.practice().invite(&community))))
+}
+
+/// `GET /api/communities`: the signed-in person's communities.
+pub(super) async fn list(
+    State(hub): State<Arc<Hub>>,
+    headers: HeaderMap,
+) -> Result<Json<Communities>, ApiFailure> {
+    let signed = require_signed_in(&hub, &Method::GET, &headers).await?;
+    Ok(Json(Communities { communities: hub.practice().communities_of(&signed.account.id).await? }))
+}
+
+/// `GET /api/communities/{id}`: the community page.
+pub(super) async fn page(
+    State(hub): State<Arc<Hub>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<CommunityPage>, ApiFailure> {
+    let signed = require_signed_in(&hub, &Method::GET, &headers).await?;
+    let practice = hub.practice();
+    let (community, role) = practice.membership(&id, &signed.account.id).await?;
+    let mut sessions = Vec::new();
+    for row in practice.series(&id).await? {
+        let Ok(session) = SessionId::new(row.session.clone()) else { continue };
+        let Some(summary) = (match hub.session(&session) {
+            Some(handle) => handle.summarize().await,
+            None => None,
+        }) else {
+            continue;
+        };
+        sessions.push(ScheduledSession {
+            session,
+            title: row.title,
+            starts_at: row.starts_at,
+            duration_minutes: row.duration_minutes,
+            agenda: row.agenda,
+            phase: summary.phase,
+        });
+    }
+    let acceptance = if rules::sees_acceptance(role) { practice.acceptance(&id).await? } else { None };
+    Ok(Json(CommunityPage {
+        community: community.id,
+        name: community.name,
+        caucuses: community.labels,
+        role,
+        people: practice.people(&id).await?,
+        terms: practice.terms_for(&id, &signed.account.id).await?,
+        acceptance,
+        sessions: rules::order_sessions(crate::accounts::now(), sessions),
+    }))
+}
+
+/// `GET /api/communities/{id}/invite`: the link that joins the community, for co-chairs.
+pub(super) async fn invite(
+    State(hub): State<Arc<Hub>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<CommunityInvite>, ApiFailure> {
+    let signed = require_signed_in(&hub, &Method::GET, &headers).await?;
+    let community = hub.practice().leading(&id, &signed.account.id).await?;
+    Ok(Json(hub.practice().invite(&community)))
+}
+
+/// `POST /api/communities/join`: a signed-in person joins by the community's invite.
+pub(super) async fn join(
+    State(hub): State<Arc<Hub>>,
+    method: Method,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<caucus_protocol::community::CommunityEntry>, ApiFailure> {
+    let signed = require_signed_in(&hub, &method, &headers).await?;
+    let request: JoinCommunity = read_json(&hub, &headers, body).await?;
+    let community = hub.practice().join(&request.invite_code, &signed.account.id).await?;
+    let (_, role) = hub.practice().membership(&community.id, &signed.account.id).await?;
+    Ok(Json(caucus_protocol::community::CommunityEntry {
+        community: community.id,
+        name: community.name,
+        role,
+    }))
+}
+
+/// `POST /api/communities/{id}/people`: a co-chair adds someone by email, as a member,
+/// the secretary or another co-chair.
+pub(super) async fn add_person(
+    State(hub): State<Arc<Hub>>,
+    method: Method,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<Json<caucus_protocol::community::CommunityPerson>, ApiFailure> {
+    let signed = require_signed_in(&hub, &method, &headers).await?;
+    let request: AddCommunityPerson = read_json(&hub, &headers, body).await?;
+    hub.practice().leading(&id, &signed.account.id).await?;
+    let account = hub.accounts().account_for_email(&request.email, request.name.as_deref()).await?;
+    let role = request.role.unwrap_or(CommunityRole::Member);
+    hub.practice().put_person(&id, &account.id, role).await?;
+    tracing::info!(community = %id, by = %signed.account.id, ?role, "person added to a community");
+    Ok(Json(caucus_protocol::community::CommunityPerson { account: account.id, name: account.name, role }))
+}
+
+/// `DELETE /api/communities/{id}/people/me`: leave the community.
+pub(super) async fn leave(
+    State(hub): State<Arc<Hub>>,
+    method: Method,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiFailure> {
+    let signed = require_signed_in(&hub, &method, &headers).await?;
+    hub.practice().leave(&id, &signed.account.id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /api/communities/{id}/terms`: the terms as the person stands with them.
+pub(super) async fn terms(
+    State(hub): State<Arc<Hub>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Option<TermsStatus>>, ApiFailure> {
+    let signed = require_signed_in(&hub, &Method::GET, &headers).await?;
+    hub.practice().membership(&id, &signed.account.id).await?;
+    Ok(Json(hub.practice().terms_for(&id, &signed.account.id).await?))
+}
+
+/// `POST /api/communities/{id}/terms`: co-chairs publish a new version.
+pub(super) async fn publish_terms(
+    State(hub): State<Arc<Hub>>,
+    method: Method,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<Json<Option<TermsStatus>>, ApiFailure> {
+    let signed = require_signed_in(&hub, &method, &headers).await?;
+    let request: PublishTerms = read_json(&hub, &headers, body).await?;
+    hub.practice().leading(&id, &signed.account.id).await?;
+    let version = hub.practice().publish_terms(&id, &signed.account.id, request.text).await?;
+    tracing::info!(community = %id, version, "terms of reference published");
+    Ok(Json(hub.practice().terms_for(&id, &signed.account.id).await?))
+}
+
+/// `POST /api/communities/{id}/terms/accept`.
+pub(super) async fn accept_terms(
+    State(hub): State<Arc<Hub>>,
+    method: Method,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<Json<Option<TermsStatus>>, ApiFailure> {
+    let signed = require_signed_in(&hub, &method, &headers).await?;
+    let request: AcceptTerms = read_json(&hub, &headers, body).await?;
+    hub.practice().membership(&id, &signed.account.id).await?;
+    hub.practice().accept_terms(&id, &signed.account.id, request.version).await?;
+    Ok(Json(hub.practice().terms_for(&id, &signed.account.id).await?))
+}
+
+/// `POST /api/communities/{id}/sessions`: co-chairs schedule a session. It starts with
+/// the community's labels and settings, takes no guests, and every co-chair
+/// facilitates it from the start.
+pub(super) async fn schedule(
+    State(hub): State<Arc<Hub>>,
+    method: Method,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<(StatusCode, Json<ScheduledSession>), ApiFailure> {
+    let signed = require_signed_in(&hub, &method, &headers).await?;
+    let request: ScheduleSession = read_json(&hub, &headers, body).await?;
+    let practice = hub.practice();
+    let community = practice.leading(&id, &signed.account.id).await?;
+    let title = rules::check_name("a session's title", &request.title, 200).map_err(invalid)?;
+    let duration_minutes = request.duration_minutes.unwrap_or(120).clamp(1, 24 * 60);
+    let created = hub
+        .create_session(
+            member_of(&signed),
+            signed.account.name.clone(),
+            CreateSession {
+                title: title.clone(),
+                caucuses: community.labels.clone(),
+                settings: community.settings.clone(),
+                ground_rules: None,
+                allow_guests: Some(false),
+            },
+        )
+        .await?;
+    hub.accounts().put_seat(&signed.account.id, &created.session, &member_of(&signed)).await?;
+    for person in practice.people(&id).await? {
+        if person.role == CommunityRole::CoChair && person.account != signed.account.id {
+            let member = MemberId::new(person.account.clone()).map_err(|_| HubError::Unavailable)?;
+            hub.admit(&created.session, member.clone(), &person.name, rules::session_role(person.role))
+                .await?;
+            hub.accounts().put_seat(&person.account, &created.session, &member).await?;
+        }
+    }
+    let row = SeriesRow {
+        session: created.session.to_string(),
+        title: title.clone(),
+        starts_at: request.starts_at,
+        duration_minutes,
+        agenda: request.agenda.clone(),
+    };
+    practice.schedule(&id, row).await?;
+    tracing::info!(community = %id, session = %created.session, "session scheduled");
+    Ok((
+        StatusCode::CREATED,
+        Json(ScheduledSession {
+            session: created.session,
+            title,
+            starts_at: request.starts_at,
+            duration_minutes,
+            agenda: request.agenda,
+            phase: caucus_protocol::Phase::Gathering,
+        }),
+    ))
+}
+
+/// `POST /api/communities/{id}/sessions/{session}/enter`: one of the community's people
+/// takes their seat in one of its sessions, once they have accepted the current terms.
+pub(super) async fn enter(
+    State(hub): State<Arc<Hub>>,
+    method: Method,
+    headers: HeaderMap,
+    Path((id, session)): Path<(String, String)>,
+) -> Result<Json<EnteredSession>, ApiFailure> {
+    let signed = require_signed_in(&hub, &method, &headers).await?;
+    let practice = hub.practice();
+    let (_, role) = practice.membership(&id, &signed.account.id).await?;
+    if practice.community_of_session(&session).await?.as_deref() != Some(id.as_str()) {
+        return Err(PracticeError::NotInSeries.into());
+    }
+    practice.check_terms(&id, &signed.account.id).await?;
+    let session = SessionId::new(session).map_err(|_| PracticeError::NotInSeries)?;
+    let member =
+        hub.accounts().seat(&signed.account.id, &session).await?.unwrap_or_else(|| member_of(&signed));
+    hub.admit(&session, member.clone(), &signed.account.name, rules::session_role(role)).await?;
+    hub.accounts().put_seat(&signed.account.id, &session, &member).await?;
+    Ok(Json(EnteredSession { session, member }))
+}
+
+/// `GET /api/communities/{id}/calendar.ics`: the series as an iCalendar file.
+pub(super) async fn calendar(
+    State(hub): State<Arc<Hub>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiFailure> {
+    let signed = require_signed_in(&hub, &Method::GET, &headers).await?;
+    let (community, _) = hub.practice().membership(&id, &signed.account.id).await?;
+    let sessions = hub.practice().series(&id).await?;
+    let public_url = hub.public_url();
+    let host = public_url.split("://").nth(1).unwrap_or("caucus").split('/').next().unwrap_or("caucus");
+    let text = crate::practice::calendar::series_calendar(&community.name, &sessions, public_url, host);
+    let disposition =
+        HeaderValue::from_str(&format!("attachment; filename=\"{id}.ics\"")).expect("ids are header-safe");
+    Ok((
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("text/calendar; charset=utf-8")),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        text,
+    )
+        .into_response())
+}
