@@ -10,6 +10,11 @@ use caucus_protocol::api::{
     FacilitatedSessions, FacilitatorAdded, GrantFacilitator, InviteInfo, InviteLink, JoinRequest, Joined, Me,
     Minutes, MySessions, Rename, SeatAttached, SessionCreated, SignInOptions,
 };
+use caucus_protocol::community::{
+    AcceptTerms, AddCommunityPerson, Communities, CommunityEntry, CommunityInvite, CommunityPage,
+    CommunityPerson, CreateCommunity, EnteredSession, JoinCommunity, PublishTerms, ScheduleSession,
+    ScheduledSession, TermsStatus,
+};
 use caucus_protocol::{ClientFrame, ServerMessage};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -101,6 +106,20 @@ fn every_protocol_example_round_trips() {
             "api:grant_facilitator" => round_trip::<GrantFacilitator>(example),
             "api:facilitator_grants" => round_trip::<caucus_protocol::api::FacilitatorGrants>(example),
             "api:account_export" => round_trip::<caucus_protocol::api::AccountExport>(example),
+            "api:create_community" => round_trip::<CreateCommunity>(example),
+            "api:community_invite" => round_trip::<CommunityInvite>(example),
+            "api:communities" => round_trip::<Communities>(example),
+            "api:community_page" => round_trip::<CommunityPage>(example),
+            "api:join_community" => round_trip::<JoinCommunity>(example),
+            "api:community_entry" => round_trip::<CommunityEntry>(example),
+            "api:add_community_person" => round_trip::<AddCommunityPerson>(example),
+            "api:community_person" => round_trip::<CommunityPerson>(example),
+            "api:terms_status" => round_trip::<TermsStatus>(example),
+            "api:publish_terms" => round_trip::<PublishTerms>(example),
+            "api:accept_terms" => round_trip::<AcceptTerms>(example),
+            "api:schedule_session" => round_trip::<ScheduleSession>(example),
+            "api:scheduled_session" => round_trip::<ScheduledSession>(example),
+            "api:entered_session" => round_trip::<EnteredSession>(example),
             other => panic!("PROTOCOL.md line {}: unknown golden kind `{other}`", example.line),
         };
         assert_eq!(encoded, original, "PROTOCOL.md line {}: re-encoding changed the JSON", example.line);
