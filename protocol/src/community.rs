@@ -40,7 +40,7 @@ pub struct CreateCommunity {
 pub struct CommunityInvite {
     /// The community.
     pub community: String,
-    /// The code people join it with, once.
+    /// The code signed-in people join it with.
     pub invite_code: String,
     /// A link to the web client that joins with the code.
     pub invite_url: String,
@@ -151,7 +151,8 @@ pub struct AddCommunityPerson {
     /// The name they are shown by until they sign in and choose their own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    /// Their part; `member` if left out.
+    /// Their part; if left out, a newcomer is a member and someone already in the
+    /// community keeps their part.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<CommunityRole>,
 }
@@ -205,4 +206,91 @@ pub struct EnteredSession {
     pub session: SessionId,
     /// The person's member id there.
     pub member: MemberId,
+}
+
+/// An action the secretary records: something someone will do before a later session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Action {
+    /// Its id.
+    pub id: u64,
+    /// What is to be done.
+    pub text: String,
+    /// Who will do it, by name, if anyone is named.
+    pub owner: Option<String>,
+    /// By when, as a date (`YYYY-MM-DD`), if set.
+    pub due: Option<String>,
+    /// The session it was recorded in, if any.
+    pub opened_in: Option<SessionId>,
+    /// When it was recorded, Unix seconds.
+    pub opened_at: i64,
+    /// When it was closed, Unix seconds; `null` while open.
+    pub closed_at: Option<i64>,
+    /// The session it was closed in, if any.
+    pub closed_in: Option<SessionId>,
+}
+
+/// `POST /api/communities/{id}/actions`: the secretary (or a co-chair) records one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordAction {
+    /// What is to be done.
+    pub text: String,
+    /// Who will do it, by name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// By when: `YYYY-MM-DD`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due: Option<String>,
+    /// The session it comes from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<SessionId>,
+}
+
+/// `POST /api/communities/{id}/actions/{action}/close`: reviewed and done.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloseAction {
+    /// The session it is closed in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<SessionId>,
+}
+
+/// A past session of the series, as the archive and "From last time" show it: its
+/// rounds' topics and what each caucus carried, attributed to the caucus only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PastSession {
+    /// The session.
+    pub session: SessionId,
+    /// Its title.
+    pub title: String,
+    /// When it was scheduled to start, Unix seconds.
+    pub starts_at: i64,
+    /// Its rounds.
+    pub rounds: Vec<crate::api::MinutesRound>,
+}
+
+/// `GET /api/communities/{id}/sessions/{session}/from-last-time`: what the plenary
+/// shows as a session opens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FromLastTime {
+    /// The session before this one in the series, if any.
+    pub previous: Option<PastSession>,
+    /// The actions still open, to review.
+    pub open_actions: Vec<Action>,
+}
+
+/// `GET /api/communities/{id}/archive`: every carried point by session, round and
+/// caucus, and every topic and action; with `?q=`, only what contains the words.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Archive {
+    /// The community.
+    pub community: String,
+    /// Its name.
+    pub name: String,
+    /// The search, if any.
+    pub query: Option<String>,
+    /// Its sessions, in order.
+    pub sessions: Vec<PastSession>,
+    /// Its actions, in the order they were recorded.
+    pub actions: Vec<Action>,
 }

@@ -153,3 +153,186 @@ async fn only_people_who_may_facilitate_start_a_community() -> Result<()> {
     ensure!(forged.status == 403 && error_code(&forged).as_deref() == Some("csrf"), "{}", forged.body);
     Ok(())
 }
+
+#[tokio::test]
+async fn three_sessions_build_on_each_other_and_the_archive_holds_points_without_authors() -> Result<()> {
+    use caucus_protocol::community::{Action, Archive, FromLastTime};
+    use caucus_protocol::{Caucus, Command, EventBody};
+    use caucus_tests::room;
+
+    let server = admin_server().await;
+    let ada = sign_in(&server, "ada@example.org").await?;
+    let body = serde_json::json!({
+        "name": "Practice", "caucuses": { "a": "Racially minoritised caucus", "b": "White caucus" }, "terms": TERMS_V1
+    });
+    let invite: CommunityInvite = ada.post("/api/communities", &body.to_string()).await?.json()?;
+    let id = invite.community.clone();
+    let add = serde_json::json!({ "email": "sam@example.org", "role": "secretary" }).to_string();
+    ensure!(ada.post(&format!("/api/communities/{id}/people"), &add).await?.status == 200);
+    let kofi = sign_in(&server, "kofi.unique@example.org").await?;
+    let join = serde_json::json!({ "invite_code": invite.invite_code }).to_string();
+    ensure!(kofi.post("/api/communities/join", &join).await?.status == 200);
+    ensure!(
+        kofi.post(&format!("/api/communities/{id}/terms/accept"), r#"{"version":1}"#).await?.status == 200
+    );
+    let sam = sign_in(&server, "sam@example.org").await?;
+
+    let mut series = Vec::new();
+    for (title, at) in [("March", 4_000_000_000i64), ("April", 4_002_000_000), ("May", 4_004_000_000)] {
+        let body = serde_json::json!({ "title": title, "starts_at": at }).to_string();
+        let scheduled: ScheduledSession =
+            ada.post(&format!("/api/communities/{id}/sessions"), &body).await?.json()?;
+        series.push(scheduled.session);
+    }
+    let (march, april, may) = (&series[0], &series[1], &series[2]);
+    let enter =
+        |session: &caucus_protocol::SessionId| format!("/api/communities/{id}/sessions/{session}/enter");
+
+    // March: Kofi's caucus carries a point to the plenary.
+    ensure!(kofi.post(&enter(march), "").await?.status == 200);
+    let mut desk = ada.socket().await?;
+    desk.hello(march, "").await?;
+    let mut kofis = kofi.socket().await?;
+    kofis.hello(march, "").await?;
+    desk.ok(Command::SetTopic { text: "Naming racism in our meetings".into() }).await?;
+    kofis.ok(Command::ChooseCaucus { caucus: Some(Caucus::A) }).await?;
+    desk.ok(Command::OpenCaucuses { duration_secs: None }).await?;
+    kofis
+        .ok(Command::WritePoint {
+            room: room(Caucus::A.room()),
+            text: "We are tired of explaining, every time".into(),
+        })
+        .await?;
+    desk.ok(Command::Reconvene { round: 1 }).await?;
+    desk.expect_event(|event| matches!(event.body, EventBody::Feedback { .. })).await?;
+
+    // The secretary records an action in March.
+    let action = serde_json::json!({ "text": "Draft a recruitment checklist", "owner": "Sam", "due": "2096-12-01", "session": march });
+    let recorded = sam.post(&format!("/api/communities/{id}/actions"), &action.to_string()).await?;
+    ensure!(recorded.status == 201, "{} {}", recorded.status, recorded.body);
+    let recorded: Action = recorded.json()?;
+    let refused = kofi.post(&format!("/api/communities/{id}/actions"), &action.to_string()).await?;
+    ensure!(refused.status == 403, "members do not record actions: {}", refused.body);
+
+    // April opens with "From last time": March's topic and carried point, by caucus, and
+    // the open action.
+    let last: FromLastTime =
+        kofi.get(&format!("/api/communities/{id}/sessions/{april}/from-last-time")).await?.json()?;
+    let previous = last.previous.clone().expect("March comes before April");
+    ensure!(previous.session == *march, "{previous:?}");
+    let round = &previous.rounds[0];
+    ensure!(round.topic.as_deref() == Some("Naming racism in our meetings"), "{round:?}");
+    ensure!(round.feedback[0].label == "Racially minoritised caucus", "{round:?}");
+    ensure!(round.feedback[1].label == "White caucus" && round.feedback[1].points.is_empty(), "{round:?}");
+    ensure!(round.feedback[0].points == ["We are tired of explaining, every time"], "{round:?}");
+    ensure!(last.open_actions.len() == 1 && last.open_actions[0].id == recorded.id, "{last:?}");
+    let first: FromLastTime =
+        kofi.get(&format!("/api/communities/{id}/sessions/{march}/from-last-time")).await?.json()?;
+    ensure!(first.previous.is_none(), "nothing before the first session");
+
+    // A co-chair carries the point forward as a topic proposal for April.
+    ensure!(kofi.post(&enter(april), "").await?.status == 200);
+    let mut desk = ada.socket().await?;
+    desk.hello(april, "").await?;
+    desk.ok(Command::ProposeTopic { text: round.feedback[0].points[0].clone() }).await?;
+    let proposed = desk.expect_event(|event| matches!(event.body, EventBody::TopicProposed { .. })).await?;
+    ensure!(
+        matches!(&proposed.body, EventBody::TopicProposed { proposal } if proposal.text == "We are tired of explaining, every time"),
+        "{proposed:?}"
+    );
+
+    // May: the action is reviewed and closed.
+    let close = serde_json::json!({ "session": may }).to_string();
+    let closed = sam.post(&format!("/api/communities/{id}/actions/{}/close", recorded.id), &close).await?;
+    ensure!(closed.status == 200, "{}", closed.body);
+    let again = sam.post(&format!("/api/communities/{id}/actions/{}/close", recorded.id), &close).await?;
+    ensure!(again.status == 404, "an action closes once: {}", again.body);
+    let last: FromLastTime =
+        kofi.get(&format!("/api/communities/{id}/sessions/{may}/from-last-time")).await?.json()?;
+    ensure!(
+        last.open_actions.is_empty() && last.previous.is_some_and(|past| past.session == *april),
+        "May follows April"
+    );
+
+    // The archive: exactly March's point, attributed to its caucus, and the action.
+    let response = kofi.get(&format!("/api/communities/{id}/archive")).await?;
+    let archive: Archive = response.json()?;
+    let points: Vec<&String> = archive
+        .sessions
+        .iter()
+        .flat_map(|session| &session.rounds)
+        .flat_map(|round| &round.feedback)
+        .flat_map(|carried| &carried.points)
+        .collect();
+    ensure!(points == ["We are tired of explaining, every time"], "{points:?}");
+    ensure!(archive.sessions.len() == 3 && archive.actions[0].closed_in.as_ref() == Some(may), "{archive:?}");
+    let kofi_id = kofi.me.account.id.clone();
+    ensure!(
+        !response.body.contains(&kofi_id) && !response.body.contains("kofi"),
+        "no authors: {}",
+        response.body
+    );
+    let markdown = kofi.get(&format!("/api/communities/{id}/archive?format=markdown")).await?;
+    ensure!(
+        markdown.header("content-type").is_some_and(|t| t.starts_with("text/markdown")),
+        "a Markdown file"
+    );
+    ensure!(
+        markdown.body.contains("Racially minoritised caucus:\n\n1. We are tired of explaining, every time"),
+        "{}",
+        markdown.body
+    );
+    ensure!(
+        markdown.body.contains("- [x] Draft a recruitment checklist (owner: Sam) (due 2096-12-01)"),
+        "{}",
+        markdown.body
+    );
+    ensure!(!markdown.body.contains("kofi"), "no authors in the export");
+    let found: Archive = kofi.get(&format!("/api/communities/{id}/archive?q=recruitment")).await?.json()?;
+    ensure!(found.sessions.is_empty() && found.actions.len() == 1, "{found:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_last_co_chair_stays_and_a_series_session_keeps_its_terms_at_every_door() -> Result<()> {
+    let server = admin_server().await;
+    let ada = sign_in(&server, "ada@example.org").await?;
+    let body =
+        serde_json::json!({ "name": "Practice", "caucuses": { "a": "A", "b": "B" }, "terms": TERMS_V1 });
+    let invite: CommunityInvite = ada.post("/api/communities", &body.to_string()).await?.json()?;
+    let id = invite.community.clone();
+
+    let demote = serde_json::json!({ "email": "ada@example.org", "role": "member" }).to_string();
+    let refused = ada.post(&format!("/api/communities/{id}/people"), &demote).await?;
+    ensure!(refused.status == 422 && refused.body.contains("only co-chair"), "{}", refused.body);
+    let again = serde_json::json!({ "email": "ada@example.org" }).to_string();
+    let kept: caucus_protocol::community::CommunityPerson =
+        ada.post(&format!("/api/communities/{id}/people"), &again).await?.json()?;
+    ensure!(kept.role == CommunityRole::CoChair, "adding again without a role keeps the part: {kept:?}");
+
+    let schedule = serde_json::json!({ "title": "March", "starts_at": 4_000_000_000i64 }).to_string();
+    let march: ScheduledSession =
+        ada.post(&format!("/api/communities/{id}/sessions"), &schedule).await?.json()?;
+    let bad_time = serde_json::json!({ "title": "Typo", "starts_at": 4_000 }).to_string();
+    ensure!(
+        ada.post(&format!("/api/communities/{id}/sessions"), &bad_time).await?.status == 422,
+        "a mistaken time"
+    );
+    let link: caucus_protocol::api::InviteLink =
+        ada.get(&format!("/api/sessions/{}/invite", march.session)).await?.json()?;
+    let join = serde_json::json!({ "invite_code": link.invite_code, "name": "Someone" }).to_string();
+
+    // The session's own invite does not get round the community or its terms.
+    let eve = sign_in(&server, "eve@example.org").await?;
+    ensure!(eve.post("/api/join", &join).await?.status == 404, "strangers are not let in");
+    let kofi = sign_in(&server, "kofi@example.org").await?;
+    let code = serde_json::json!({ "invite_code": invite.invite_code }).to_string();
+    ensure!(kofi.post("/api/communities/join", &code).await?.status == 200);
+    let blocked = kofi.post("/api/join", &join).await?;
+    ensure!(error_code(&blocked).as_deref() == Some("terms_required"), "{}", blocked.body);
+    ensure!(
+        kofi.post(&format!("/api/communities/{id}/terms/accept"), r#"{"version":1}"#).await?.status == 200
+    );
+    ensure!(kofi.post("/api/join", &join).await?.status == 200, "with the terms accepted, the invite works");
+    Ok(())
+}

@@ -146,6 +146,7 @@ impl AccountDb {
         let connection = Connection::open_in_memory().map_err(store_error)?;
         connection.execute_batch(SCHEMA).map_err(store_error)?;
         connection.execute_batch(crate::practice::db::SCHEMA).map_err(store_error)?;
+        connection.execute_batch(crate::practice::db::ACTIONS_SCHEMA).map_err(store_error)?;
         Ok(Self { connection: Arc::new(Mutex::new(connection)) })
     }
 

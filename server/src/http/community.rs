@@ -11,9 +11,9 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use caucus_protocol::api::CreateSession;
 use caucus_protocol::community::{
-    AcceptTerms, AddCommunityPerson, Communities, CommunityInvite, CommunityPage, CommunityRole,
-    CreateCommunity, EnteredSession, JoinCommunity, PublishTerms, ScheduleSession, ScheduledSession,
-    TermsStatus,
+    AcceptTerms, Action, AddCommunityPerson, Archive, CloseAction, Communities, CommunityInvite,
+    CommunityPage, CommunityRole, CreateCommunity, EnteredSession, FromLastTime, JoinCommunity, PastSession,
+    PublishTerms, RecordAction, ScheduleSession, ScheduledSession, TermsStatus,
 };
 use caucus_protocol::{ErrorCode, MemberId, SessionId};
 
@@ -29,7 +29,10 @@ impl From<PracticeError> for ApiFailure {
             PracticeError::NotInCommunity | PracticeError::NotInSeries => {
                 (StatusCode::NOT_FOUND, ErrorCode::Forbidden)
             }
-            PracticeError::NotCoChair => (StatusCode::FORBIDDEN, ErrorCode::Forbidden),
+            PracticeError::NotCoChair | PracticeError::NotRecorder => {
+                (StatusCode::FORBIDDEN, ErrorCode::Forbidden)
+            }
+            PracticeError::NoSuchAction => (StatusCode::NOT_FOUND, ErrorCode::InvalidValue),
             PracticeError::NoSuchInvite => (StatusCode::NOT_FOUND, ErrorCode::NoSuchInvite),
             PracticeError::TermsRequired(_) => (StatusCode::FORBIDDEN, ErrorCode::TermsRequired),
             PracticeError::NotCurrentTerms { .. } | PracticeError::Invalid(_) => {
@@ -169,8 +172,7 @@ pub(super) async fn add_person(
     let request: AddCommunityPerson = read_json(&hub, &headers, body).await?;
     hub.practice().leading(&id, &signed.account.id).await?;
     let account = hub.accounts().account_for_email(&request.email, request.name.as_deref()).await?;
-    let role = request.role.unwrap_or(CommunityRole::Member);
-    hub.practice().put_person(&id, &account.id, role).await?;
+    let role = hub.practice().put_person(&id, &account.id, request.role).await?;
     tracing::info!(community = %id, by = %signed.account.id, ?role, "person added to a community");
     Ok(Json(caucus_protocol::community::CommunityPerson { account: account.id, name: account.name, role }))
 }
@@ -243,8 +245,16 @@ pub(super) async fn schedule(
     let request: ScheduleSession = read_json(&hub, &headers, body).await?;
     let practice = hub.practice();
     let community = practice.leading(&id, &signed.account.id).await?;
-    let title = rules::check_name("a session's title", &request.title, 200).map_err(invalid)?;
-    let duration_minutes = request.duration_minutes.unwrap_or(120).clamp(1, 24 * 60);
+    let title = rules::check_name("a session's title", &request.title, hub.config().limits.text.name_chars)
+        .map_err(invalid)?;
+    // Year 2000 to year 9999: a time that is surely a mistake is refused, not stored.
+    if !(946_684_800..=253_402_300_799).contains(&request.starts_at) {
+        return Err(invalid("`starts_at` is a time in Unix seconds, such as 1798732800".into()));
+    }
+    let duration_minutes = request.duration_minutes.unwrap_or(120);
+    if !(1..=24 * 60).contains(&duration_minutes) {
+        return Err(invalid("`duration_minutes` is from 1 to 1440".into()));
+    }
     let created = hub
         .create_session(
             member_of(&signed),
@@ -334,4 +344,127 @@ pub(super) async fn calendar(
         text,
     )
         .into_response())
+}
+
+/// `POST /api/communities/{id}/actions`: the secretary (or a co-chair) records an action.
+pub(super) async fn record_action(
+    State(hub): State<Arc<Hub>>,
+    method: Method,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<(StatusCode, Json<Action>), ApiFailure> {
+    let signed = require_signed_in(&hub, &method, &headers).await?;
+    let request: RecordAction = read_json(&hub, &headers, body).await?;
+    let (_, role) = hub.practice().membership(&id, &signed.account.id).await?;
+    if !rules::may_record(role) {
+        return Err(PracticeError::NotRecorder.into());
+    }
+    if let Some(session) = &request.session
+        && hub.practice().community_of_session(session.as_str()).await?.as_deref() != Some(id.as_str())
+    {
+        return Err(PracticeError::NotInSeries.into());
+    }
+    let action = hub.practice().record_action(&id, &signed.account.id, request).await?;
+    Ok((StatusCode::CREATED, Json(action)))
+}
+
+/// `POST /api/communities/{id}/actions/{action}/close`: reviewed and done.
+pub(super) async fn close_action(
+    State(hub): State<Arc<Hub>>,
+    method: Method,
+    headers: HeaderMap,
+    Path((id, action)): Path<(String, i64)>,
+    body: Body,
+) -> Result<Json<Vec<Action>>, ApiFailure> {
+    let signed = require_signed_in(&hub, &method, &headers).await?;
+    let request: CloseAction = read_json(&hub, &headers, body).await?;
+    let (_, role) = hub.practice().membership(&id, &signed.account.id).await?;
+    if !rules::may_record(role) {
+        return Err(PracticeError::NotRecorder.into());
+    }
+    let session = request.session.map(|session| session.to_string());
+    hub.practice().close_action(&id, action, session, &signed.account.id).await?;
+    Ok(Json(hub.practice().actions(&id).await?))
+}
+
+/// The series' sessions with their rounds, in order of their start.
+async fn past_sessions(hub: &Hub, id: &str) -> Result<Vec<PastSession>, ApiFailure> {
+    let mut sessions = Vec::new();
+    for row in hub.practice().series(id).await? {
+        let Ok(session) = SessionId::new(row.session.clone()) else { continue };
+        let Some(handle) = hub.session(&session) else { continue };
+        let Some(rounds) = handle.rounds().await else { continue };
+        sessions.push(PastSession { session, title: row.title, starts_at: row.starts_at, rounds });
+    }
+    Ok(sessions)
+}
+
+/// `GET /api/communities/{id}/sessions/{session}/from-last-time`: the session before
+/// this one in the series, with its topics and carried points, and the open actions.
+pub(super) async fn from_last_time(
+    State(hub): State<Arc<Hub>>,
+    headers: HeaderMap,
+    Path((id, session)): Path<(String, String)>,
+) -> Result<Json<FromLastTime>, ApiFailure> {
+    let signed = require_signed_in(&hub, &Method::GET, &headers).await?;
+    hub.practice().membership(&id, &signed.account.id).await?;
+    let sessions = past_sessions(&hub, &id).await?;
+    let position = sessions
+        .iter()
+        .position(|past| past.session.as_str() == session)
+        .ok_or(PracticeError::NotInSeries)?;
+    let previous = position.checked_sub(1).and_then(|index| sessions.get(index).cloned());
+    let open_actions =
+        hub.practice().actions(&id).await?.into_iter().filter(|action| action.closed_at.is_none()).collect();
+    Ok(Json(FromLastTime { previous, open_actions }))
+}
+
+/// `?q=words&format=json|markdown`.
+#[derive(Debug, serde::Deserialize)]
+pub(super) struct ArchiveQuery {
+    #[serde(default)]
+    q: Option<String>,
+    #[serde(default)]
+    format: Option<String>,
+}
+
+/// `GET /api/communities/{id}/archive`: every carried point by session, round and
+/// caucus, every topic and action; searchable; as JSON or one Markdown document.
+pub(super) async fn archive(
+    State(hub): State<Arc<Hub>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    axum::extract::Query(query): axum::extract::Query<ArchiveQuery>,
+) -> Result<Response, ApiFailure> {
+    let signed = require_signed_in(&hub, &Method::GET, &headers).await?;
+    let (community, _) = hub.practice().membership(&id, &signed.account.id).await?;
+    let archive = Archive {
+        community: community.id.clone(),
+        name: community.name,
+        query: None,
+        sessions: past_sessions(&hub, &id).await?,
+        actions: hub.practice().actions(&id).await?,
+    };
+    let archive = match query.q.as_deref() {
+        Some(words) => crate::practice::archive::search(archive, words),
+        None => archive,
+    };
+    let filename = format!("attachment; filename=\"archive-{}", community.id);
+    match query.format.as_deref() {
+        None | Some("json") => Ok(Json(archive).into_response()),
+        Some("markdown" | "md") => {
+            let disposition =
+                HeaderValue::from_str(&format!("{filename}.md\"")).expect("ids are header-safe");
+            Ok((
+                [
+                    (header::CONTENT_TYPE, HeaderValue::from_static("text/markdown; charset=utf-8")),
+                    (header::CONTENT_DISPOSITION, disposition),
+                ],
+                crate::practice::archive::to_markdown(&archive),
+            )
+                .into_response())
+        }
+        Some(other) => Err(invalid(format!("unknown format `{other}`; use `json` or `markdown`"))),
+    }
 }

@@ -72,6 +72,10 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/api/communities/{id}/sessions", post(community::schedule))
         .route("/api/communities/{id}/sessions/{session}/enter", post(community::enter))
         .route("/api/communities/{id}/calendar.ics", get(community::calendar))
+        .route("/api/communities/{id}/sessions/{session}/from-last-time", get(community::from_last_time))
+        .route("/api/communities/{id}/actions", post(community::record_action))
+        .route("/api/communities/{id}/actions/{action}/close", post(community::close_action))
+        .route("/api/communities/{id}/archive", get(community::archive))
         .layer(middleware::from_fn(reserve_lane))
         .with_state(hub)
 }
@@ -429,6 +433,11 @@ async fn join(
         return Ok(Json(hub.join(&request.invite_code, &request.name, request.accept_ground_rules).await?));
     };
     let session = hub.invite(&request.invite_code).await?.session;
+    // A community's session is its people's, on its terms, whichever way they come in.
+    if let Some(community) = hub.practice().community_of_session(session.as_str()).await? {
+        hub.practice().membership(&community, &signed.account.id).await?;
+        hub.practice().check_terms(&community, &signed.account.id).await?;
+    }
     let member = accounts::account_member(&hub, &signed, &session).await?.unwrap_or_else(|| signed.member());
     let name =
         Some(request.name.trim()).filter(|name| !name.is_empty()).unwrap_or(&signed.account.name).to_owned();

@@ -46,6 +46,23 @@ pub const SCHEMA: &str = "
     );
     CREATE INDEX series_by_community ON series(community, starts_at);";
 
+/// The actions the secretary records (migration 4).
+pub const ACTIONS_SCHEMA: &str = "
+    CREATE TABLE actions (
+        id         INTEGER PRIMARY KEY,
+        community  TEXT NOT NULL,
+        text       TEXT NOT NULL,
+        owner      TEXT,
+        due        TEXT,
+        opened_in  TEXT,
+        opened_at  INTEGER NOT NULL,
+        opened_by  TEXT NOT NULL,
+        closed_at  INTEGER,
+        closed_in  TEXT,
+        closed_by  TEXT
+    );
+    CREATE INDEX actions_by_community ON actions(community, id);";
+
 /// A community's row.
 #[derive(Debug, Clone)]
 pub struct CommunityRow {
@@ -315,4 +332,78 @@ pub fn community_of_session(connection: &Connection, session: &str) -> rusqlite:
     connection
         .query_row("SELECT community FROM series WHERE session = ?1", [session], |row| row.get(0))
         .optional()
+}
+
+/// An action's row.
+#[derive(Debug, Clone)]
+pub struct ActionRow {
+    /// Its id.
+    pub id: i64,
+    /// What is to be done.
+    pub text: String,
+    /// Who, by name.
+    pub owner: Option<String>,
+    /// By when.
+    pub due: Option<String>,
+    /// Recorded in.
+    pub opened_in: Option<String>,
+    /// Recorded at.
+    pub opened_at: i64,
+    /// Closed at.
+    pub closed_at: Option<i64>,
+    /// Closed in.
+    pub closed_in: Option<String>,
+}
+
+/// Records an action; returns its id.
+pub fn record_action(
+    connection: &Connection,
+    community: &str,
+    row: &ActionRow,
+    by: &str,
+) -> rusqlite::Result<i64> {
+    connection.execute(
+        "INSERT INTO actions (community, text, owner, due, opened_in, opened_at, opened_by) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![community, row.text, row.owner, row.due, row.opened_in, row.opened_at, by],
+    )?;
+    Ok(connection.last_insert_rowid())
+}
+
+/// Closes an open action; false if there is no such open action in the community.
+pub fn close_action(
+    connection: &Connection,
+    community: &str,
+    id: i64,
+    session: Option<&str>,
+    by: &str,
+    now: i64,
+) -> rusqlite::Result<bool> {
+    let changed = connection.execute(
+        "UPDATE actions SET closed_at = ?3, closed_in = ?4, closed_by = ?5
+         WHERE community = ?1 AND id = ?2 AND closed_at IS NULL",
+        params![community, id, now, session, by],
+    )?;
+    Ok(changed == 1)
+}
+
+/// A community's actions, in the order they were recorded.
+pub fn actions(connection: &Connection, community: &str) -> rusqlite::Result<Vec<ActionRow>> {
+    let mut statement = connection.prepare(
+        "SELECT id, text, owner, due, opened_in, opened_at, closed_at, closed_in FROM actions
+         WHERE community = ?1 ORDER BY id",
+    )?;
+    statement
+        .query_map([community], |row| {
+            Ok(ActionRow {
+                id: row.get(0)?,
+                text: row.get(1)?,
+                owner: row.get(2)?,
+                due: row.get(3)?,
+                opened_in: row.get(4)?,
+                opened_at: row.get(5)?,
+                closed_at: row.get(6)?,
+                closed_in: row.get(7)?,
+            })
+        })?
+        .collect()
 }

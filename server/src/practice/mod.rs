@@ -5,16 +5,19 @@
 //! - [`rules`]: the pure rules (who leads, who must accept, what changed, order).
 //! - [`db`]: the tables, beside the accounts tables in the store's file.
 //! - [`calendar`]: the series as an iCalendar file.
+//! - [`archive`]: the archive's search and its Markdown export.
 //!
 //! Nothing here ever records a caucus: a community knows who its people are and which
 //! sessions it held, never who sat where.
 
+pub mod archive;
 pub mod calendar;
 pub mod db;
 pub mod rules;
 
 use caucus_protocol::community::{
-    CommunityEntry, CommunityInvite, CommunityPerson, CommunityRole, TermsAcceptance, TermsStatus,
+    Action, CommunityEntry, CommunityInvite, CommunityPerson, CommunityRole, RecordAction, TermsAcceptance,
+    TermsStatus,
 };
 use caucus_protocol::{CaucusLabels, Settings};
 
@@ -35,6 +38,10 @@ pub enum PracticeError {
     NotCurrentTerms { given: u32, current: u32 },
     #[error("that session is not one of this community's")]
     NotInSeries,
+    #[error("only the community's secretary and co-chairs can do that")]
+    NotRecorder,
+    #[error("there is no such open action")]
+    NoSuchAction,
     #[error("{0}")]
     Invalid(String),
     #[error(transparent)]
@@ -178,16 +185,38 @@ impl Practice {
         Ok(rows.into_iter().map(|(community, name, role)| CommunityEntry { community, name, role }).collect())
     }
 
-    /// Puts `account` in the community with `role` (or changes their part).
+    /// Puts `account` in the community with `role`, or changes their part; with no
+    /// role, a newcomer is a member and someone already in it keeps their part. The
+    /// last co-chair cannot be made anything else: a community needs someone to lead it.
     pub async fn put_person(
         &self,
         id: &str,
         account: &str,
-        role: CommunityRole,
-    ) -> Result<(), PracticeError> {
+        role: Option<CommunityRole>,
+    ) -> Result<CommunityRole, PracticeError> {
         let (id, account) = (id.to_owned(), account.to_owned());
-        self.db.call(move |connection| db::put_person(connection, &id, &account, role, now())).await?;
-        Ok(())
+        let outcome = self
+            .db
+            .call(move |connection| {
+                let transaction = connection.transaction()?;
+                let current = db::role(&transaction, &id, &account)?;
+                let role = role.or(current).unwrap_or(CommunityRole::Member);
+                let co_chairs = db::people(&transaction, &id)?
+                    .iter()
+                    .filter(|(_, _, role)| *role == CommunityRole::CoChair)
+                    .count();
+                if current == Some(CommunityRole::CoChair) && role != CommunityRole::CoChair && co_chairs <= 1
+                {
+                    return Ok(None);
+                }
+                db::put_person(&transaction, &id, &account, role, now())?;
+                transaction.commit()?;
+                Ok(Some(role))
+            })
+            .await?;
+        outcome.ok_or_else(|| {
+            PracticeError::Invalid("that is the only co-chair: make someone else co-chair first".into())
+        })
     }
 
     /// A signed-in person joins by the community's invite code, as a member. Someone
@@ -311,11 +340,14 @@ impl Practice {
                         db::accept_terms(connection, &id, version, &account, now())?;
                         Ok(Ok(()))
                     }
-                    current => Ok(Err(current.unwrap_or(0))),
+                    current => Ok(Err(current)),
                 }
             })
             .await?;
-        outcome.map_err(|current| PracticeError::NotCurrentTerms { given: version, current })
+        outcome.map_err(|current| match current {
+            Some(current) => PracticeError::NotCurrentTerms { given: version, current },
+            None => PracticeError::Invalid("this community has no terms of reference yet".into()),
+        })
     }
 
     /// Refuses unless `account` has accepted the current terms, if there are any.
@@ -353,5 +385,75 @@ impl Practice {
     pub async fn community_of_session(&self, session: &str) -> Result<Option<String>, PracticeError> {
         let session = session.to_owned();
         Ok(self.db.call(move |connection| db::community_of_session(connection, &session)).await?)
+    }
+
+    /// Records an action, for the secretary or a co-chair.
+    pub async fn record_action(
+        &self,
+        id: &str,
+        by: &str,
+        request: RecordAction,
+    ) -> Result<Action, PracticeError> {
+        let text = request.text.trim().to_owned();
+        if text.is_empty() {
+            return Err(PracticeError::Invalid("an action needs some text".into()));
+        }
+        if let Some(due) = &request.due
+            && !rules::is_date(due)
+        {
+            return Err(PracticeError::Invalid("`due` is a date written YYYY-MM-DD".into()));
+        }
+        let mut row = db::ActionRow {
+            id: 0,
+            text,
+            owner: request.owner.map(|owner| owner.trim().to_owned()).filter(|owner| !owner.is_empty()),
+            due: request.due,
+            opened_in: request.session.map(|session| session.to_string()),
+            opened_at: now(),
+            closed_at: None,
+            closed_in: None,
+        };
+        let (id, by, stored) = (id.to_owned(), by.to_owned(), row.clone());
+        row.id = self.db.call(move |connection| db::record_action(connection, &id, &stored, &by)).await?;
+        Ok(action(row))
+    }
+
+    /// Closes an open action.
+    pub async fn close_action(
+        &self,
+        id: &str,
+        action_id: i64,
+        session: Option<String>,
+        by: &str,
+    ) -> Result<(), PracticeError> {
+        let (id, by) = (id.to_owned(), by.to_owned());
+        let closed = self
+            .db
+            .call(move |connection| {
+                db::close_action(connection, &id, action_id, session.as_deref(), &by, now())
+            })
+            .await?;
+        if closed { Ok(()) } else { Err(PracticeError::NoSuchAction) }
+    }
+
+    /// A community's actions, in the order they were recorded.
+    pub async fn actions(&self, id: &str) -> Result<Vec<Action>, PracticeError> {
+        let id = id.to_owned();
+        let rows = self.db.call(move |connection| db::actions(connection, &id)).await?;
+        Ok(rows.into_iter().map(action).collect())
+    }
+}
+
+fn action(row: db::ActionRow) -> Action {
+    let session = |id: Option<String>| id.and_then(|id| caucus_protocol::SessionId::new(id).ok());
+    Action {
+        id: u64::try_from(row.id).unwrap_or(0),
+        text: row.text,
+        owner: row.owner,
+        due: row.due,
+        opened_in: session(row.opened_in),
+        opened_at: row.opened_at,
+        closed_at: row.closed_at,
+        closed_in: session(row.closed_in),
     }
 }

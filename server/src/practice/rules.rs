@@ -63,6 +63,16 @@ pub fn order_sessions(now: i64, mut sessions: Vec<ScheduledSession>) -> Vec<Sche
     sessions
 }
 
+/// Whether the secretary's tools are this person's: the secretary's and co-chairs'.
+pub fn may_record(role: CommunityRole) -> bool {
+    matches!(role, CommunityRole::CoChair | CommunityRole::Secretary)
+}
+
+/// Whether `text` is a calendar date written `YYYY-MM-DD`.
+pub fn is_date(text: &str) -> bool {
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").is_ok() && text.len() == 10
+}
+
 /// A name for a community or a session title: trimmed, with a letter or digit, short
 /// enough.
 pub fn check_name(what: &str, text: &str, max_chars: usize) -> Result<String, String> {
@@ -134,6 +144,10 @@ mod tests {
         assert!(sees_acceptance(CommunityRole::Secretary) && !sees_acceptance(CommunityRole::Member));
         assert_eq!(session_role(CommunityRole::CoChair), Role::Facilitator);
         assert_eq!(session_role(CommunityRole::Secretary), Role::Member);
+        assert!(may_record(CommunityRole::Secretary) && !may_record(CommunityRole::Member));
+        assert!(
+            is_date("2027-03-31") && !is_date("2027-02-30") && !is_date("31/03/2027") && !is_date("2027-3-1")
+        );
         assert!(check_name("a name", "  ", 10).is_err());
         assert_eq!(check_name("a name", " Circle ", 10).unwrap(), "Circle");
     }

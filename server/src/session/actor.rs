@@ -115,6 +115,9 @@ enum Request {
         member: MemberId,
         reply: oneshot::Sender<Option<Role>>,
     },
+    Rounds {
+        reply: oneshot::Sender<Vec<caucus_protocol::api::MinutesRound>>,
+    },
     Minutes {
         member: MemberId,
         reply: oneshot::Sender<Option<Minutes>>,
@@ -225,6 +228,14 @@ impl SessionHandle {
         let (reply, answer) = oneshot::channel();
         self.send(Request::Minutes { member, reply }).await.ok()?;
         answer.await.ok().flatten()
+    }
+
+    /// Each round's topic and what each caucus carried, attributed to the caucus only:
+    /// what a community's archive and "From last time" show.
+    pub async fn rounds(&self) -> Option<Vec<caucus_protocol::api::MinutesRound>> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Request::Rounds { reply }).await.ok()?;
+        answer.await.ok()
     }
 
     /// `member`'s role in the session, if they are in it and not removed.
@@ -385,6 +396,9 @@ impl SessionActor {
             Request::Minutes { member, reply } => {
                 let minutes = self.session.may_export_minutes(&member).then(|| self.session.minutes());
                 let _ = reply.send(minutes);
+            }
+            Request::Rounds { reply } => {
+                let _ = reply.send(self.session.minutes().rounds);
             }
             Request::RoleOf { member, reply } => {
                 let role = self.session.role_of(&member).filter(|_| !self.session.is_removed(&member));

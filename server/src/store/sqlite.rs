@@ -55,6 +55,8 @@ const MIGRATIONS: &[&str] = &[
     crate::accounts::db::SCHEMA,
     // 3: the practice: communities, their people, terms of reference and series.
     crate::practice::db::SCHEMA,
+    // 4: the actions a community's secretary records.
+    crate::practice::db::ACTIONS_SCHEMA,
 ];
 
 /// How to open the store.
