@@ -336,3 +336,85 @@ async fn the_last_co_chair_stays_and_a_series_session_keeps_its_terms_at_every_d
     ensure!(kofi.post("/api/join", &join).await?.status == 200, "with the terms accepted, the invite works");
     Ok(())
 }
+
+/// Every file in the data folder, as raw bytes.
+fn raw_files(dir: &std::path::Path) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if let Ok(content) = std::fs::read(entry.path()) {
+            bytes.extend(content);
+        }
+    }
+    bytes
+}
+
+#[tokio::test]
+async fn after_three_sessions_no_caucus_transcript_and_no_seat_remains_on_disk() -> Result<()> {
+    use caucus_protocol::{Caucus, Command, EventBody};
+    use caucus_tests::room;
+
+    use crate::support::holds;
+
+    let server = admin_server().await;
+    let ada = sign_in(&server, "ada@example.org").await?;
+    let body = serde_json::json!({ "name": "Practice", "caucuses": { "a": "A", "b": "B" } });
+    let invite: CommunityInvite = ada.post("/api/communities", &body.to_string()).await?.json()?;
+    let id = invite.community.clone();
+    let kofi = sign_in(&server, "kofi@example.org").await?;
+    let join = serde_json::json!({ "invite_code": invite.invite_code }).to_string();
+    ensure!(kofi.post("/api/communities/join", &join).await?.status == 200);
+
+    for n in 1..=3 {
+        let body = serde_json::json!({ "title": format!("Session {n}"), "starts_at": 4_000_000_000i64 + n })
+            .to_string();
+        let scheduled: ScheduledSession =
+            ada.post(&format!("/api/communities/{id}/sessions"), &body).await?.json()?;
+        let session = scheduled.session;
+        ensure!(
+            kofi.post(&format!("/api/communities/{id}/sessions/{session}/enter"), "").await?.status == 200
+        );
+        let mut desk = ada.socket().await?;
+        desk.hello(&session, "").await?;
+        let mut kofis = kofi.socket().await?;
+        kofis.hello(&session, "").await?;
+        kofis.ok(Command::ChooseCaucus { caucus: Some(Caucus::A) }).await?;
+        desk.ok(Command::OpenCaucuses { duration_secs: None }).await?;
+        kofis.say(Caucus::A.room(), &format!("SECRET-CAUCUS-{n}")).await?;
+        kofis.ok(Command::WritePoint { room: room(Caucus::A.room()), text: format!("CARRIED-{n}") }).await?;
+        desk.ok(Command::Reconvene { round: 1 }).await?;
+        desk.expect_event(|event| matches!(event.body, EventBody::Feedback { .. })).await?;
+        ensure!(
+            holds(&raw_files(server.data_dir()), &format!("SECRET-CAUCUS-{n}")),
+            "the raw check sees live text"
+        );
+        desk.ok(Command::EndSession {}).await?;
+    }
+
+    let mut raw = raw_files(server.data_dir());
+    for _ in 0..100 {
+        if !holds(&raw, "SECRET-CAUCUS") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        raw = raw_files(server.data_dir());
+    }
+    for gone in [
+        "SECRET-CAUCUS-1",
+        "SECRET-CAUCUS-2",
+        "SECRET-CAUCUS-3",
+        "\"kind\":\"seated\"",
+        "\"kind\":\"caucus_joined\"",
+    ] {
+        ensure!(!holds(&raw, gone), "`{gone}` is still readable in the data folder's files");
+    }
+    for kept in ["CARRIED-1", "CARRIED-2", "CARRIED-3"] {
+        ensure!(holds(&raw, kept), "the carried point `{kept}` is kept, attributed to its caucus");
+    }
+    let archive = kofi.get(&format!("/api/communities/{id}/archive")).await?;
+    ensure!(
+        archive.body.contains("CARRIED-3") && !archive.body.contains("SECRET-CAUCUS"),
+        "{}",
+        archive.body
+    );
+    Ok(())
+}
