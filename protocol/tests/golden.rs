@@ -11,9 +11,9 @@ use caucus_protocol::api::{
     Minutes, MySessions, Rename, SeatAttached, SessionCreated, SignInOptions,
 };
 use caucus_protocol::community::{
-    AcceptTerms, AddCommunityPerson, Communities, CommunityEntry, CommunityInvite, CommunityPage,
-    CommunityPerson, CreateCommunity, EnteredSession, JoinCommunity, PublishTerms, ScheduleSession,
-    ScheduledSession, TermsStatus,
+    AcceptTerms, Action, AddCommunityPerson, Archive, CloseAction, Communities, CommunityEntry,
+    CommunityInvite, CommunityPage, CommunityPerson, CreateCommunity, EnteredSession, FromLastTime,
+    JoinCommunity, PublishTerms, RecordAction, ScheduleSession, ScheduledSession, TermsStatus,
 };
 use caucus_protocol::{ClientFrame, ServerMessage};
 use serde::Serialize;
@@ -120,6 +120,12 @@ fn every_protocol_example_round_trips() {
             "api:schedule_session" => round_trip::<ScheduleSession>(example),
             "api:scheduled_session" => round_trip::<ScheduledSession>(example),
             "api:entered_session" => round_trip::<EnteredSession>(example),
+            "api:record_action" => round_trip::<RecordAction>(example),
+            "api:action" => round_trip::<Action>(example),
+            "api:close_action" => round_trip::<CloseAction>(example),
+            "api:actions" => round_trip::<Vec<Action>>(example),
+            "api:from_last_time" => round_trip::<FromLastTime>(example),
+            "api:archive" => round_trip::<Archive>(example),
             other => panic!("PROTOCOL.md line {}: unknown golden kind `{other}`", example.line),
         };
         assert_eq!(encoded, original, "PROTOCOL.md line {}: re-encoding changed the JSON", example.line);
