@@ -294,3 +294,10 @@ pub struct Archive {
     /// Its actions, in the order they were recorded.
     pub actions: Vec<Action>,
 }
+
+/// The reply to `POST /api/communities/{id}/people/{account}/erase`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErasedFromCommunity {
+    /// The sessions of the series the person was erased from.
+    pub sessions: Vec<SessionId>,
+}

@@ -490,6 +490,28 @@ impl Hub {
         Ok(())
     }
 
+    /// Erases `member` from session `id`, as one of its facilitators would: `asking` if
+    /// they facilitate it, else the facilitator who created it.
+    pub async fn erase_member(
+        &self,
+        id: &SessionId,
+        member: MemberId,
+        asking: &MemberId,
+    ) -> Result<(), String> {
+        let handle = self.session(id).ok_or_else(|| "the session is gone".to_owned())?;
+        let by = if handle.role_of(asking.clone()).await == Some(Role::Facilitator) {
+            asking.clone()
+        } else {
+            self.created_by
+                .get(id)
+                .map(|entry| entry.value().clone())
+                .ok_or_else(|| "the session is gone".to_owned())?
+        };
+        handle.erase(by, member.clone()).await?;
+        info!(session = %id, member = %member, "erased for a community");
+        Ok(())
+    }
+
     fn invited_session(&self, code: &str) -> Result<(SessionId, SessionHandle), HubError> {
         let id =
             self.invites.get(code.trim()).map(|entry| entry.value().clone()).ok_or(HubError::NoSuchInvite)?;

@@ -418,3 +418,64 @@ async fn after_three_sessions_no_caucus_transcript_and_no_seat_remains_on_disk()
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn erasing_a_person_reaches_every_session_of_the_community() -> Result<()> {
+    use caucus_protocol::Room;
+    use caucus_protocol::community::ErasedFromCommunity;
+
+    use crate::support::holds;
+
+    let server = admin_server().await;
+    let ada = sign_in(&server, "ada@example.org").await?;
+    let body = serde_json::json!({ "name": "Practice", "caucuses": { "a": "A", "b": "B" } });
+    let invite: CommunityInvite = ada.post("/api/communities", &body.to_string()).await?.json()?;
+    let id = invite.community.clone();
+    let kofi = sign_in(&server, "kofi@example.org").await?;
+    ensure!(kofi.post("/api/me", r#"{"name":"Kofi Zebulon"}"#).await?.status == 200);
+    let join = serde_json::json!({ "invite_code": invite.invite_code }).to_string();
+    ensure!(kofi.post("/api/communities/join", &join).await?.status == 200);
+
+    let mut sessions = Vec::new();
+    for n in 1..=2 {
+        let body = serde_json::json!({ "title": format!("Session {n}"), "starts_at": 4_000_000_000i64 + n })
+            .to_string();
+        let scheduled: ScheduledSession =
+            ada.post(&format!("/api/communities/{id}/sessions"), &body).await?.json()?;
+        ensure!(
+            kofi.post(&format!("/api/communities/{id}/sessions/{}/enter", scheduled.session), "")
+                .await?
+                .status
+                == 200
+        );
+        let mut kofis = kofi.socket().await?;
+        kofis.hello(&scheduled.session, "").await?;
+        kofis.say(Room::Plenary, &format!("PLENARY-WORDS-{n}")).await?;
+        sessions.push(scheduled.session);
+    }
+    ensure!(
+        holds(&server.raw_database(), "PLENARY-WORDS-1") && holds(&server.raw_database(), "Kofi Zebulon")
+    );
+
+    let refused = ada.post(&format!("/api/communities/{id}/people/{}/erase", ada.me.account.id), "").await?;
+    ensure!(refused.status == 422, "a co-chair is not erased: {}", refused.body);
+    let erased: ErasedFromCommunity =
+        ada.post(&format!("/api/communities/{id}/people/{}/erase", kofi.me.account.id), "").await?.json()?;
+    ensure!(erased.sessions == sessions, "{erased:?}");
+    let raw = server.raw_database();
+    // His words are gone from the files; his account keeps its own name until he
+    // deletes it, but the sessions no longer show it (below).
+    for gone in ["PLENARY-WORDS-1", "PLENARY-WORDS-2"] {
+        ensure!(!holds(&raw, gone), "`{gone}` is still readable in the database files");
+    }
+    let page: CommunityPage = ada.get(&format!("/api/communities/{id}")).await?.json()?;
+    ensure!(page.people.iter().all(|person| person.account != kofi.me.account.id), "{:?}", page.people);
+    let mut desk = ada.socket().await?;
+    let welcome = desk.hello(&sessions[0], "").await?;
+    ensure!(
+        welcome.members.iter().all(|member| member.name != "Kofi Zebulon"),
+        "the session no longer shows his name: {:?}",
+        welcome.members
+    );
+    Ok(())
+}

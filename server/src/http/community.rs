@@ -468,3 +468,35 @@ pub(super) async fn archive(
         Some(other) => Err(invalid(format!("unknown format `{other}`; use `json` or `markdown`"))),
     }
 }
+
+/// `POST /api/communities/{id}/people/{account}/erase`: a co-chair erases a person from
+/// every session of the series (their name and words, as `erase_member` does), then
+/// takes them out of the community and forgets their acceptances.
+pub(super) async fn erase_person(
+    State(hub): State<Arc<Hub>>,
+    method: Method,
+    headers: HeaderMap,
+    Path((id, account)): Path<(String, String)>,
+) -> Result<Json<caucus_protocol::community::ErasedFromCommunity>, ApiFailure> {
+    let signed = require_signed_in(&hub, &method, &headers).await?;
+    let practice = hub.practice();
+    practice.leading(&id, &signed.account.id).await?;
+    let (_, role) = practice.membership(&id, &account).await?;
+    if role == CommunityRole::CoChair {
+        return Err(invalid("a co-chair cannot be erased; make them a member first".into()));
+    }
+    let mut erased = Vec::new();
+    for row in practice.series(&id).await? {
+        let Ok(session) = SessionId::new(row.session) else { continue };
+        let Some(member) = hub.accounts().seat(&account, &session).await? else { continue };
+        let asking =
+            hub.accounts().seat(&signed.account.id, &session).await?.unwrap_or_else(|| member_of(&signed));
+        hub.erase_member(&session, member, &asking)
+            .await
+            .map_err(|why| ApiFailure::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, why))?;
+        erased.push(session);
+    }
+    practice.forget_person(&id, &account).await?;
+    tracing::info!(community = %id, by = %signed.account.id, sessions = erased.len(), "a person was erased from a community");
+    Ok(Json(caucus_protocol::community::ErasedFromCommunity { sessions: erased }))
+}

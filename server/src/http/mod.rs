@@ -67,6 +67,7 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/api/communities/{id}/invite", get(community::invite))
         .route("/api/communities/{id}/people", post(community::add_person))
         .route("/api/communities/{id}/people/me", delete(community::leave))
+        .route("/api/communities/{id}/people/{account}/erase", post(community::erase_person))
         .route("/api/communities/{id}/terms", get(community::terms).post(community::publish_terms))
         .route("/api/communities/{id}/terms/accept", post(community::accept_terms))
         .route("/api/communities/{id}/sessions", post(community::schedule))

@@ -407,3 +407,10 @@ pub fn actions(connection: &Connection, community: &str) -> rusqlite::Result<Vec
         })?
         .collect()
 }
+
+/// Forgets someone's acceptances of a community's terms.
+pub fn forget_acceptances(connection: &Connection, community: &str, account: &str) -> rusqlite::Result<()> {
+    connection
+        .execute("DELETE FROM terms_accepted WHERE community = ?1 AND account = ?2", [community, account])?;
+    Ok(())
+}

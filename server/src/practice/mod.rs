@@ -442,6 +442,19 @@ impl Practice {
         let rows = self.db.call(move |connection| db::actions(connection, &id)).await?;
         Ok(rows.into_iter().map(action).collect())
     }
+
+    /// Takes someone out of a community and forgets their acceptances: the end of an
+    /// erasure.
+    pub async fn forget_person(&self, id: &str, account: &str) -> Result<(), PracticeError> {
+        let (id, account) = (id.to_owned(), account.to_owned());
+        self.db
+            .call(move |connection| {
+                db::remove_person(connection, &id, &account)?;
+                db::forget_acceptances(connection, &id, &account)
+            })
+            .await?;
+        Ok(())
+    }
 }
 
 fn action(row: db::ActionRow) -> Action {

@@ -111,6 +111,11 @@ enum Request {
     Summarize {
         reply: oneshot::Sender<Summary>,
     },
+    Erase {
+        by: MemberId,
+        member: MemberId,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
     RoleOf {
         member: MemberId,
         reply: oneshot::Sender<Option<Role>>,
@@ -236,6 +241,16 @@ impl SessionHandle {
         let (reply, answer) = oneshot::channel();
         self.send(Request::Rounds { reply }).await.ok()?;
         answer.await.ok()
+    }
+
+    /// Erases `member`'s data as facilitator `by` would with `erase_member`, and says
+    /// whether it was done: a community erases a person from every session it held.
+    pub async fn erase(&self, by: MemberId, member: MemberId) -> Result<(), String> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Request::Erase { by, member, reply })
+            .await
+            .map_err(|()| "the session has stopped".to_owned())?;
+        answer.await.map_err(|_| "the session has stopped".to_owned())?
     }
 
     /// `member`'s role in the session, if they are in it and not removed.
@@ -396,6 +411,23 @@ impl SessionActor {
             Request::Minutes { member, reply } => {
                 let minutes = self.session.may_export_minutes(&member).then(|| self.session.minutes());
                 let _ = reply.send(minutes);
+            }
+            Request::Erase { by, member, reply } => {
+                let now = self.clock.now_ms();
+                let outcome = match self.session.decide(
+                    &by,
+                    &caucus_protocol::Command::EraseMember { member },
+                    None,
+                    now,
+                ) {
+                    Ok(Decision::Erase { member: erased, drafts }) => self
+                        .erase(&erased, drafts, now)
+                        .await
+                        .map_err(|()| "the server cannot store this just now; retry".to_owned()),
+                    Ok(_) => Ok(()),
+                    Err(refusal) => Err(refusal.to_string()),
+                };
+                let _ = reply.send(outcome);
             }
             Request::Rounds { reply } => {
                 let _ = reply.send(self.session.minutes().rounds);
