@@ -377,6 +377,10 @@ pub struct RoleGrant {
 pub struct AccountExport {
     /// The account.
     pub account: ExportedAccount,
+    /// The versions of communities' terms of reference it accepted.
+    pub acceptances: Vec<ExportedAcceptance>,
+    /// The communities it is in, and its part in each.
+    pub communities: Vec<crate::community::CommunityEntry>,
     /// When this export was made, Unix seconds.
     pub exported_at: i64,
     /// The roles granted to the account's address.
@@ -441,4 +445,16 @@ pub struct ExportedSignIn {
     pub current: bool,
     /// Unix seconds.
     pub expires_at: i64,
+}
+
+/// An acceptance of a community's terms of reference.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportedAcceptance {
+    /// When, Unix seconds.
+    pub accepted_at: i64,
+    /// The community.
+    pub community: String,
+    /// The version accepted.
+    pub version: u32,
 }

@@ -133,6 +133,12 @@ async fn a_community_runs_a_series_with_terms_that_people_accept_again_after_a_c
     ensure!(calendar.body.matches("BEGIN:VEVENT").count() == 2, "{}", calendar.body);
     ensure!(calendar.body.contains(&format!("UID:{}@", march.session)), "{}", calendar.body);
 
+    // His own export holds his community and each acceptance, and nothing about caucuses.
+    let export: caucus_protocol::api::AccountExport = kofi.get("/api/me/export").await?.json()?;
+    ensure!(export.communities.len() == 1 && export.communities[0].community == id, "{export:?}");
+    let versions: Vec<u32> = export.acceptances.iter().map(|acceptance| acceptance.version).collect();
+    ensure!(versions == [1, 2], "{versions:?}");
+
     // Kofi leaves; the last co-chair cannot.
     ensure!(kofi.delete(&format!("/api/communities/{id}/people/me")).await?.status == 204);
     ensure!(kofi.get(&format!("/api/communities/{id}")).await?.status == 404, "he is no longer in it");

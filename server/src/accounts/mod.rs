@@ -21,8 +21,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use caucus_protocol::api::{
-    AccountExport, ExportedAccount, ExportedIdentity, ExportedSeat, ExportedSignIn, FacilitatorGrants,
-    RoleGrant,
+    AccountExport, ExportedAcceptance, ExportedAccount, ExportedIdentity, ExportedSeat, ExportedSignIn,
+    FacilitatorGrants, RoleGrant,
 };
 use caucus_protocol::{MemberId, SessionId};
 use dashmap::DashMap;
@@ -546,18 +546,23 @@ impl Accounts {
     pub async fn export(&self, signed_in: &SignedIn) -> Result<AccountExport, AccountError> {
         let id = signed_in.account.id.clone();
         let email = signed_in.account.email.clone();
-        let (identities, signins, seats, grants) = self
+        let (identities, signins, seats, grants, (communities, acceptances)) = self
             .db
             .call(move |connection| {
                 let grants = match &email {
                     Some(email) => db::granted_roles(connection, email)?,
                     None => Vec::new(),
                 };
+                let practice = (
+                    crate::practice::db::communities_of(connection, &id)?,
+                    crate::practice::db::acceptances_of(connection, &id)?,
+                );
                 Ok::<_, rusqlite::Error>((
                     db::identities(connection, &id)?,
                     db::signins(connection, &id)?,
                     db::seats(connection, &id)?,
                     grants,
+                    practice,
                 ))
             })
             .await?;
@@ -569,6 +574,22 @@ impl Accounts {
                 id: account.id.clone(),
                 name: account.name.clone(),
             },
+            acceptances: acceptances
+                .into_iter()
+                .map(|(community, version, accepted_at)| ExportedAcceptance {
+                    accepted_at,
+                    community,
+                    version,
+                })
+                .collect(),
+            communities: communities
+                .into_iter()
+                .map(|(community, name, role)| caucus_protocol::community::CommunityEntry {
+                    community,
+                    name,
+                    role,
+                })
+                .collect(),
             exported_at: now(),
             grants,
             identities: identities

@@ -414,3 +414,11 @@ pub fn forget_acceptances(connection: &Connection, community: &str, account: &st
         .execute("DELETE FROM terms_accepted WHERE community = ?1 AND account = ?2", [community, account])?;
     Ok(())
 }
+
+/// Every acceptance an account made: (community, version, accepted_at).
+pub fn acceptances_of(connection: &Connection, account: &str) -> rusqlite::Result<Vec<(String, u32, i64)>> {
+    let mut statement = connection.prepare(
+        "SELECT community, version, accepted_at FROM terms_accepted WHERE account = ?1 ORDER BY accepted_at",
+    )?;
+    statement.query_map([account], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?.collect()
+}
