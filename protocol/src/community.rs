@@ -301,3 +301,11 @@ pub struct ErasedFromCommunity {
     /// The sessions of the series the person was erased from.
     pub sessions: Vec<SessionId>,
 }
+
+/// `POST /api/communities/{id}/calendar-feed`: a private address calendar programs
+/// subscribe to. A new one replaces the person's earlier one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CalendarFeed {
+    /// The feed's address, with its secret key; keep it private.
+    pub feed_url: String,
+}

@@ -133,6 +133,27 @@ async fn a_community_runs_a_series_with_terms_that_people_accept_again_after_a_c
     ensure!(calendar.body.matches("BEGIN:VEVENT").count() == 2, "{}", calendar.body);
     ensure!(calendar.body.contains(&format!("UID:{}@", march.session)), "{}", calendar.body);
 
+    // A private feed for his calendar program, which cannot sign in; a new one stops
+    // the old one.
+    let feed =
+        |url: String| url.split_once("/api/").map(|(_, path)| format!("/api/{path}")).unwrap_or_default();
+    let first: caucus_protocol::community::CalendarFeed =
+        kofi.post(&format!("/api/communities/{id}/calendar-feed"), "").await?.json()?;
+    let read =
+        |path: String| async move { caucus_tests::http(server.address, "GET", &path, &[], None).await };
+    let subscribed = read(feed(first.feed_url.clone())).await?;
+    ensure!(
+        subscribed.status == 200 && subscribed.body.matches("BEGIN:VEVENT").count() == 2,
+        "{}",
+        subscribed.body
+    );
+    let second: caucus_protocol::community::CalendarFeed =
+        kofi.post(&format!("/api/communities/{id}/calendar-feed"), "").await?.json()?;
+    ensure!(read(feed(first.feed_url)).await?.status == 404, "the old feed stops");
+    ensure!(read(feed(second.feed_url.clone())).await?.status == 200, "the new one works");
+    let guessed = format!("/api/communities/{id}/calendar.ics?key=0000");
+    ensure!(read(guessed).await?.status == 404, "a made-up key opens nothing");
+
     // His own export holds his community and each acceptance, and nothing about caucuses.
     let export: caucus_protocol::api::AccountExport = kofi.get("/api/me/export").await?.json()?;
     ensure!(export.communities.len() == 1 && export.communities[0].community == id, "{export:?}");
@@ -142,6 +163,7 @@ async fn a_community_runs_a_series_with_terms_that_people_accept_again_after_a_c
     // Kofi leaves; the last co-chair cannot.
     ensure!(kofi.delete(&format!("/api/communities/{id}/people/me")).await?.status == 204);
     ensure!(kofi.get(&format!("/api/communities/{id}")).await?.status == 404, "he is no longer in it");
+    ensure!(read(feed(second.feed_url)).await?.status == 404, "his feed stops when he leaves");
     ensure!(bea.delete(&format!("/api/communities/{id}/people/me")).await?.status == 204, "Bea may leave");
     let last = ada.delete(&format!("/api/communities/{id}/people/me")).await?;
     ensure!(last.status == 422 && last.body.contains("only co-chair"), "{}", last.body);

@@ -147,6 +147,7 @@ impl AccountDb {
         connection.execute_batch(SCHEMA).map_err(store_error)?;
         connection.execute_batch(crate::practice::db::SCHEMA).map_err(store_error)?;
         connection.execute_batch(crate::practice::db::ACTIONS_SCHEMA).map_err(store_error)?;
+        connection.execute_batch(crate::practice::db::FEEDS_SCHEMA).map_err(store_error)?;
         Ok(Self { connection: Arc::new(Mutex::new(connection)) })
     }
 
@@ -419,13 +420,17 @@ pub fn delete_account(connection: &mut Connection, account: &str) -> rusqlite::R
         .query_row("SELECT email FROM accounts WHERE id = ?1", [account], |row| row.get(0))
         .optional()?
         .flatten();
-    for table in ["seats", "signins", "identities", "community_people", "terms_accepted"] {
+    for table in ["seats", "signins", "identities", "community_people", "terms_accepted", "calendar_feeds"] {
         transaction.execute(&format!("DELETE FROM {table} WHERE account = ?1"), [account])?;
     }
     if let Some(email) = email {
         transaction.execute("DELETE FROM grants WHERE email = ?1", [&email])?;
         transaction.execute("DELETE FROM email_links WHERE email = ?1", [&email])?;
     }
+    // What the community keeps (actions, terms) no longer names the account.
+    transaction.execute("UPDATE actions SET opened_by = '' WHERE opened_by = ?1", [account])?;
+    transaction.execute("UPDATE actions SET closed_by = NULL WHERE closed_by = ?1", [account])?;
+    transaction.execute("UPDATE terms SET published_by = NULL WHERE published_by = ?1", [account])?;
     transaction.execute("DELETE FROM accounts WHERE id = ?1", [account])?;
     transaction.commit()
 }

@@ -322,15 +322,33 @@ pub(super) async fn enter(
     Ok(Json(EnteredSession { session, member }))
 }
 
-/// `GET /api/communities/{id}/calendar.ics`: the series as an iCalendar file.
+/// `?key=`: a calendar feed's key, for programs that cannot sign in.
+#[derive(Debug, serde::Deserialize)]
+pub(super) struct FeedQuery {
+    #[serde(default)]
+    key: Option<String>,
+}
+
+/// `GET /api/communities/{id}/calendar.ics`: the series as an iCalendar file, for a
+/// signed-in person, or for a calendar program with the person's feed key.
 pub(super) async fn calendar(
     State(hub): State<Arc<Hub>>,
     headers: HeaderMap,
     Path(id): Path<String>,
+    axum::extract::Query(query): axum::extract::Query<FeedQuery>,
 ) -> Result<Response, ApiFailure> {
-    let signed = require_signed_in(&hub, &Method::GET, &headers).await?;
-    let (community, _) = hub.practice().membership(&id, &signed.account.id).await?;
-    let sessions = hub.practice().series(&id).await?;
+    let practice = hub.practice();
+    match query.key.as_deref() {
+        Some(key) if practice.feed_opens(&id, key).await? => {}
+        Some(_) => return Err(PracticeError::NotInCommunity.into()),
+        None => {
+            let signed = require_signed_in(&hub, &Method::GET, &headers).await?;
+            practice.membership(&id, &signed.account.id).await?;
+        }
+    }
+    let community: crate::practice::Community =
+        practice.community(&id).await?.ok_or(PracticeError::NotInCommunity)?;
+    let sessions = practice.series(&id).await?;
     let public_url = hub.public_url();
     let host = public_url.split("://").nth(1).unwrap_or("caucus").split('/').next().unwrap_or("caucus");
     let text = crate::practice::calendar::series_calendar(&community.name, &sessions, public_url, host);
@@ -340,10 +358,26 @@ pub(super) async fn calendar(
         [
             (header::CONTENT_TYPE, HeaderValue::from_static("text/calendar; charset=utf-8")),
             (header::CONTENT_DISPOSITION, disposition),
+            (header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache")),
         ],
         text,
     )
         .into_response())
+}
+
+/// `POST /api/communities/{id}/calendar-feed`: a private feed address for the person's
+/// calendar program; making a new one stops the old one.
+pub(super) async fn calendar_feed(
+    State(hub): State<Arc<Hub>>,
+    method: Method,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<caucus_protocol::community::CalendarFeed>, ApiFailure> {
+    let signed = require_signed_in(&hub, &method, &headers).await?;
+    hub.practice().membership(&id, &signed.account.id).await?;
+    let key = hub.practice().new_feed(&id, &signed.account.id).await?;
+    let feed_url = format!("{}/api/communities/{id}/calendar.ics?key={key}", hub.public_url());
+    Ok(Json(caucus_protocol::community::CalendarFeed { feed_url }))
 }
 
 /// `POST /api/communities/{id}/actions`: the secretary (or a co-chair) records an action.
@@ -382,6 +416,11 @@ pub(super) async fn close_action(
     let (_, role) = hub.practice().membership(&id, &signed.account.id).await?;
     if !rules::may_record(role) {
         return Err(PracticeError::NotRecorder.into());
+    }
+    if let Some(session) = &request.session
+        && hub.practice().community_of_session(session.as_str()).await?.as_deref() != Some(id.as_str())
+    {
+        return Err(PracticeError::NotInSeries.into());
     }
     let session = request.session.map(|session| session.to_string());
     hub.practice().close_action(&id, action, session, &signed.account.id).await?;

@@ -73,6 +73,7 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/api/communities/{id}/sessions", post(community::schedule))
         .route("/api/communities/{id}/sessions/{session}/enter", post(community::enter))
         .route("/api/communities/{id}/calendar.ics", get(community::calendar))
+        .route("/api/communities/{id}/calendar-feed", post(community::calendar_feed))
         .route("/api/communities/{id}/sessions/{session}/from-last-time", get(community::from_last_time))
         .route("/api/communities/{id}/actions", post(community::record_action))
         .route("/api/communities/{id}/actions/{action}/close", post(community::close_action))

@@ -422,3 +422,48 @@ pub fn acceptances_of(connection: &Connection, account: &str) -> rusqlite::Resul
     )?;
     statement.query_map([account], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?.collect()
 }
+
+/// Calendar feeds (migration 5): a secret per person and community that calendar
+/// programs, which cannot sign in, use to read the series. Only its hash is kept.
+pub const FEEDS_SCHEMA: &str = "
+    CREATE TABLE calendar_feeds (
+        key_hash   TEXT PRIMARY KEY,
+        community  TEXT NOT NULL,
+        account    TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        UNIQUE (community, account)
+    );";
+
+/// Replaces a person's feed key for a community.
+pub fn put_feed(
+    connection: &Connection,
+    key_hash: &str,
+    community: &str,
+    account: &str,
+    now: i64,
+) -> rusqlite::Result<()> {
+    connection
+        .execute("DELETE FROM calendar_feeds WHERE community = ?1 AND account = ?2", [community, account])?;
+    connection.execute(
+        "INSERT INTO calendar_feeds (key_hash, community, account, created_at) VALUES (?1, ?2, ?3, ?4)",
+        params![key_hash, community, account, now],
+    )?;
+    Ok(())
+}
+
+/// The person a feed key belongs to, if they are still in the community.
+pub fn feed_owner(
+    connection: &Connection,
+    key_hash: &str,
+    community: &str,
+) -> rusqlite::Result<Option<String>> {
+    connection
+        .query_row(
+            "SELECT f.account FROM calendar_feeds f JOIN community_people p
+             ON p.community = f.community AND p.account = f.account
+             WHERE f.key_hash = ?1 AND f.community = ?2",
+            [key_hash, community],
+            |row| row.get(0),
+        )
+        .optional()
+}

@@ -23,6 +23,11 @@ use caucus_protocol::{CaucusLabels, Settings};
 
 use crate::accounts::{AccountDb, AccountError, now};
 
+/// The longest action, in characters.
+const ACTION_CHARS: usize = 2000;
+/// The longest owner's name on an action, in characters.
+const OWNER_CHARS: usize = 80;
+
 /// Why a practice operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PracticeError {
@@ -238,20 +243,24 @@ impl Practice {
     }
 
     /// Someone leaves. The last co-chair cannot: a community needs someone to lead it.
+    /// Counting and leaving are one transaction, so two co-chairs leaving at once
+    /// cannot leave nobody.
     pub async fn leave(&self, id: &str, account: &str) -> Result<(), PracticeError> {
-        let (_, role) = self.membership(id, account).await?;
+        self.membership(id, account).await?;
         let (id, account) = (id.to_owned(), account.to_owned());
         let left = self
             .db
             .call(move |connection| {
-                let co_chairs = db::people(connection, &id)?
-                    .iter()
-                    .filter(|(_, _, role)| *role == CommunityRole::CoChair)
-                    .count();
-                if role == CommunityRole::CoChair && co_chairs <= 1 {
+                let transaction = connection.transaction()?;
+                let people = db::people(&transaction, &id)?;
+                let co_chairs = people.iter().filter(|(_, _, role)| *role == CommunityRole::CoChair).count();
+                let leaving_co_chair =
+                    people.iter().any(|(who, _, role)| *who == account && *role == CommunityRole::CoChair);
+                if leaving_co_chair && co_chairs <= 1 {
                     return Ok(false);
                 }
-                db::remove_person(connection, &id, &account)?;
+                db::remove_person(&transaction, &id, &account)?;
+                transaction.commit()?;
                 Ok(true)
             })
             .await?;
@@ -398,6 +407,13 @@ impl Practice {
         if text.is_empty() {
             return Err(PracticeError::Invalid("an action needs some text".into()));
         }
+        if text.chars().count() > ACTION_CHARS
+            || request.owner.as_ref().is_some_and(|owner| owner.chars().count() > OWNER_CHARS)
+        {
+            return Err(PracticeError::Invalid(format!(
+                "an action is at most {ACTION_CHARS} characters, and its owner's name at most {OWNER_CHARS}"
+            )));
+        }
         if let Some(due) = &request.due
             && !rules::is_date(due)
         {
@@ -454,6 +470,28 @@ impl Practice {
             })
             .await?;
         Ok(())
+    }
+
+    /// A new calendar feed key for `account` in the community; an earlier one stops
+    /// working. Returns the key, which only its owner sees.
+    pub async fn new_feed(&self, id: &str, account: &str) -> Result<String, PracticeError> {
+        let key = crate::accounts::random_secret();
+        let (hash, id, account) = (crate::accounts::digest(&key), id.to_owned(), account.to_owned());
+        self.db.call(move |connection| db::put_feed(connection, &hash, &id, &account, now())).await?;
+        Ok(key)
+    }
+
+    /// Whether a feed key opens the community's calendar.
+    pub async fn feed_opens(&self, id: &str, key: &str) -> Result<bool, PracticeError> {
+        let (hash, id) = (crate::accounts::digest(key), id.to_owned());
+        Ok(self.db.call(move |connection| db::feed_owner(connection, &hash, &id)).await?.is_some())
+    }
+
+    /// A community by id.
+    pub async fn community(&self, id: &str) -> Result<Option<Community>, PracticeError> {
+        let id = id.to_owned();
+        let row = self.db.call(move |connection| db::community(connection, &id)).await?;
+        row.map(Community::try_from).transpose()
     }
 }
 

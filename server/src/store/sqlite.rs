@@ -57,6 +57,8 @@ const MIGRATIONS: &[&str] = &[
     crate::practice::db::SCHEMA,
     // 4: the actions a community's secretary records.
     crate::practice::db::ACTIONS_SCHEMA,
+    // 5: calendar feeds.
+    crate::practice::db::FEEDS_SCHEMA,
 ];
 
 /// How to open the store.
