@@ -126,6 +126,10 @@ fn every_protocol_example_round_trips() {
             "api:actions" => round_trip::<Vec<Action>>(example),
             "api:from_last_time" => round_trip::<FromLastTime>(example),
             "api:archive" => round_trip::<Archive>(example),
+            "api:calendar_feed" => round_trip::<caucus_protocol::community::CalendarFeed>(example),
+            "api:erased_from_community" => {
+                round_trip::<caucus_protocol::community::ErasedFromCommunity>(example)
+            }
             other => panic!("PROTOCOL.md line {}: unknown golden kind `{other}`", example.line),
         };
         assert_eq!(encoded, original, "PROTOCOL.md line {}: re-encoding changed the JSON", example.line);
