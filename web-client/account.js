@@ -11,6 +11,7 @@
 // nothing here runs before app.js has finished loading, so the cycle is safe.
 
 import { createSessionForm, field, h, page, announce, route, store, tokenClaims } from "./app.js";
+import { communityCards } from "./community.js";
 
 /** The person signed in (the server's `Me`: account, roles, csrf, expires_at), or null. */
 let me = null;
@@ -20,7 +21,7 @@ let methods = { providers: [], email: false };
 export const signedIn = () => me !== null;
 export const currentAccount = () => me?.account ?? null;
 const hasRole = (...roles) => roles.some((role) => me?.roles?.includes(role));
-const mayFacilitate = () => hasRole("facilitator", "admin");
+export const mayFacilitate = () => hasRole("facilitator", "admin");
 
 /** An error from the API, with the server's code beside its sentence. */
 class ApiError extends Error {
@@ -217,6 +218,7 @@ export function showHome({ notice = null } = {}) {
     notice ? noticeCard(notice) : null,
     seats.length ? keepSeatsCard(seats) : null,
     yours,
+    communityCards(),
     mayFacilitate() ? createSessionForm(null) : h("section", { class: "card narrow", "aria-labelledby": "create-heading" },
       h("h2", { id: "create-heading" }, "Create a session"),
       h("p", {}, "An admin must let you facilitate before you can create sessions. Ask one of your community's admins to add "

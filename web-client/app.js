@@ -8,6 +8,9 @@ import {
   api, copyText, currentAccount, describePhase, forgetSignIn, hasGuestSeat, keepSeat, loadMe, loadSignInMethods,
   showAccount, showHome, showStart, signedIn, signInPanel, signInWithLink,
 } from "./account.js";
+import {
+  attachCommunity, chooseRemembered, fromLastTimePanel, joinCommunity, rememberCaucusControl, rememberChoice, showCommunity,
+} from "./community.js";
 
 const $ = (selector) => document.querySelector(selector);
 
@@ -66,6 +69,8 @@ function time(ms) {
 let live = null;
 
 export function route() {
+  // Leaving a session: its connection closes, and the top bar no longer says "Online".
+  if (live) setStatus("", "");
   live?.stop();
   live = null;
   const hash = new URLSearchParams(location.hash.slice(1));
@@ -84,6 +89,7 @@ export function route() {
   }
   if (hash.has("invite")) return showJoin(hash.get("invite"));
   if (hash.has("account")) return signedIn() ? showAccount() : showStart({ returnTo: "/#account" });
+  if (hash.has("community")) return joinCommunity(hash.get("community"), signedIn());
   if (hash.has("session")) {
     const session = hash.get("session");
     // A member's token is the session's own; a facilitator's opens every session they
@@ -91,8 +97,14 @@ export function route() {
     const token = store.get(`session.${session}`) ?? (signedIn() ? null : store.get("facilitator"));
     if (token || signedIn()) {
       live = new Live(session, token);
+      // A community's session: "From last time" and the caucus this device remembers.
+      if (!token) attachCommunity(live, hash.get("c"));
       return live.start();
     }
+  }
+  if (hash.has("c")) {
+    const community = hash.get("c");
+    return signedIn() ? showCommunity(community) : showStart({ returnTo: `/#c=${encodeURIComponent(community)}` });
   }
   if (signedIn()) return showHome();
   // "#start" is where the top bar's "Sign in" leads, even for someone holding a token.
@@ -481,6 +493,7 @@ class Live {
     if (was) this.caughtUp(was);
     if (!this.readable(this.view)) this.view = "plenary";
     this.render();
+    if (first) chooseRemembered(this);
   }
 
   /** After a reconnect: what changed while the person was away, and where they are now. */
@@ -837,7 +850,7 @@ class Live {
     const parts = [];
     if (this.view.startsWith("caucus_")) parts.push(this.renderPoints());
     if (this.view === "plenary") {
-      parts.push(this.renderFeedback(), this.renderProposals(), this.renderChoice(), this.renderSecretary());
+      parts.push(fromLastTimePanel(this), this.renderFeedback(), this.renderProposals(), this.renderChoice(), this.renderSecretary());
     }
     parts.push(this.renderPeople(), this.renderKeepSeat());
     rerender(side, () => parts.filter(Boolean));
@@ -879,9 +892,13 @@ class Live {
         body.push(h("button", {
           type: "button", class: this.seat === caucus ? "" : "secondary", "data-key": `choose-${caucus}`,
           "aria-pressed": this.seat === caucus ? "true" : "false",
-          onclick: () => this.send({ type: "choose_caucus", caucus }),
+          onclick: () => {
+            rememberChoice(this, caucus);
+            this.send({ type: "choose_caucus", caucus });
+          },
         }, `Choose ${this.labels[caucus]}`));
       }
+      body.push(rememberCaucusControl(this));
     } else {
       body.push(h("p", { class: "note" }, "A facilitator assigns caucuses in this session."));
     }

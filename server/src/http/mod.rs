@@ -33,6 +33,7 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/app.js", get(app_js))
         .route("/drafts.js", get(drafts_js))
         .route("/account.js", get(account_js))
+        .route("/community.js", get(community_js))
         .route("/style.css", get(style_css))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -233,6 +234,7 @@ const INDEX_HTML: &str = include_str!("../../../web-client/index.html");
 const APP_JS: &str = include_str!("../../../web-client/app.js");
 const DRAFTS_JS: &str = include_str!("../../../web-client/drafts.js");
 const ACCOUNT_JS: &str = include_str!("../../../web-client/account.js");
+const COMMUNITY_JS: &str = include_str!("../../../web-client/community.js");
 const STYLE_CSS: &str = include_str!("../../../web-client/style.css");
 
 /// Scripts and styles come only from this server, so user text can never run as code.
@@ -267,6 +269,10 @@ async fn drafts_js() -> Response {
 
 async fn account_js() -> Response {
     asset("text/javascript; charset=utf-8", ACCOUNT_JS)
+}
+
+async fn community_js() -> Response {
+    asset("text/javascript; charset=utf-8", COMMUNITY_JS)
 }
 
 async fn style_css() -> Response {
