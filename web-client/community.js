@@ -345,11 +345,38 @@ function sessionsSection(ctx) {
       }
     } }, "Add to calendar", h("span", { class: "visually-hidden" }, " (an .ics file of every session)")),
     error,
+    calendarFeed(path),
     h("h3", {}, "Upcoming"),
     upcoming.length ? h("ul", { class: "series" }, ...upcoming.map((session) => sessionItem(ctx, session)))
       : h("p", { class: "empty" }, "No sessions scheduled."),
     past.length ? [h("h3", {}, "Past"), h("ul", { class: "series" }, ...past.map((session) => sessionItem(ctx, session)))] : null,
     community.role === "co_chair" ? scheduleForm(ctx) : null);
+}
+
+/** A private feed address for a calendar program; a new one stops the old one. */
+function calendarFeed(path) {
+  const holder = h("div", { class: "feed" });
+  const error = h("p", { class: "error", role: "alert" });
+  const ask = h("button", { type: "button", class: "secondary", onclick: async () => {
+    error.textContent = "";
+    if (holder.childElementCount && !confirm("Make a new calendar feed address? The old one stops working at once.")) return;
+    try {
+      const { feed_url: url } = await api("POST", `${path}/calendar-feed`);
+      const box = h("input", { type: "text", id: "calendar-feed", readonly: true, value: url });
+      fill(holder,
+        h("p", { class: "note" }, "Subscribe to this address in your calendar program. It is yours alone: anyone who has it sees the series."),
+        h("div", { class: "invite" },
+          h("label", { for: "calendar-feed", class: "visually-hidden" }, "Your private calendar feed address"), box,
+          h("button", { type: "button", onclick: () => copyText(box, "Calendar feed address copied.") }, "Copy",
+            h("span", { class: "visually-hidden" }, " the calendar feed address"))));
+      ask.textContent = "New calendar feed address";
+      box.focus();
+      announce("Your private calendar feed address is ready.");
+    } catch (err) {
+      error.textContent = `Could not make a calendar feed: ${err.message}`;
+    }
+  } }, "Subscribe in a calendar program");
+  return h("div", {}, ask, holder, error);
 }
 
 function sessionItem({ id, path, community, reload }, session) {
