@@ -213,6 +213,13 @@ test("a community runs a series: terms, From last time, actions and the archive"
 
   // April opens with "From last time": the point under its caucus's label, and the action.
   await kofi.locator("#from-last-time", { hasText: POINT }).waitFor();
+
+  // Kofi asks this device to remember his caucus, then chooses it.
+  await kofi.getByLabel("Remember my caucus on this device").check();
+  assert.equal(await kofi.evaluate((key) => localStorage.getItem(key), `caucus.caucus-choice.${id}`), null, "nothing chosen yet, nothing kept");
+  await kofi.getByRole("button", { name: `Choose ${LABEL_A}` }).click();
+  await kofi.getByText(`Now: ${LABEL_A}.`).waitFor();
+  assert.equal(await kofi.evaluate((key) => localStorage.getItem(key), `caucus.caucus-choice.${id}`), "a");
   await openCommunity(ada, id);
   await ada.getByRole("button", { name: "Accept version 2" }).click();
   await ada.getByText("You accepted version 2.").waitFor();
@@ -242,6 +249,15 @@ test("a community runs a series: terms, From last time, actions and the archive"
   await sam.getByRole("button", { name: `Mark done: ${ACTION}` }).click();
   await sam.locator("#from-last-time", { hasText: "No open actions." }).waitFor();
 
+  // Kofi enters May: this device chose his caucus for him, as he asked; then he lets it forget.
+  await openCommunity(kofi, id);
+  await kofi.getByRole("button", { name: "Enter May circle" }).click();
+  await online(kofi);
+  await kofi.getByText(`Now: ${LABEL_A}.`).waitFor();
+  assert.equal(await kofi.getByLabel("Remember my caucus on this device").isChecked(), true);
+  await kofi.getByLabel("Remember my caucus on this device").uncheck();
+  assert.equal(await kofi.evaluate((key) => localStorage.getItem(key), `caucus.caucus-choice.${id}`), null, "forgotten");
+
   // The archive holds exactly the carried point, under its caucus's label.
   await openCommunity(kofi, id);
   const results = kofi.locator(".archive-results");
@@ -264,6 +280,11 @@ test("a community runs a series: terms, From last time, actions and the archive"
     kofi.getByRole("button", { name: /^Add to calendar/ }).click(),
   ]);
   assert.equal(readFileSync(await calendar.path(), "utf8").match(/BEGIN:VEVENT/g)?.length, 3);
+  await kofi.getByRole("button", { name: "Subscribe in a calendar program" }).click();
+  const feed = await kofi.getByLabel("Your private calendar feed address").inputValue();
+  assert.match(feed, new RegExp(`^${origin}/api/communities/${id}/calendar\\.ics\\?key=`));
+  const feedText = await (await fetch(feed)).text();
+  assert.equal(feedText.match(/BEGIN:VEVENT/g)?.length, 3, "the feed opens without signing in");
 
   // Privacy: Ada never saw the caucus's own words, and no community page says where
   // Kofi sat: the people, archive, actions, series and terms hold no caucus beside a name.
