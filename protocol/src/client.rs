@@ -175,6 +175,12 @@ pub enum Command {
     /// Caucus member: asks for a facilitator. Facilitators learn which caucus asks,
     /// nothing more.
     AskForHelp {},
+    /// Facilitator: answers a caucus's request for help ("on my way"). The caucus sees
+    /// who is coming, and the other facilitators see that it is answered.
+    AnswerHelp {
+        /// The caucus that asked.
+        caucus: Caucus,
+    },
     /// Facilitator: removes a person from the session.
     Remove {
         /// Who to remove.
@@ -276,6 +282,7 @@ impl Command {
             Command::EndSession {} => "end_session",
             Command::Broadcast { .. } => "broadcast",
             Command::AskForHelp {} => "ask_for_help",
+            Command::AnswerHelp { .. } => "answer_help",
             Command::Remove { .. } => "remove",
             Command::SetRole { .. } => "set_role",
             Command::SetSecretary { .. } => "set_secretary",

@@ -307,6 +307,14 @@ pub enum EventBody {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         by: Option<MemberId>,
     },
+    /// Facilitators and the caucus that asked: a facilitator answered its request for
+    /// help and is on the way.
+    HelpAnswered {
+        /// The caucus that asked.
+        caucus: Caucus,
+        /// The facilitator who answered.
+        by: MemberId,
+    },
     /// A caucus room: a point was flagged or written.
     PointAdded {
         /// The point.

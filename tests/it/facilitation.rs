@@ -272,3 +272,50 @@ async fn a_co_facilitator_added_by_name_sees_the_session_at_once_and_runs_it() -
     assert_eq!(blank.status, 422, "{}", blank.body);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_facilitator_answers_a_call_for_help_and_the_caucus_sees_who_is_coming() -> Result<()> {
+    let mut scene = Scene::new(Settings::default()).await?;
+    let mut amara = scene.seated("Amara", Caucus::A).await?;
+    let mut fern = scene.seated("Fern", Caucus::B).await?;
+    scene.open_round().await?;
+    let bea_token = scene.server.facilitator_token("Bea");
+    let added = caucus_tests::http(
+        scene.server.address,
+        "POST",
+        &format!("/api/sessions/{}/facilitators", scene.session),
+        &[
+            ("authorization", &format!("Bearer {}", scene.facilitator.token)),
+            ("content-type", "application/json"),
+        ],
+        Some(r#"{"name":"Bea"}"#),
+    )
+    .await?;
+    assert_eq!(added.status, 200, "{}", added.body);
+    let mut bea = scene.server.client().await;
+    bea.hello(&scene.session, &bea_token).await?;
+
+    amara.client.ok(Command::AskForHelp {}).await?;
+    bea.expect_body(Room::Facilitators, |body| {
+        matches!(body, EventBody::HelpRequested { caucus: Caucus::A, .. })
+    })
+    .await?;
+    scene.facilitator.client.ok(Command::AnswerHelp { caucus: Caucus::A }).await?;
+    let coming = amara
+        .client
+        .expect_body(Caucus::A.room(), |body| {
+            matches!(body, EventBody::HelpAnswered { caucus: Caucus::A, .. })
+        })
+        .await?;
+    assert!(matches!(&coming.body, EventBody::HelpAnswered { by, .. } if *by == scene.facilitator.id));
+    bea.expect_body(Room::Facilitators, |body| {
+        matches!(body, EventBody::HelpAnswered { caucus: Caucus::A, .. })
+    })
+    .await?;
+    // The other caucus hears nothing of it.
+    fern.client.sync().await?;
+    assert!(!fern.client.transcript().contains("help_answered"), "{}", fern.client.transcript());
+    let refused = amara.client.refused(Command::AnswerHelp { caucus: Caucus::A }).await?;
+    assert_eq!(refused.code, ErrorCode::Forbidden);
+    Ok(())
+}

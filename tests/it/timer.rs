@@ -138,3 +138,22 @@ async fn a_double_and_a_concurrent_reconvene_change_nothing() -> Result<()> {
     let _ = &mut cochair;
     Ok(())
 }
+
+#[tokio::test(start_paused = true)]
+async fn people_in_a_caucus_are_warned_and_told_time_is_up_in_their_caucus() -> Result<()> {
+    let mut scene = paused_scene(Settings::default()).await?;
+    let mut amara = scene.member("Amara").await?;
+    amara.client.wait = LONG;
+    amara.client.ok(Command::ChooseCaucus { caucus: Some(Caucus::A) }).await?;
+    scene.facilitator.client.ok(Command::OpenCaucuses { duration_secs: Some(300) }).await?;
+    let warning = amara
+        .client
+        .expect_body(Caucus::A.room(), |body| matches!(body, EventBody::TimerWarning { round: 1, .. }))
+        .await?;
+    let up = amara
+        .client
+        .expect_body(Caucus::A.room(), |body| matches!(body, EventBody::TimeUp { round: 1 }))
+        .await?;
+    assert_eq!(up.at - warning.at, 60_000, "a minute's warning, in the caucus itself");
+    Ok(())
+}

@@ -488,18 +488,24 @@ impl Session {
         if timer.expired {
             return Vec::new();
         }
+        // The caucuses hear it too: people there are looking at their caucus, not the
+        // plenary, when their time runs out.
+        let caucuses = [Caucus::A.room(), Caucus::B.room()];
         if now >= timer.deadline {
             return if self.settings.auto_reconvene {
                 self.reconvene_drafts(round, true)
             } else {
-                vec![Draft::new(Room::Facilitators, EventBody::TimeUp { round })]
+                std::iter::once(Room::Facilitators)
+                    .chain(caucuses)
+                    .map(|room| Draft::new(room, EventBody::TimeUp { round }))
+                    .collect()
             };
         }
         if !timer.warned && now >= timer.warn_at() {
-            return vec![Draft::new(
-                Room::Plenary,
-                EventBody::TimerWarning { round, deadline: timer.deadline },
-            )];
+            return std::iter::once(Room::Plenary)
+                .chain(caucuses)
+                .map(|room| Draft::new(room, EventBody::TimerWarning { round, deadline: timer.deadline }))
+                .collect();
         }
         Vec::new()
     }
@@ -754,6 +760,15 @@ impl Session {
                 Ok(Decision::events(vec![
                     Draft::new(caucus.room(), EventBody::HelpRequested { caucus, by: Some(who.clone()) }),
                     Draft::new(Room::Facilitators, EventBody::HelpRequested { caucus, by: None }),
+                ]))
+            }
+            Command::AnswerHelp { caucus } => {
+                require_facilitator("answer a request for help")?;
+                self.check_caucus_open()?;
+                let body = EventBody::HelpAnswered { caucus: *caucus, by: who.clone() };
+                Ok(Decision::events(vec![
+                    Draft::new(caucus.room(), body.clone()),
+                    Draft::new(Room::Facilitators, body),
                 ]))
             }
             Command::Remove { member } => {
@@ -1026,7 +1041,8 @@ impl Session {
             | EventBody::Erased { .. }
             | EventBody::CaucusJoined { .. }
             | EventBody::CaucusLeft { .. }
-            | EventBody::HelpRequested { .. } => {}
+            | EventBody::HelpRequested { .. }
+            | EventBody::HelpAnswered { .. } => {}
         }
         self.logs[room_index(event.room)].push(event);
     }

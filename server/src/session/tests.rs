@@ -281,7 +281,7 @@ fn editing_a_point_clears_its_agreements() {
 }
 
 #[test]
-fn the_timer_warns_one_minute_before_the_end_then_tells_facilitators() {
+fn the_timer_warns_one_minute_before_the_end_then_tells_facilitators_and_the_caucuses() {
     let mut fixture = Fixture::caucusing();
     fixture.apply("f-ada", Command::Reconvene { round: 1 });
     fixture.open(Some(600));
@@ -289,12 +289,14 @@ fn the_timer_warns_one_minute_before_the_end_then_tells_facilitators() {
     assert_eq!(fixture.session.next_deadline(), Some(deadline - 60_000));
     assert!(fixture.tick(deadline - 60_001).is_empty());
     let warning = fixture.tick(deadline - 60_000);
-    assert!(matches!(warning[0].body, EventBody::TimerWarning { round: 2, .. }));
+    let rooms: Vec<Room> = warning.iter().map(|event| event.room).collect();
+    assert_eq!(rooms, [Room::Plenary, Caucus::A.room(), Caucus::B.room()], "the caucuses are warned too");
+    assert!(warning.iter().all(|event| matches!(event.body, EventBody::TimerWarning { round: 2, .. })));
     assert_eq!(fixture.session.next_deadline(), Some(deadline));
     let up = fixture.tick(deadline);
-    assert_eq!(up.len(), 1);
-    assert_eq!(up[0].room, Room::Facilitators);
-    assert!(matches!(up[0].body, EventBody::TimeUp { round: 2 }));
+    let rooms: Vec<Room> = up.iter().map(|event| event.room).collect();
+    assert_eq!(rooms, [Room::Facilitators, Caucus::A.room(), Caucus::B.room()], "time is up in each caucus");
+    assert!(up.iter().all(|event| matches!(event.body, EventBody::TimeUp { round: 2 })));
     assert_eq!(fixture.session.phase(), Phase::Caucusing { round: 2 });
     assert_eq!(fixture.session.next_deadline(), None);
 
@@ -520,4 +522,19 @@ fn erasure_works_after_the_end_and_a_second_one_changes_nothing() {
     let json = serde_json::to_string(&fixture.session.minutes()).unwrap();
     assert!(!json.contains("words to erase"), "{json}");
     assert!(fixture.apply("f-ada", Command::EraseMember { member: id("m-1") }).is_empty());
+}
+
+#[test]
+fn a_facilitator_answers_a_request_for_help_and_the_caucus_sees_who_is_coming() {
+    let mut fixture = Fixture::caucusing();
+    fixture.apply("m-1", Command::AskForHelp {});
+    let answered = fixture.apply("f-ada", Command::AnswerHelp { caucus: Caucus::A });
+    let rooms: Vec<Room> = answered.iter().map(|event| event.room).collect();
+    assert_eq!(rooms, [Caucus::A.room(), Room::Facilitators]);
+    assert!(answered.iter().all(
+        |event| matches!(&event.body, EventBody::HelpAnswered { caucus: Caucus::A, by } if by.as_str() == "f-ada")
+    ));
+    assert_eq!(fixture.refusal("m-1", Command::AnswerHelp { caucus: Caucus::A }), ErrorCode::Forbidden);
+    fixture.apply("f-ada", Command::Reconvene { round: 1 });
+    assert_eq!(fixture.refusal("f-ada", Command::AnswerHelp { caucus: Caucus::A }), ErrorCode::CaucusClosed);
 }
