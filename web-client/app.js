@@ -4,6 +4,7 @@
 // keeps, per room, the events it has seen, and resumes from them after any drop.
 
 import { Drafts, describeKinds, KINDS } from "./drafts.js";
+import { Outbox, effectRoom, isEffectOf, newClientId, renderOutbox, repeatable } from "./outbox.js";
 import {
   api, copyText, currentAccount, describePhase, forgetSignIn, hasGuestSeat, keepSeat, loadMe, loadSignInMethods,
   showAccount, showHome, showStart, signedIn, signInPanel, signInWithLink,
@@ -30,6 +31,12 @@ export function h(tag, attributes = {}, ...children) {
   }
   return element;
 }
+
+/** Commands only facilitators give: their entries show on the console. */
+const FACILITATOR_COMMANDS = new Set([
+  "open_caucuses", "extend_round", "reconvene", "end_session", "broadcast", "set_topic", "move", "remove",
+  "set_role", "set_secretary", "erase_member",
+]);
 
 const ROOM_NAMES = { plenary: "Plenary", caucus_a: "Caucus A", caucus_b: "Caucus B", facilitators: "Facilitators' desk" };
 export const store = {
@@ -296,8 +303,7 @@ class Live {
     this.rooms = new Map(); // room -> Map(seq -> event)
     this.view = "plenary";
     this.retry = 0;
-    this.pending = new Map(); // client_id -> callback(error)
-    this.nextId = 1;
+    this.outbox = new Outbox(session); // what was sent and not yet answered, kept over a reload
     this.help = [];
     this.built = false;
     this.drafts = new Drafts();
@@ -309,7 +315,14 @@ class Live {
   start() {
     document.title = "Caucus";
     this.connect();
-    this.timer = setInterval(() => this.renderCountdown(), 1000);
+    this.timer = setInterval(() => this.tick(), 1000);
+    this.onNetworkOffline = () => { if (this.socket) this.connectionLost(); };
+    this.onNetworkOnline = () => { if (!this.socket) this.reconnectNow(); };
+    window.addEventListener("offline", this.onNetworkOffline);
+    window.addEventListener("online", this.onNetworkOnline);
+    this.reconnectButton = $("#reconnect-now");
+    this.onReconnectClick = () => this.reconnectNow();
+    this.reconnectButton?.addEventListener("click", this.onReconnectClick);
   }
 
   /** Leaves the session for another page: the connection closes and stays closed. */
@@ -317,7 +330,49 @@ class Live {
     this.stopped = true;
     clearInterval(this.timer);
     clearTimeout(this.reconnecting);
+    window.removeEventListener("offline", this.onNetworkOffline);
+    window.removeEventListener("online", this.onNetworkOnline);
+    this.reconnectButton?.removeEventListener("click", this.onReconnectClick);
+    if (this.reconnectButton) this.reconnectButton.hidden = true;
     this.socket?.close(1000);
+  }
+
+  /** Every second: the round's clock, the reconnect countdown, and whether the connection still answers. */
+  tick() {
+    this.renderCountdown();
+    if (this.stopped) return;
+    const now = Date.now();
+    if (this.socket && !this.ready && now - this.connectStarted > 15000) {
+      this.connectionLost(); // no welcome: the network is not carrying anything
+    } else if (this.socket && this.ready) {
+      // The server's pings are invisible here: a cheap question shows whether answers still come.
+      if (this.probe && now - this.probe > 5000) {
+        this.connectionLost();
+      } else if (!this.probe) {
+        const waiting = this.outbox.items.some((item) => item.state === "sending" && now - item.sentAt > 3000);
+        if (now - this.lastInbound > 10000 || (waiting && now - this.lastInbound > 3000)) {
+          this.probe = now;
+          this.socket.send(JSON.stringify({ type: "history", room: "plenary", before: null, limit: 1, client_id: `hb-${newClientId()}` }));
+        }
+      }
+    }
+    if (this.reconnectAt) this.showReconnecting();
+    if (this.outbox.prune(now)) this.renderOutbox();
+  }
+
+  /** The status while waiting to reconnect: counts down each second, with a way to skip the wait. */
+  showReconnecting() {
+    const left = Math.max(1, Math.ceil((this.reconnectAt - Date.now()) / 1000));
+    const why = navigator.onLine === false ? "Offline: no network" : this.welcome ? "Connection lost" : "Cannot reach the server";
+    setStatus(`${why} — reconnecting in ${left} s`, "offline");
+    if (this.reconnectButton) this.reconnectButton.hidden = false;
+  }
+
+  reconnectNow() {
+    if (this.stopped || this.socket) return;
+    clearTimeout(this.reconnecting);
+    this.reconnectAt = null;
+    this.connect();
   }
 
   cursors() {
@@ -330,19 +385,46 @@ class Live {
 
   connect() {
     setStatus(this.welcome ? "Reconnecting…" : "Connecting…", "offline");
+    this.reconnectAt = null;
+    if (this.reconnectButton) this.reconnectButton.hidden = true;
     const socket = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`);
     this.socket = socket;
+    this.ready = false; // welcomed on this socket
+    this.probe = null;
+    this.connectStarted = Date.now();
+    // Only the current socket speaks: one given up on may still deliver or close late.
     socket.addEventListener("open", () => {
+      if (socket !== this.socket) return;
       const hello = { type: "hello", session: this.session, resume: this.cursors() };
       if (this.token) hello.token = this.token;
       socket.send(JSON.stringify(hello));
     });
-    socket.addEventListener("message", (message) => this.receive(JSON.parse(message.data)));
-    socket.addEventListener("close", (event) => this.closed(event));
+    socket.addEventListener("message", (message) => {
+      if (socket !== this.socket) return;
+      this.lastInbound = Date.now();
+      this.probe = null;
+      this.receive(JSON.parse(message.data));
+    });
+    socket.addEventListener("close", (event) => { if (socket === this.socket) this.closed(event); });
+  }
+
+  /** The connection stopped answering: give it up now, and reconnect. */
+  connectionLost() {
+    const socket = this.socket;
+    this.socket = null;
+    try { socket?.close(1000); } catch { /* already closing */ }
+    this.closed({ code: 1006 });
   }
 
   closed(event) {
-    if (this.stopped || this.socket?.readyState === WebSocket.OPEN) return;
+    if (this.stopped) return;
+    this.socket = null;
+    this.ready = false;
+    this.probe = null;
+    // What was on its way may or may not have arrived: it is settled after reconnecting.
+    for (const item of this.outbox.items) if (item.state === "sending") item.state = "unconfirmed";
+    this.outbox.save();
+    this.renderOutbox();
     if (event.code === 4011) return this.signedOut();
     if (event.code === 4010) return this.roleChanged();
     const final = { 4001: true, 4002: true, 4003: true, 4004: true };
@@ -358,17 +440,21 @@ class Live {
         h("p", { role: "alert" }, reasons[event.code] || event.reason)));
       clearInterval(this.timer);
       this.drafts = new Drafts();
+      this.outbox.forgetAll();
       return;
     }
     // Jittered, so that after a server restart everyone does not come back at once.
     const delay = Math.min(10000, 500 * 2 ** this.retry++) * (0.5 + Math.random());
-    setStatus(`Offline — reconnecting in ${Math.round(delay / 1000) || 1} s`, "offline");
-    this.reconnecting = setTimeout(() => this.connect(), delay);
+    this.reconnectAt = Date.now() + delay;
+    this.showReconnecting();
+    clearTimeout(this.reconnecting);
+    this.reconnecting = setTimeout(() => this.reconnectNow(), delay);
   }
 
   /** The sign-in ended (here, in another tab, or on another device): so did the session. */
   signedOut() {
     this.stop();
+    this.outbox.forgetAll();
     setStatus("", "");
     forgetSignIn();
     history.replaceState(null, "", "/");
@@ -387,20 +473,134 @@ class Live {
   }
 
   /**
-   * Sends a command once. Nothing is queued or sent again later: a command that fails
-   * (offline, or refused) goes back to `onError`, for the room it was meant for.
+   * Sends a command through the outbox: it gets its `client_id` once, is shown with its
+   * state, and is sent (again) until the server answers it. `meta.room` is where its
+   * entry is shown, `meta.label` and `meta.text` what it says there.
    */
-  send(command, onError) {
-    const client_id = `w${Date.now().toString(36)}-${this.nextId++}`;
-    if (onError) this.pending.set(client_id, onError);
-    if (this.socket?.readyState !== WebSocket.OPEN) {
-      this.pending.delete(client_id);
-      onError?.({ message: "You are offline; try again once reconnected." });
+  send(command, meta = {}) {
+    const room = meta.room ?? command.room ?? (FACILITATOR_COMMANDS.has(command.type) ? "console" : "plenary");
+    const round = room.startsWith("caucus_") && this.phase?.name === "caucusing" ? this.phase.round : null;
+    const item = this.outbox.add(command, { room, round, label: meta.label ?? this.describe(command, room), text: meta.text ?? command.text ?? "" });
+    this.transmit(item);
+    this.renderOutbox();
+    return item;
+  }
+
+  /** Puts an entry on the wire if the connection is up; otherwise it waits for the next welcome. */
+  transmit(item) {
+    if (!this.socket || !this.ready || this.socket.readyState !== WebSocket.OPEN) {
+      if (item.state !== "unconfirmed") item.state = "queued";
+      this.outbox.save();
       return;
     }
+    const command = item.command;
     const ownSeat = command.type === "choose_caucus" || (command.type === "move" && command.member === this.me?.id);
-    if (ownSeat) this.ownSeatCommands.add(client_id);
-    this.socket.send(JSON.stringify({ ...command, client_id }));
+    if (ownSeat) this.ownSeatCommands.add(item.id);
+    const where = effectRoom(command, this.myRoom());
+    const log = where ? this.rooms.get(where) : null;
+    item.mark = log ? { room: where, seq: log.size ? Math.max(...log.keys()) : 0 } : null;
+    item.state = "sending";
+    item.wire = true;
+    item.error = null;
+    item.sentAt = Date.now();
+    this.outbox.save();
+    this.socket.send(JSON.stringify({ ...command, client_id: item.id }));
+  }
+
+  /** How an entry names itself: "Message to Plenary", "Flag", "Vote". */
+  describe(command, room) {
+    const where = room === "console" ? "" : ` to ${this.roomLabel(room)}`;
+    switch (command.type) {
+      case "say": return `Message${where}`;
+      case "write_point": return `Point${where}`;
+      case "edit_point": return "Edited point";
+      case "flag": return "Flag as a point";
+      case "propose_topic": return "Topic proposal";
+      case "broadcast": return "Broadcast";
+      case "set_topic": return "Topic";
+      default: return (command.type.charAt(0).toUpperCase() + command.type.slice(1)).replace(/_/g, " ");
+    }
+  }
+
+  /** Whether an entry for `item.room` may still go there: a caucus's only in its own round and seat. */
+  outboxMayGo(item) {
+    if (this.phase?.name === "ended" && item.command.type !== "erase_member") return false;
+    if (item.room.startsWith("caucus_")) {
+      return this.phase?.name === "caucusing" && this.phase.round === item.round && this.myRoom() === item.room;
+    }
+    return true;
+  }
+
+  /** Drops an entry the person can no longer send, and says what became of it. */
+  dropUnsendable(item, lines, reason) {
+    this.outbox.remove(item);
+    const label = item.label.charAt(0).toLowerCase() + item.label.slice(1);
+    lines.push(reason
+      ? `Your ${label} was not sent (${reason}). It was discarded.`
+      : `Your ${label} was discarded and not sent: you can no longer post there.`);
+  }
+
+  /**
+   * After a welcome, once the missed events are in: sends what waits, and settles what
+   * was on its way when the connection dropped.
+   */
+  resumeOutbox() {
+    const lines = [];
+    for (const item of [...this.outbox.unsettled()]) {
+      if (item.state === "failed" || item.state === "sending") continue;
+      if (!this.outboxMayGo(item)) {
+        // A message that may have arrived goes again to its own room only: the server
+        // recognises it, or refuses it as the room has closed.
+        if (item.state === "unconfirmed" && item.command.type === "say") this.transmit(item);
+        else this.dropUnsendable(item, lines);
+        continue;
+      }
+      if (item.state === "unconfirmed" && !repeatable(item.command)) {
+        const log = item.mark ? this.rooms.get(item.mark.room) : null;
+        const done = log && [...log.values()].some((event) => event.seq > item.mark.seq && isEffectOf(item.command, event, this.me.id));
+        if (done) {
+          item.state = "sent";
+          item.sentAt = Date.now();
+          this.outbox.save();
+          continue;
+        }
+        if (!item.mark || !effectRoom(item.command, this.myRoom())) {
+          item.state = "failed";
+          item.error = "the connection dropped before the server answered; check whether it took effect";
+          this.outbox.save();
+          continue;
+        }
+      }
+      this.transmit(item);
+    }
+    if (lines.length) this.notify(lines.join(" "));
+    this.renderOutbox();
+  }
+
+  /** An answer to an entry: an ack, or a refusal shown next to it. */
+  answered(message) {
+    const item = this.outbox.get(message.client_id);
+    if (!item) return false;
+    if (message.type === "ack") {
+      item.state = "sent";
+      item.sentAt = Date.now();
+      item.error = null;
+      this.outbox.save();
+    } else if (message.code === "rate_limited") {
+      item.state = "queued";
+      this.outbox.save();
+      setTimeout(() => { if (item.state === "queued" && this.outbox.get(item.id)) this.transmit(item); this.renderOutbox(); }, 1500);
+    } else if (!this.outboxMayGo(item) && item.room !== "plenary") {
+      const lines = [];
+      this.dropUnsendable(item, lines, message.message);
+      this.notify(lines.join(" "));
+    } else {
+      item.state = "failed";
+      item.error = message.message;
+      this.outbox.save();
+    }
+    this.renderOutbox();
+    return true;
   }
 
   receive(message) {
@@ -408,6 +608,18 @@ class Live {
     this.handle(message);
     if (before) this.settleDrafts(before);
     else this.reasons = [];
+    if (this.awaitingReplay && this.replayDone()) {
+      this.awaitingReplay = false;
+      this.resumeOutbox();
+    }
+  }
+
+  /** Whether every event the welcome announced has arrived. */
+  replayDone() {
+    return Object.entries(this.replayUntil).every(([room, head]) => {
+      const log = this.rooms.get(room);
+      return !log || head === 0 || (log.size && Math.max(...log.keys()) >= head);
+    });
   }
 
   handle(message) {
@@ -415,14 +627,13 @@ class Live {
       case "welcome": return this.welcomed(message);
       case "event": return this.event(message);
       case "ack":
-        this.pending.delete(message.client_id);
         this.ownSeatCommands.delete(message.client_id);
+        this.answered(message);
         return;
       case "error": {
-        const callback = this.pending.get(message.client_id);
-        this.pending.delete(message.client_id);
         this.ownSeatCommands.delete(message.client_id);
-        if (callback) callback(message); else this.flash(message.message);
+        if (message.client_id?.startsWith("hb-")) return;
+        if (!this.answered(message)) this.flash(message.message);
         return;
       }
       case "presence":
@@ -459,8 +670,12 @@ class Live {
 
   welcomed(welcome) {
     this.retry = 0;
+    this.ready = true;
+    this.awaitingReplay = true;
     this.ownSeatCommands.clear(); // their acks were lost with the old connection
     setStatus("Online", "online");
+    if (this.reconnectButton) this.reconnectButton.hidden = true;
+    $("#flash")?.replaceChildren(); // an error from before the reconnect is over
     const first = !this.welcome;
     const was = first ? null : { phase: this.phase, seat: this.seat, role: this.me.role };
     this.welcome = welcome;
@@ -545,6 +760,13 @@ class Live {
    */
   settleDrafts(before) {
     const lines = this.reasons.splice(0);
+    // What waits to be sent to a room the person has left goes nowhere else.
+    for (const item of [...this.outbox.unsettled()]) {
+      if (item.state === "sending" || this.outboxMayGo(item)) continue;
+      if (item.state === "unconfirmed" && item.command.type === "say") continue; // settled once reconnected
+      this.dropUnsendable(item, lines);
+    }
+    if (lines.length) this.renderOutbox();
     for (const room of this.drafts.rooms()) {
       if (this.mayKeepDraft(room)) continue;
       const kinds = this.drafts.discard(room);
@@ -579,16 +801,6 @@ class Live {
       h("button", { type: "button", class: "secondary", "aria-label": "Dismiss this notice", onclick: () => item.remove() }, "Dismiss"));
     list.append(item);
     while (list.children.length > 3) list.firstElementChild.remove();
-  }
-
-  /** A command that carried text failed: the text goes back to its own room, or away. */
-  unsent(room, kind, text, error) {
-    if (this.mayKeepDraft(room)) {
-      this.drafts.restore(room, kind, text);
-      this.flash(error.message);
-      return;
-    }
-    this.notify(`Your ${KINDS[kind]} to ${this.roomLabel(room)} was not sent (${error.message}). It was discarded.`);
   }
 
   myRoom() { return this.seat ? `caucus_${this.seat}` : null; }
@@ -720,7 +932,29 @@ class Live {
     this.renderCountdown();
     this.renderNav();
     this.renderRoom();
+    this.renderOutbox();
     this.renderSide();
+  }
+
+  /** The outbox entries of the room on screen, each with its state. */
+  renderOutbox() {
+    const list = $("#outbox");
+    if (!list) return;
+    const items = this.outbox.items.filter((item) => item.room === this.view);
+    list.replaceChildren(...renderOutbox(items, {
+      retry: (item) => {
+        item.state = "queued";
+        item.error = null;
+        this.transmit(item);
+        this.renderOutbox();
+      },
+      discard: (item) => {
+        this.outbox.remove(item);
+        this.renderOutbox();
+        $("#room-heading")?.focus();
+      },
+    }));
+    list.hidden = !items.length;
   }
 
   build() {
@@ -741,7 +975,7 @@ class Live {
       if (!text.trim()) return;
       $("#flash").textContent = "";
       this.drafts.clear(room, "message");
-      this.send({ type: "say", room, text }, (error) => this.unsent(room, "message", text, error));
+      this.send({ type: "say", room, text });
     });
     $("#main").replaceChildren(h("div", { class: "layout" },
       h("nav", { class: "rooms", "aria-label": "Rooms" }, h("ul", { id: "room-list" })),
@@ -750,6 +984,7 @@ class Live {
         h("h2", { id: "room-heading", tabindex: -1 }),
         h("ol", { id: "messages", class: "messages", tabindex: 0, "aria-label": "Messages" }),
         h("div", { id: "console", hidden: true }),
+        h("ul", { id: "outbox", class: "outbox", "aria-label": "What you sent", "aria-live": "polite", hidden: true }),
         form),
       h("aside", { id: "side", "aria-label": "Session" })));
   }
@@ -823,7 +1058,7 @@ class Live {
           flaggable ? h("button", {
             type: "button", class: "secondary flag", "data-key": `flag-${event.room}-${event.seq}`,
             "aria-label": `Flag as a point: ${event.text.slice(0, 40)}`,
-            onclick: () => this.send({ type: "flag", room: event.room, seq: event.seq }),
+            onclick: () => this.send({ type: "flag", room: event.room, seq: event.seq }, { text: event.text }),
           }, "Flag") : null);
       }
       case "announcement":
@@ -916,7 +1151,7 @@ class Live {
       const text = input.value;
       if (!text.trim()) return;
       this.drafts.clear("plenary", "proposal");
-      this.send({ type: "propose_topic", text }, (error) => this.unsent("plenary", "proposal", text, error));
+      this.send({ type: "propose_topic", text });
     });
     const proposals = [...this.proposals.values()];
     return h("section", { class: "card", "aria-labelledby": "topics-heading" },
@@ -926,11 +1161,12 @@ class Live {
         h("button", {
           type: "button", class: "secondary", "aria-pressed": proposal.mine ? "true" : "false", "data-key": `vote-${proposal.id}`,
           "aria-label": `${proposal.mine ? "Withdraw vote for" : "Vote for"} ${proposal.text}`,
-          onclick: () => this.send({ type: "vote_topic", proposal: proposal.id, vote: !proposal.mine }),
+          onclick: () => this.send({ type: "vote_topic", proposal: proposal.id, vote: !proposal.mine },
+            { label: proposal.mine ? "Withdraw vote" : "Vote", text: proposal.text }),
         }, proposal.mine ? "Unvote" : "Vote"),
         this.isFacilitator() ? h("button", {
           type: "button", "aria-label": `Set the topic to ${proposal.text}`, "data-key": `set-${proposal.id}`,
-          onclick: () => this.send({ type: "set_topic", text: proposal.text }),
+          onclick: () => this.send({ type: "set_topic", text: proposal.text }, { room: "plenary" }),
         }, "Set as topic") : null))) : h("p", { class: "empty" }, "No proposals yet."),
       this.phase.name === "caucusing" && !this.isFacilitator() ? null : form);
   }
@@ -958,7 +1194,7 @@ class Live {
       const text = input.value;
       if (room !== this.view || !this.canPost(room) || !text.trim()) return;
       this.drafts.clear(room, "point");
-      this.send({ type: "write_point", room, text }, (error) => this.unsent(room, "point", text, error));
+      this.send({ type: "write_point", room, text });
     });
     const move = (index, by) => {
       const order = points.map((p) => p.id);

@@ -32,6 +32,7 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/", get(index))
         .route("/app.js", get(app_js))
         .route("/drafts.js", get(drafts_js))
+        .route("/outbox.js", get(outbox_js))
         .route("/account.js", get(account_js))
         .route("/community.js", get(community_js))
         .route("/style.css", get(style_css))
@@ -233,6 +234,7 @@ pub const WRITE_BUFFER: usize = 8 * 1024;
 const INDEX_HTML: &str = include_str!("../../../web-client/index.html");
 const APP_JS: &str = include_str!("../../../web-client/app.js");
 const DRAFTS_JS: &str = include_str!("../../../web-client/drafts.js");
+const OUTBOX_JS: &str = include_str!("../../../web-client/outbox.js");
 const ACCOUNT_JS: &str = include_str!("../../../web-client/account.js");
 const COMMUNITY_JS: &str = include_str!("../../../web-client/community.js");
 const STYLE_CSS: &str = include_str!("../../../web-client/style.css");
@@ -265,6 +267,10 @@ async fn app_js() -> Response {
 
 async fn drafts_js() -> Response {
     asset("text/javascript; charset=utf-8", DRAFTS_JS)
+}
+
+async fn outbox_js() -> Response {
+    asset("text/javascript; charset=utf-8", OUTBOX_JS)
 }
 
 async fn account_js() -> Response {
