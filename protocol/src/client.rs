@@ -246,6 +246,14 @@ pub enum Command {
         /// The point's id.
         point: u32,
     },
+    /// Caucus member: brings back a point the caucus withdrew in this round, where it
+    /// was: the undo of `withdraw_point`.
+    RestorePoint {
+        /// The caucus room.
+        room: RoomName,
+        /// The withdrawn point's id.
+        point: u32,
+    },
     /// Caucus member: puts the caucus's points in a new order, the order they carry in.
     ReorderPoints {
         /// The caucus room.
@@ -292,6 +300,7 @@ impl Command {
             Command::EraseMember { .. } => "erase_member",
             Command::EditPoint { .. } => "edit_point",
             Command::WithdrawPoint { .. } => "withdraw_point",
+            Command::RestorePoint { .. } => "restore_point",
             Command::ReorderPoints { .. } => "reorder_points",
             Command::AgreePoint { .. } => "agree_point",
         }

@@ -336,6 +336,13 @@ pub enum EventBody {
         /// Who withdrew it.
         by: MemberId,
     },
+    /// A caucus room: a withdrawn point came back, as it was, at its old place.
+    PointRestored {
+        /// The point, as it was when withdrawn.
+        point: Point,
+        /// Who brought it back.
+        by: MemberId,
+    },
     /// A caucus room: the points were put in a new order.
     PointsReordered {
         /// Every point id, in the new order.

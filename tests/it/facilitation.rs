@@ -319,3 +319,32 @@ async fn a_facilitator_answers_a_call_for_help_and_the_caucus_sees_who_is_coming
     assert_eq!(refused.code, ErrorCode::Forbidden);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_withdrawn_point_can_be_restored_and_only_its_caucus_sees_it() -> Result<()> {
+    let mut scene = Scene::new(Settings::default()).await?;
+    let mut amara = scene.seated("Amara", Caucus::A).await?;
+    let mut chen = scene.seated("Chen", Caucus::A).await?;
+    let mut fern = scene.seated("Fern", Caucus::B).await?;
+    scene.open_round().await?;
+    let room = caucus_tests::room(Caucus::A.room());
+    amara.client.ok(Command::WritePoint { room: room.clone(), text: "Name it early".into() }).await?;
+    chen.client.ok(Command::WithdrawPoint { room: room.clone(), point: 1 }).await?;
+    amara.client.ok(Command::RestorePoint { room: room.clone(), point: 1 }).await?;
+    let restored = chen
+        .client
+        .expect_body(Caucus::A.room(), |body| matches!(body, EventBody::PointRestored { .. }))
+        .await?;
+    assert!(matches!(&restored.body, EventBody::PointRestored { point, by }
+        if point.text == "Name it early" && point.by == amara.id && *by == amara.id));
+    scene.facilitator.client.ok(Command::Reconvene { round: 1 }).await?;
+    let feedback = fern
+        .client
+        .expect_body(Room::Plenary, |body| matches!(body, EventBody::Feedback { caucus: Caucus::A, .. }))
+        .await?;
+    assert!(matches!(&feedback.body, EventBody::Feedback { points, .. } if points == &["Name it early"]));
+    for transcript in [fern.client.transcript(), scene.facilitator.client.transcript()] {
+        assert!(!transcript.contains("point_restored"), "only the caucus sees it: {transcript}");
+    }
+    Ok(())
+}

@@ -240,6 +240,9 @@ pub struct Session {
     proposals: Vec<ProposalState>,
     /// Each caucus's points for the current round, in carry order.
     points: [Vec<Point>; 2],
+    /// Points withdrawn this round, with the place each had, so that a withdrawal can be
+    /// undone. Cleared when the round's feedback is carried.
+    withdrawn: [Vec<(usize, Point)>; 2],
     /// The next point id in each caucus. Ids are per caucus so that one caucus learns
     /// nothing of how many points the other has made.
     next_point: [u32; 2],
@@ -340,6 +343,7 @@ impl Session {
             join_order: Vec::new(),
             proposals: Vec::new(),
             points: [Vec::new(), Vec::new()],
+            withdrawn: [Vec::new(), Vec::new()],
             next_point: [1, 1],
             logs: Default::default(),
             sent: HashMap::new(),
@@ -869,6 +873,24 @@ impl Session {
                     EventBody::PointWithdrawn { point: *point, by: who.clone() },
                 )]))
             }
+            Command::RestorePoint { room, point } => {
+                let caucus = self.own_caucus(who, room)?;
+                self.check_caucus_open()?;
+                let (_, found) = self.withdrawn[caucus_index(caucus)]
+                    .iter()
+                    .find(|(_, found)| found.id == *point)
+                    .ok_or(Refusal::NoSuchPoint)?;
+                if self.points[caucus_index(caucus)].len() >= self.caps.points_per_caucus {
+                    return Err(Refusal::LimitReached(format!(
+                        "your caucus already has {} points; withdraw or merge some first",
+                        self.caps.points_per_caucus
+                    )));
+                }
+                Ok(Decision::events(vec![Draft::new(
+                    caucus.room(),
+                    EventBody::PointRestored { point: found.clone(), by: who.clone() },
+                )]))
+            }
             Command::ReorderPoints { room, order } => {
                 let caucus = self.own_caucus(who, room)?;
                 self.check_caucus_open()?;
@@ -978,7 +1000,10 @@ impl Session {
                 self.phase = Phase::Reconvened { round: *round };
                 self.timer = None;
             }
-            EventBody::Feedback { caucus, .. } => self.points[caucus_index(*caucus)].clear(),
+            EventBody::Feedback { caucus, .. } => {
+                self.points[caucus_index(*caucus)].clear();
+                self.withdrawn[caucus_index(*caucus)].clear();
+            }
             EventBody::Removed { member } => {
                 if let Some(person) = self.people.get_mut(member) {
                     person.removed = true;
@@ -1020,7 +1045,22 @@ impl Session {
             }
             EventBody::PointWithdrawn { point, .. } => {
                 if let Some(caucus) = event.room.caucus() {
-                    self.points[caucus_index(caucus)].retain(|found| found.id != *point);
+                    let index = caucus_index(caucus);
+                    if let Some(place) = self.points[index].iter().position(|found| found.id == *point) {
+                        let removed = self.points[index].remove(place);
+                        self.withdrawn[index].push((place, removed));
+                    }
+                }
+            }
+            EventBody::PointRestored { point, .. } => {
+                if let Some(caucus) = event.room.caucus() {
+                    let index = caucus_index(caucus);
+                    let place = self.withdrawn[index]
+                        .iter()
+                        .position(|(_, found)| found.id == point.id)
+                        .map(|at| self.withdrawn[index].remove(at).0);
+                    let place = place.unwrap_or(usize::MAX).min(self.points[index].len());
+                    self.points[index].insert(place, point.clone());
                 }
             }
             EventBody::PointsReordered { order, .. } => {

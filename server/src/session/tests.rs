@@ -538,3 +538,39 @@ fn a_facilitator_answers_a_request_for_help_and_the_caucus_sees_who_is_coming() 
     fixture.apply("f-ada", Command::Reconvene { round: 1 });
     assert_eq!(fixture.refusal("f-ada", Command::AnswerHelp { caucus: Caucus::A }), ErrorCode::CaucusClosed);
 }
+
+#[test]
+fn a_withdrawn_point_comes_back_where_it_was_until_the_round_is_carried() {
+    let mut fixture = Fixture::caucusing();
+    for text in ["first", "second", "third"] {
+        fixture.apply("m-1", Command::WritePoint { room: room("caucus_a"), text: text.into() });
+    }
+    fixture.apply("m-2", Command::AgreePoint { room: room("caucus_a"), point: 2, agree: true });
+    fixture.apply("m-2", Command::WithdrawPoint { room: room("caucus_a"), point: 2 });
+    let texts = |fixture: &Fixture| -> Vec<String> {
+        fixture.session.points(Caucus::A).iter().map(|point| point.text.clone()).collect()
+    };
+    assert_eq!(texts(&fixture), ["first", "third"]);
+    let restored = fixture.apply("m-1", Command::RestorePoint { room: room("caucus_a"), point: 2 });
+    assert!(matches!(&restored[0].body, EventBody::PointRestored { point, by }
+        if point.text == "second" && point.agreed_by.len() == 1 && by.as_str() == "m-1"));
+    assert_eq!(texts(&fixture), ["first", "second", "third"], "back at its place, agreement and all");
+    assert_eq!(
+        fixture.refusal("m-1", Command::RestorePoint { room: room("caucus_a"), point: 2 }),
+        ErrorCode::NoSuchPoint,
+        "a point that is not withdrawn cannot be restored"
+    );
+    assert_eq!(
+        fixture.refusal("m-3", Command::RestorePoint { room: room("caucus_a"), point: 2 }),
+        ErrorCode::NoSuchRoom,
+        "only the caucus's own members"
+    );
+    fixture.apply("m-1", Command::WithdrawPoint { room: room("caucus_a"), point: 3 });
+    fixture.apply("f-ada", Command::Reconvene { round: 1 });
+    fixture.open(None);
+    assert_eq!(
+        fixture.refusal("m-1", Command::RestorePoint { room: room("caucus_a"), point: 3 }),
+        ErrorCode::NoSuchPoint,
+        "what was withdrawn in a carried round stays withdrawn"
+    );
+}
