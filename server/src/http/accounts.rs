@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use caucus_protocol::api::{
@@ -81,7 +82,7 @@ pub async fn signed_in(hub: &Hub, headers: &HeaderMap) -> Result<Option<SignedIn
 }
 
 /// The signed-in browser, or 401; for POST and DELETE, only with the right CSRF token.
-pub async fn require_signed_in(
+pub(super) async fn require_signed_in(
     hub: &Hub,
     method: &Method,
     headers: &HeaderMap,
@@ -89,6 +90,16 @@ pub async fn require_signed_in(
     let signed = signed_in(hub, headers).await?.ok_or(AccountError::NotSignedIn)?;
     check_csrf(method, headers, &signed)?;
     Ok(signed)
+}
+
+/// The signed-in browser, as an extractor: a handler that takes a [`SignedIn`] runs only
+/// for a valid sign-in cookie, and for POST and DELETE only with its CSRF token.
+impl FromRequestParts<Arc<Hub>> for SignedIn {
+    type Rejection = ApiFailure;
+
+    async fn from_request_parts(parts: &mut Parts, hub: &Arc<Hub>) -> Result<Self, Self::Rejection> {
+        require_signed_in(hub, &parts.method, &parts.headers).await
+    }
 }
 
 /// Refuses a state-changing request whose `X-CSRF-Token` is missing or wrong.
@@ -301,21 +312,16 @@ pub(super) async fn email_verify(
     Ok(([(header::SET_COOKIE, cookie)], Json(me(&signed, Some(new.return_to)))).into_response())
 }
 
-pub(super) async fn who_am_i(
-    State(hub): State<Arc<Hub>>,
-    headers: HeaderMap,
-) -> Result<Json<Me>, ApiFailure> {
-    let signed = require_signed_in(&hub, &Method::GET, &headers).await?;
+pub(super) async fn who_am_i(signed: SignedIn) -> Result<Json<Me>, ApiFailure> {
     Ok(Json(me(&signed, None)))
 }
 
 pub(super) async fn rename(
     State(hub): State<Arc<Hub>>,
-    method: Method,
+    signed: SignedIn,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Me>, ApiFailure> {
-    let signed = require_signed_in(&hub, &method, &headers).await?;
     let request: Rename = read_json(&hub, &headers, body).await?;
     hub.accounts().rename(&signed.account.id, &request.name).await?;
     let cookie = cookie(&headers, SIGNIN_COOKIE).unwrap_or_default();
@@ -323,8 +329,7 @@ pub(super) async fn rename(
     Ok(Json(me(&signed, None)))
 }
 
-pub(super) async fn export(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> Result<Response, ApiFailure> {
-    let signed = require_signed_in(&hub, &Method::GET, &headers).await?;
+pub(super) async fn export(State(hub): State<Arc<Hub>>, signed: SignedIn) -> Result<Response, ApiFailure> {
     let data = hub.accounts().export(&signed).await?;
     let disposition = HeaderValue::from_static("attachment; filename=\"caucus-account.json\"");
     Ok(([(header::CONTENT_DISPOSITION, disposition)], Json(data)).into_response())
@@ -332,10 +337,8 @@ pub(super) async fn export(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> R
 
 pub(super) async fn delete_account(
     State(hub): State<Arc<Hub>>,
-    method: Method,
-    headers: HeaderMap,
+    signed: SignedIn,
 ) -> Result<Response, ApiFailure> {
-    let signed = require_signed_in(&hub, &method, &headers).await?;
     hub.accounts().delete(&signed.account.id).await?;
     // The store rewrites the file (and retries after later writes if a reader holds
     // it), so that the deleted address leaves no bytes behind.
@@ -345,31 +348,23 @@ pub(super) async fn delete_account(
     Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, clear_signin_cookie(&hub))]).into_response())
 }
 
-pub(super) async fn sign_out(
-    State(hub): State<Arc<Hub>>,
-    method: Method,
-    headers: HeaderMap,
-) -> Result<Response, ApiFailure> {
-    let signed = require_signed_in(&hub, &method, &headers).await?;
+pub(super) async fn sign_out(State(hub): State<Arc<Hub>>, signed: SignedIn) -> Result<Response, ApiFailure> {
     hub.accounts().sign_out(&signed).await?;
     Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, clear_signin_cookie(&hub))]).into_response())
 }
 
 pub(super) async fn sign_out_everywhere(
     State(hub): State<Arc<Hub>>,
-    method: Method,
-    headers: HeaderMap,
+    signed: SignedIn,
 ) -> Result<Response, ApiFailure> {
-    let signed = require_signed_in(&hub, &method, &headers).await?;
     hub.accounts().sign_out_everywhere(&signed.account.id).await?;
     Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, clear_signin_cookie(&hub))]).into_response())
 }
 
 pub(super) async fn my_sessions(
     State(hub): State<Arc<Hub>>,
-    headers: HeaderMap,
+    signed: SignedIn,
 ) -> Result<Json<MySessions>, ApiFailure> {
-    let signed = require_signed_in(&hub, &Method::GET, &headers).await?;
     let seats = hub.accounts().seats(&signed.account.id).await?;
     Ok(Json(MySessions { sessions: hub.seated_sessions(seats).await }))
 }
@@ -377,11 +372,10 @@ pub(super) async fn my_sessions(
 /// A guest's seat becomes the account's: the guest proves it with their member token.
 pub(super) async fn attach_seat(
     State(hub): State<Arc<Hub>>,
-    method: Method,
+    signed: SignedIn,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<SeatAttached>, ApiFailure> {
-    let signed = require_signed_in(&hub, &method, &headers).await?;
     let request: AttachSeat = read_json(&hub, &headers, body).await?;
     let invalid =
         |message: String| ApiFailure::new(StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidValue, message);
@@ -394,22 +388,29 @@ pub(super) async fn attach_seat(
     Ok(Json(SeatAttached { session, member }))
 }
 
-/// Admins only.
-async fn require_admin(hub: &Hub, method: &Method, headers: &HeaderMap) -> Result<SignedIn, ApiFailure> {
-    let signed = require_signed_in(hub, method, headers).await?;
-    if !signed.roles.admin {
-        return Err(AccountError::Forbidden("only admins can decide who may facilitate".into()).into());
+/// A signed-in admin, as an extractor: anyone else gets 403.
+#[derive(Debug)]
+pub(super) struct Admin(pub(super) SignedIn);
+
+impl FromRequestParts<Arc<Hub>> for Admin {
+    type Rejection = ApiFailure;
+
+    async fn from_request_parts(parts: &mut Parts, hub: &Arc<Hub>) -> Result<Self, Self::Rejection> {
+        let signed = SignedIn::from_request_parts(parts, hub).await?;
+        if !signed.roles.admin {
+            return Err(AccountError::Forbidden("only admins can decide who may facilitate".into()).into());
+        }
+        Ok(Admin(signed))
     }
-    Ok(signed)
 }
 
 pub(super) async fn facilitator_grants(
     State(hub): State<Arc<Hub>>,
+    Admin(signed): Admin,
     method: Method,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<caucus_protocol::api::FacilitatorGrants>, ApiFailure> {
-    let signed = require_admin(&hub, &method, &headers).await?;
     if method == Method::POST {
         let request: GrantFacilitator = read_json(&hub, &headers, body).await?;
         hub.accounts().set_role(&request.email, "facilitator", true, Some(&signed.account.id)).await?;
@@ -420,11 +421,9 @@ pub(super) async fn facilitator_grants(
 
 pub(super) async fn revoke_facilitator(
     State(hub): State<Arc<Hub>>,
-    method: Method,
-    headers: HeaderMap,
+    Admin(signed): Admin,
     Path(email): Path<String>,
 ) -> Result<Json<caucus_protocol::api::FacilitatorGrants>, ApiFailure> {
-    let signed = require_admin(&hub, &method, &headers).await?;
     hub.accounts().set_role(&email, "facilitator", false, None).await?;
     tracing::info!(by = %signed.account.id, "facilitator grant taken back");
     Ok(Json(hub.accounts().facilitator_grants().await?))

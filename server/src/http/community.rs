@@ -17,7 +17,6 @@ use caucus_protocol::community::{
 };
 use caucus_protocol::{ErrorCode, MemberId, SessionId};
 
-use super::accounts::require_signed_in;
 use super::{ApiFailure, read_json};
 use crate::accounts::SignedIn;
 use crate::hub::{Hub, HubError};
@@ -59,11 +58,10 @@ fn invalid(message: String) -> ApiFailure {
 /// first co-chair.
 pub(super) async fn create(
     State(hub): State<Arc<Hub>>,
-    method: Method,
+    signed: SignedIn,
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<CommunityInvite>), ApiFailure> {
-    let signed = require_signed_in(&hub, &method, &headers).await?;
     if !signed.roles.facilitator {
         return Err(ApiFailure::new(
             StatusCode::FORBIDDEN,
@@ -84,19 +82,17 @@ pub(super) async fn create(
 /// `GET /api/communities`: the signed-in person's communities.
 pub(super) async fn list(
     State(hub): State<Arc<Hub>>,
-    headers: HeaderMap,
+    signed: SignedIn,
 ) -> Result<Json<Communities>, ApiFailure> {
-    let signed = require_signed_in(&hub, &Method::GET, &headers).await?;
     Ok(Json(Communities { communities: hub.practice().communities_of(&signed.account.id).await? }))
 }
 
 /// `GET /api/communities/{id}`: the community page.
 pub(super) async fn page(
     State(hub): State<Arc<Hub>>,
-    headers: HeaderMap,
+    signed: SignedIn,
     Path(id): Path<String>,
 ) -> Result<Json<CommunityPage>, ApiFailure> {
-    let signed = require_signed_in(&hub, &Method::GET, &headers).await?;
     let practice = hub.practice();
     let (community, role) = practice.membership(&id, &signed.account.id).await?;
     let mut sessions = Vec::new();
@@ -133,10 +129,9 @@ pub(super) async fn page(
 /// `GET /api/communities/{id}/invite`: the link that joins the community, for co-chairs.
 pub(super) async fn invite(
     State(hub): State<Arc<Hub>>,
-    headers: HeaderMap,
+    signed: SignedIn,
     Path(id): Path<String>,
 ) -> Result<Json<CommunityInvite>, ApiFailure> {
-    let signed = require_signed_in(&hub, &Method::GET, &headers).await?;
     let community = hub.practice().leading(&id, &signed.account.id).await?;
     Ok(Json(hub.practice().invite(&community)))
 }
@@ -144,11 +139,10 @@ pub(super) async fn invite(
 /// `POST /api/communities/join`: a signed-in person joins by the community's invite.
 pub(super) async fn join(
     State(hub): State<Arc<Hub>>,
-    method: Method,
+    signed: SignedIn,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<caucus_protocol::community::CommunityEntry>, ApiFailure> {
-    let signed = require_signed_in(&hub, &method, &headers).await?;
     let request: JoinCommunity = read_json(&hub, &headers, body).await?;
     let community = hub.practice().join(&request.invite_code, &signed.account.id).await?;
     let (_, role) = hub.practice().membership(&community.id, &signed.account.id).await?;
@@ -163,12 +157,11 @@ pub(super) async fn join(
 /// the secretary or another co-chair.
 pub(super) async fn add_person(
     State(hub): State<Arc<Hub>>,
-    method: Method,
+    signed: SignedIn,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Body,
 ) -> Result<Json<caucus_protocol::community::CommunityPerson>, ApiFailure> {
-    let signed = require_signed_in(&hub, &method, &headers).await?;
     let request: AddCommunityPerson = read_json(&hub, &headers, body).await?;
     hub.practice().leading(&id, &signed.account.id).await?;
     let account = hub.accounts().account_for_email(&request.email, request.name.as_deref()).await?;
@@ -180,11 +173,9 @@ pub(super) async fn add_person(
 /// `DELETE /api/communities/{id}/people/me`: leave the community.
 pub(super) async fn leave(
     State(hub): State<Arc<Hub>>,
-    method: Method,
-    headers: HeaderMap,
+    signed: SignedIn,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiFailure> {
-    let signed = require_signed_in(&hub, &method, &headers).await?;
     hub.practice().leave(&id, &signed.account.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -192,10 +183,9 @@ pub(super) async fn leave(
 /// `GET /api/communities/{id}/terms`: the terms as the person stands with them.
 pub(super) async fn terms(
     State(hub): State<Arc<Hub>>,
-    headers: HeaderMap,
+    signed: SignedIn,
     Path(id): Path<String>,
 ) -> Result<Json<Option<TermsStatus>>, ApiFailure> {
-    let signed = require_signed_in(&hub, &Method::GET, &headers).await?;
     hub.practice().membership(&id, &signed.account.id).await?;
     Ok(Json(hub.practice().terms_for(&id, &signed.account.id).await?))
 }
@@ -203,12 +193,11 @@ pub(super) async fn terms(
 /// `POST /api/communities/{id}/terms`: co-chairs publish a new version.
 pub(super) async fn publish_terms(
     State(hub): State<Arc<Hub>>,
-    method: Method,
+    signed: SignedIn,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Body,
 ) -> Result<Json<Option<TermsStatus>>, ApiFailure> {
-    let signed = require_signed_in(&hub, &method, &headers).await?;
     let request: PublishTerms = read_json(&hub, &headers, body).await?;
     hub.practice().leading(&id, &signed.account.id).await?;
     let version = hub.practice().publish_terms(&id, &signed.account.id, request.text).await?;
@@ -219,12 +208,11 @@ pub(super) async fn publish_terms(
 /// `POST /api/communities/{id}/terms/accept`.
 pub(super) async fn accept_terms(
     State(hub): State<Arc<Hub>>,
-    method: Method,
+    signed: SignedIn,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Body,
 ) -> Result<Json<Option<TermsStatus>>, ApiFailure> {
-    let signed = require_signed_in(&hub, &method, &headers).await?;
     let request: AcceptTerms = read_json(&hub, &headers, body).await?;
     hub.practice().membership(&id, &signed.account.id).await?;
     hub.practice().accept_terms(&id, &signed.account.id, request.version).await?;
@@ -236,12 +224,11 @@ pub(super) async fn accept_terms(
 /// facilitates it from the start.
 pub(super) async fn schedule(
     State(hub): State<Arc<Hub>>,
-    method: Method,
+    signed: SignedIn,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Body,
 ) -> Result<(StatusCode, Json<ScheduledSession>), ApiFailure> {
-    let signed = require_signed_in(&hub, &method, &headers).await?;
     let request: ScheduleSession = read_json(&hub, &headers, body).await?;
     let practice = hub.practice();
     let community = practice.leading(&id, &signed.account.id).await?;
@@ -303,11 +290,9 @@ pub(super) async fn schedule(
 /// takes their seat in one of its sessions, once they have accepted the current terms.
 pub(super) async fn enter(
     State(hub): State<Arc<Hub>>,
-    method: Method,
-    headers: HeaderMap,
+    signed: SignedIn,
     Path((id, session)): Path<(String, String)>,
 ) -> Result<Json<EnteredSession>, ApiFailure> {
-    let signed = require_signed_in(&hub, &method, &headers).await?;
     let practice = hub.practice();
     let (_, role) = practice.membership(&id, &signed.account.id).await?;
     if practice.community_of_session(&session).await?.as_deref() != Some(id.as_str()) {
@@ -342,7 +327,7 @@ pub(super) async fn calendar(
         Some(key) if practice.feed_opens(&id, key).await? => {}
         Some(_) => return Err(PracticeError::NotInCommunity.into()),
         None => {
-            let signed = require_signed_in(&hub, &Method::GET, &headers).await?;
+            let signed = super::accounts::require_signed_in(&hub, &Method::GET, &headers).await?;
             practice.membership(&id, &signed.account.id).await?;
         }
     }
@@ -369,11 +354,9 @@ pub(super) async fn calendar(
 /// calendar program; making a new one stops the old one.
 pub(super) async fn calendar_feed(
     State(hub): State<Arc<Hub>>,
-    method: Method,
-    headers: HeaderMap,
+    signed: SignedIn,
     Path(id): Path<String>,
 ) -> Result<Json<caucus_protocol::community::CalendarFeed>, ApiFailure> {
-    let signed = require_signed_in(&hub, &method, &headers).await?;
     hub.practice().membership(&id, &signed.account.id).await?;
     let key = hub.practice().new_feed(&id, &signed.account.id).await?;
     let feed_url = format!("{}/api/communities/{id}/calendar.ics?key={key}", hub.public_url());
@@ -383,12 +366,11 @@ pub(super) async fn calendar_feed(
 /// `POST /api/communities/{id}/actions`: the secretary (or a co-chair) records an action.
 pub(super) async fn record_action(
     State(hub): State<Arc<Hub>>,
-    method: Method,
+    signed: SignedIn,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Body,
 ) -> Result<(StatusCode, Json<Action>), ApiFailure> {
-    let signed = require_signed_in(&hub, &method, &headers).await?;
     let request: RecordAction = read_json(&hub, &headers, body).await?;
     let (_, role) = hub.practice().membership(&id, &signed.account.id).await?;
     if !rules::may_record(role) {
@@ -406,12 +388,11 @@ pub(super) async fn record_action(
 /// `POST /api/communities/{id}/actions/{action}/close`: reviewed and done.
 pub(super) async fn close_action(
     State(hub): State<Arc<Hub>>,
-    method: Method,
+    signed: SignedIn,
     headers: HeaderMap,
     Path((id, action)): Path<(String, i64)>,
     body: Body,
 ) -> Result<Json<Vec<Action>>, ApiFailure> {
-    let signed = require_signed_in(&hub, &method, &headers).await?;
     let request: CloseAction = read_json(&hub, &headers, body).await?;
     let (_, role) = hub.practice().membership(&id, &signed.account.id).await?;
     if !rules::may_record(role) {
@@ -443,10 +424,9 @@ async fn past_sessions(hub: &Hub, id: &str) -> Result<Vec<PastSession>, ApiFailu
 /// this one in the series, with its topics and carried points, and the open actions.
 pub(super) async fn from_last_time(
     State(hub): State<Arc<Hub>>,
-    headers: HeaderMap,
+    signed: SignedIn,
     Path((id, session)): Path<(String, String)>,
 ) -> Result<Json<FromLastTime>, ApiFailure> {
-    let signed = require_signed_in(&hub, &Method::GET, &headers).await?;
     hub.practice().membership(&id, &signed.account.id).await?;
     let sessions = past_sessions(&hub, &id).await?;
     let position = sessions
@@ -472,11 +452,10 @@ pub(super) struct ArchiveQuery {
 /// caucus, every topic and action; searchable; as JSON or one Markdown document.
 pub(super) async fn archive(
     State(hub): State<Arc<Hub>>,
-    headers: HeaderMap,
+    signed: SignedIn,
     Path(id): Path<String>,
     axum::extract::Query(query): axum::extract::Query<ArchiveQuery>,
 ) -> Result<Response, ApiFailure> {
-    let signed = require_signed_in(&hub, &Method::GET, &headers).await?;
     let (community, _) = hub.practice().membership(&id, &signed.account.id).await?;
     let archive = Archive {
         community: community.id.clone(),
@@ -513,11 +492,9 @@ pub(super) async fn archive(
 /// takes them out of the community and forgets their acceptances.
 pub(super) async fn erase_person(
     State(hub): State<Arc<Hub>>,
-    method: Method,
-    headers: HeaderMap,
+    signed: SignedIn,
     Path((id, account)): Path<(String, String)>,
 ) -> Result<Json<caucus_protocol::community::ErasedFromCommunity>, ApiFailure> {
-    let signed = require_signed_in(&hub, &method, &headers).await?;
     let practice = hub.practice();
     practice.leading(&id, &signed.account.id).await?;
     let (_, role) = practice.membership(&id, &account).await?;
