@@ -23,3 +23,4 @@ mod privacy;
 mod process;
 mod records;
 mod timer;
+mod web_client;

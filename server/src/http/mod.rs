@@ -36,6 +36,7 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/account.js", get(account_js))
         .route("/community.js", get(community_js))
         .route("/style.css", get(style_css))
+        .route("/favicon.svg", get(favicon))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -238,6 +239,7 @@ const OUTBOX_JS: &str = include_str!("../../../web-client/outbox.js");
 const ACCOUNT_JS: &str = include_str!("../../../web-client/account.js");
 const COMMUNITY_JS: &str = include_str!("../../../web-client/community.js");
 const STYLE_CSS: &str = include_str!("../../../web-client/style.css");
+const FAVICON_SVG: &str = include_str!("../../../web-client/favicon.svg");
 
 /// Scripts and styles come only from this server, so user text can never run as code.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
@@ -279,6 +281,10 @@ async fn account_js() -> Response {
 
 async fn community_js() -> Response {
     asset("text/javascript; charset=utf-8", COMMUNITY_JS)
+}
+
+async fn favicon() -> Response {
+    asset("image/svg+xml", FAVICON_SVG)
 }
 
 async fn style_css() -> Response {
