@@ -132,6 +132,52 @@ async fn members_cannot_run_facilitator_commands_and_nothing_changes() -> Result
 }
 
 #[tokio::test]
+async fn any_command_sent_again_with_its_client_id_is_applied_once() -> Result<()> {
+    let mut scene = Scene::new(Settings::default()).await?;
+    let amara = scene.seated("Amara", Caucus::A).await?;
+    let mut chen = scene.seated("Chen", Caucus::A).await?;
+    scene.open_round().await?;
+    let resend = |command: Command| {
+        let client_id = fresh_client_id();
+        (client_id.clone(), ClientFrame::with_id(client_id, command))
+    };
+    // A point and a broadcast, each sent, then sent again on a new connection as a
+    // client does after a drop: the same ack, one point, one announcement.
+    let (point_id, point) =
+        resend(Command::WritePoint { room: room(Caucus::A.room()), text: "written once".into() });
+    let (broadcast_id, broadcast) = resend(Command::Broadcast { text: "announced once".into() });
+    let mut first = scene.reconnect(&amara).await?;
+    first.send(&point).await?;
+    let acked = first.reply_to(&point_id).await?.expect("accepted");
+    scene.facilitator.client.send(&broadcast).await?;
+    let announced = scene.facilitator.client.reply_to(&broadcast_id).await?.expect("accepted");
+    let mut again = scene.reconnect(&amara).await?;
+    again.send(&point).await?;
+    assert_eq!(again.reply_to(&point_id).await?.expect("accepted"), acked);
+    scene.facilitator.client.send(&broadcast).await?;
+    assert_eq!(scene.facilitator.client.reply_to(&broadcast_id).await?.expect("accepted"), announced);
+
+    let stored = scene.server.stored_events(&scene.session);
+    let points = stored
+        .iter()
+        .filter(
+            |event| matches!(&event.body, EventBody::PointAdded { point } if point.text == "written once"),
+        )
+        .count();
+    let announcements = stored
+        .iter()
+        .filter(
+            |event| matches!(&event.body, EventBody::Announcement { text, .. } if text == "announced once"),
+        )
+        .count();
+    assert_eq!(points, 1, "one point");
+    assert_eq!(announcements, 3, "one announcement, in the plenary and each caucus");
+    chen.client.sync().await?;
+    assert_eq!(chen.client.transcript().matches("written once").count(), 1);
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_duplicate_client_id_gets_the_same_ack_and_is_stored_once() -> Result<()> {
     let scene = Scene::new(Settings::default()).await?;
     let mut amara = scene.member("Amara").await?;

@@ -7,7 +7,7 @@
 //! out and acknowledges. Each event is serialized once and every reader's connection
 //! gets a cheap clone of the same bytes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -166,6 +166,7 @@ impl SessionHandle {
             presence: BTreeMap::new(),
             presence_due: None,
             reported_phase: None,
+            recent_acks: HashMap::new(),
         };
         tracker.spawn(actor.run(shutdown));
         Self { id, requests, ended }
@@ -313,7 +314,15 @@ struct SessionActor {
     presence_due: Option<tokio::time::Instant>,
     /// The phase this session counts under in the `caucus_sessions` gauge.
     reported_phase: Option<caucus_protocol::Phase>,
+    /// Each person's latest acknowledged commands, so that one sent again with the same
+    /// `client_id` (a client resending after a reconnect) is answered with the same ack
+    /// and not applied twice. `say` is recognised from the stored events as well, even
+    /// across a restart; the others, while this actor runs.
+    recent_acks: HashMap<MemberId, VecDeque<Ack>>,
 }
+
+/// Acknowledged commands remembered per person.
+const RECENT_ACKS: usize = 16;
 
 fn unavailable(client_id: Option<caucus_protocol::ClientId>) -> ServerMessage {
     ServerMessage::Error(ErrorFrame {
@@ -548,6 +557,10 @@ impl SessionActor {
         frame: ClientFrame,
         batch: &mut Batch,
     ) -> Option<(MemberId, ConnectionId, ClientFrame)> {
+        if let Some(ack) = self.recent_ack(&member, frame.client_id.as_ref()) {
+            batch.replies.push((member, connection, Reply::Ready(ServerMessage::Ack(ack))));
+            return None;
+        }
         let now = self.clock.now_ms();
         let decision = self.session.decide(&member, &frame.command, frame.client_id.as_ref(), now);
         let reply = match decision {
@@ -620,12 +633,32 @@ impl SessionActor {
         for (member, connection, reply) in replies {
             let message = match reply {
                 Reply::Ready(message) => message,
-                Reply::Committed(ack) if stored => ServerMessage::Ack(ack),
+                Reply::Committed(ack) if stored => {
+                    self.remember_ack(&member, &ack);
+                    ServerMessage::Ack(ack)
+                }
                 Reply::Committed(ack) => unavailable(ack.client_id),
             };
             self.send_to_connection(&member, connection, &message);
         }
         stored
+    }
+
+    /// The ack already given to `member` for `client_id`, if it is a recent one.
+    fn recent_ack(&self, member: &MemberId, client_id: Option<&caucus_protocol::ClientId>) -> Option<Ack> {
+        let client_id = client_id?;
+        self.recent_acks.get(member)?.iter().find(|ack| ack.client_id.as_ref() == Some(client_id)).cloned()
+    }
+
+    fn remember_ack(&mut self, member: &MemberId, ack: &Ack) {
+        if ack.client_id.is_none() {
+            return;
+        }
+        let acks = self.recent_acks.entry(member.clone()).or_default();
+        if acks.len() >= RECENT_ACKS {
+            acks.pop_front();
+        }
+        acks.push_back(ack.clone());
     }
 
     /// Appends events to the store, timing it. `false` if the store refused.
