@@ -115,6 +115,7 @@ test("a facilitator and three members go from invite to minutes", async () => {
 
   // The end, and the minutes.
   await facilitator.getByRole("button", { name: "End the session" }).click();
+  await facilitator.getByRole("button", { name: "Yes, end the session" }).click();
   for (const page of [amara, bayo, dana]) await page.locator("#phase", { hasText: "Ended" }).waitFor();
   const [download] = await Promise.all([
     facilitator.waitForEvent("download"),
