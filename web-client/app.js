@@ -957,6 +957,8 @@ class Live {
   flash(text) {
     const box = $("#flash");
     if (box) box.textContent = text;
+    // On the console the message box is hidden, and its error with it: say it where it shows.
+    if (!box || box.closest("[hidden]")) this.notify(text);
   }
 
   // -------------------------------------------------------------------------------
