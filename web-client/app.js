@@ -877,7 +877,7 @@ class Live {
       case "caucuses_opened":
         this.phase = { name: "caucusing", round: event.round };
         this.deadline = event.deadline;
-        if (this.seat) this.view = this.myRoom();
+        if (this.seat && this.view !== "console") this.view = this.myRoom(); // a facilitator at the console stays there
         this.reasons.push(this.seat
           ? `Round ${event.round} has started: you are now in ${this.labels[this.seat]}.`
           : `Round ${event.round} has started.${this.isFacilitator() ? "" : " Only facilitators post in the plenary until the caucuses reconvene."}`);
@@ -1614,7 +1614,8 @@ class Live {
         const select = h("select", { "aria-label": `Move ${member.name} to` },
           ...["none", "a", "b"].map((target) => h("option", { value: target, selected: target === key }, titles[target])));
         return h("li", {},
-          h("span", { class: `dot ${this.online.has(member.id) ? "on" : ""}`, "aria-hidden": "true" }), member.name, " ",
+          h("span", { class: `dot ${this.online.has(member.id) ? "on" : ""}`, "aria-hidden": "true" }), member.name,
+          member.id === this.me.id ? h("span", { class: "note" }, key === "none" ? " (you)" : " (you: its members see you there)") : null, " ",
           select,
           h("button", { type: "button", class: "secondary", "aria-label": `Move ${member.name}`, "data-key": `move-${member.id}`, onclick: () =>
             this.sendConsole("rosters", { type: "move", member: member.id, caucus: select.value === "none" ? null : select.value }) }, "Move"),

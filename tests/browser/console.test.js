@@ -152,10 +152,25 @@ test("one facilitator answers a caucus's request for help: the other's alert cle
 
 test("a reconvene leaves the facilitator in the console, where the next round opens; ending asks on the page", async () => {
   const { ada, Amara: amara } = await session();
+  // The facilitator seats herself in caucus A, then goes back to the console.
+  await ada.getByLabel("Move Facilitator to").selectOption({ label: "Racially minoritised caucus" });
+  await ada.getByRole("button", { name: "Move Facilitator" }).click();
+  await ada.locator("#room-heading", { hasText: "Racially minoritised caucus" }).waitFor();
+  await ada.getByRole("button", { name: "Facilitator console" }).click();
+  await ada.getByText("(you: its members see you there)").waitFor();
   await ada.getByRole("button", { name: "Reconvene" }).click();
   await amara.locator("#phase", { hasText: "Round 1: reconvened" }).waitFor();
   await ada.locator("#phase", { hasText: "Round 1: reconvened" }).waitFor();
   await ada.getByRole("button", { name: "Open the next round" }).waitFor();
+  assert.equal(await ada.locator("#room-heading").innerText(), "Facilitator console");
+  // Opening the next round does not take her away either, though she has a seat.
+  await ada.getByRole("button", { name: "Open the next round" }).click();
+  await ada.locator("#phase", { hasText: "Round 2: caucusing" }).waitFor();
+  await amara.locator("#room-heading", { hasText: "Racially minoritised caucus" }).waitFor();
+  await ada.waitForTimeout(300);
+  assert.equal(await ada.locator("#room-heading").innerText(), "Facilitator console");
+  await ada.getByRole("button", { name: "Reconvene" }).click();
+  await ada.locator("#phase", { hasText: "Round 2: reconvened" }).waitFor();
   assert.equal(await ada.locator("#room-heading").innerText(), "Facilitator console");
 
   // "End the session" is apart from the round's buttons, and asks first, in the page.
@@ -164,7 +179,7 @@ test("a reconvene leaves the facilitator in the console, where the next round op
   await ada.getByRole("button", { name: "End the session" }).click();
   await ada.getByRole("button", { name: "Keep it going" }).click();
   await ada.waitForTimeout(300);
-  assert.equal(await ada.locator("#phase").innerText(), "Round 1: reconvened", "the session ended without confirmation");
+  assert.equal(await ada.locator("#phase").innerText(), "Round 2: reconvened", "the session ended without confirmation");
   await ada.getByRole("button", { name: "End the session" }).click();
   await ada.getByRole("button", { name: "Yes, end the session" }).click();
   await amara.locator("#phase", { hasText: "Ended" }).waitFor();
