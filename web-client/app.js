@@ -35,7 +35,7 @@ export function h(tag, attributes = {}, ...children) {
 /** Commands only facilitators give: their entries show on the console. */
 const FACILITATOR_COMMANDS = new Set([
   "open_caucuses", "extend_round", "reconvene", "end_session", "broadcast", "set_topic", "move", "remove",
-  "set_role", "set_secretary", "erase_member",
+  "set_role", "set_secretary", "erase_member", "answer_help",
 ]);
 
 const ROOM_NAMES = { plenary: "Plenary", caucus_a: "Caucus A", caucus_b: "Caucus B", facilitators: "Facilitators' desk" };
@@ -158,6 +158,25 @@ function rerender(container, render) {
     if (input && !input.readOnly) input.value = value;
   }
   if (focusKey) container.querySelector(focusKey)?.focus();
+}
+
+/**
+ * After a re-render removed the control that had focus, focus goes where the person's
+ * next step is: the Undo of a point they withdrew, the Withdraw of one they brought
+ * back, the other arrow of a point that reached an end, the field of a point they edit.
+ */
+const SUCCESSORS = {
+  "withdraw-": ["undo-"], "undo-": ["withdraw-"], "up-": ["down-", "withdraw-"], "down-": ["up-", "withdraw-"],
+  "edit-field-": ["edit-"], "save-": ["edit-"], "cancel-": ["edit-"], "edit-": ["edit-field-"],
+};
+function focusSuccessor(container, key) {
+  const prefix = Object.keys(SUCCESSORS).sort((x, y) => y.length - x.length).find((start) => key.startsWith(start));
+  if (!prefix) return;
+  const rest = key.slice(prefix.length);
+  for (const next of SUCCESSORS[prefix]) {
+    const target = container.querySelector(`[data-key="${CSS.escape(next + rest)}"]`);
+    if (target) { target.focus(); return; }
+  }
 }
 
 export function field(label, input) {
@@ -304,7 +323,10 @@ class Live {
     this.view = "plenary";
     this.retry = 0;
     this.outbox = new Outbox(session); // what was sent and not yet answered, kept over a reload
-    this.help = [];
+    this.consoleNotes = new Map(); // console action -> {text, error}: what became of it, shown next to it
+    this.consoleActions = new Map(); // client_id -> the console action it was sent from
+    this.editing = null; // the point being edited in place: {room, id}
+    this.withdrawnPlaces = new Map(); // point id -> its place when withdrawn, for an undo
     this.built = false;
     this.drafts = new Drafts();
     this.closedRooms = new Set(); // rooms whose round closed while offline
@@ -628,11 +650,13 @@ class Live {
       case "event": return this.event(message);
       case "ack":
         this.ownSeatCommands.delete(message.client_id);
+        this.consoleAnswered(message);
         this.answered(message);
         return;
       case "error": {
         this.ownSeatCommands.delete(message.client_id);
         if (message.client_id?.startsWith("hb-")) return;
+        this.consoleAnswered(message);
         if (!this.answered(message)) this.flash(message.message);
         return;
       }
@@ -853,7 +877,7 @@ class Live {
       case "caucuses_opened":
         this.phase = { name: "caucusing", round: event.round };
         this.deadline = event.deadline;
-        if (this.seat) this.view = this.myRoom();
+        if (this.seat && this.view !== "console") this.view = this.myRoom(); // a facilitator at the console stays there
         this.reasons.push(this.seat
           ? `Round ${event.round} has started: you are now in ${this.labels[this.seat]}.`
           : `Round ${event.round} has started.${this.isFacilitator() ? "" : " Only facilitators post in the plenary until the caucuses reconvene."}`);
@@ -864,8 +888,9 @@ class Live {
         const timeUp = event.time_up === true;
         this.phase = { name: "reconvened", round: event.round };
         this.deadline = null;
-        this.view = "plenary";
+        if (this.view !== "console") this.view = "plenary"; // a facilitator at the console stays there
         if (this.caucus) this.caucus.points = [];
+        this.editing = null;
         this.reasons.push(timeUp
           ? "Time is up: the caucuses have closed and everyone is back in the plenary."
           : "The caucuses have reconvened: everyone is back in the plenary.");
@@ -878,17 +903,36 @@ class Live {
         break;
       case "seated": this.seats.set(event.member, event.caucus); break;
       case "help_requested":
-        if (event.room === "facilitators") { this.help.push(event); announce(`${this.labels[event.caucus]} asks for a facilitator.`); }
+        if (event.room === "facilitators") announce(`${this.labels[event.caucus]} asks for a facilitator.`);
+        break;
+      case "help_answered":
+        if (event.room === "facilitators") announce(`${this.name(event.by)} answered ${this.labels[event.caucus]}'s request for help.`);
+        else announce(`${this.name(event.by)} is on the way.`);
         break;
       case "caucus_joined": if (this.caucus && !this.caucus.members.includes(event.member)) this.caucus.members.push(event.member); break;
       case "caucus_left": if (this.caucus) this.caucus.members = this.caucus.members.filter((id) => id !== event.member); break;
-      case "point_added": this.caucus?.points.push(event.point); break;
+      // A copy: the log keeps the point as it was added, whatever happens to it later.
+      case "point_added": this.caucus?.points.push({ ...event.point, agreed_by: [...event.point.agreed_by] }); break;
       case "point_edited": {
         const point = this.caucus?.points.find((p) => p.id === event.point);
         if (point) { point.text = event.text; point.by = event.by; point.agreed_by = []; }
         break;
       }
-      case "point_withdrawn": if (this.caucus) this.caucus.points = this.caucus.points.filter((p) => p.id !== event.point); break;
+      case "point_withdrawn":
+        if (this.caucus) {
+          this.withdrawnPlaces.set(event.point, this.caucus.points.findIndex((p) => p.id === event.point));
+          this.caucus.points = this.caucus.points.filter((p) => p.id !== event.point);
+        }
+        if (this.editing?.id === event.point) this.editing = null;
+        break;
+      case "point_restored":
+        if (this.caucus && !this.caucus.points.some((p) => p.id === event.point.id)) {
+          const place = this.withdrawnPlaces.get(event.point.id) ?? -1;
+          const point = { ...event.point, agreed_by: [...event.point.agreed_by] };
+          if (place >= 0 && place <= this.caucus.points.length) this.caucus.points.splice(place, 0, point);
+          else this.caucus.points.push(point);
+        }
+        break;
       case "points_reordered":
         if (this.caucus) this.caucus.points.sort((x, y) => event.order.indexOf(x.id) - event.order.indexOf(y.id));
         break;
@@ -913,6 +957,8 @@ class Live {
   flash(text) {
     const box = $("#flash");
     if (box) box.textContent = text;
+    // On the console the message box is hidden, and its error with it: say it where it shows.
+    if (!box || box.closest("[hidden]")) this.notify(text);
   }
 
   // -------------------------------------------------------------------------------
@@ -931,6 +977,7 @@ class Live {
     $("#topic").textContent = this.topic ? `Topic: ${this.topic}` : "No topic yet";
     this.renderCountdown();
     this.renderNav();
+    this.renderHelpAlerts();
     this.renderRoom();
     this.renderOutbox();
     this.renderSide();
@@ -980,6 +1027,7 @@ class Live {
     $("#main").replaceChildren(h("div", { class: "layout" },
       h("nav", { class: "rooms", "aria-label": "Rooms" }, h("ul", { id: "room-list" })),
       h("section", { id: "room", "aria-labelledby": "room-heading" },
+        h("div", { id: "help-alerts", class: "help-alerts", role: "region", "aria-label": "Requests for a facilitator", hidden: true }),
         h("div", { id: "notices", class: "notices", "aria-live": "polite" }),
         h("h2", { id: "room-heading", tabindex: -1 }),
         h("ol", { id: "messages", class: "messages", tabindex: 0, "aria-label": "Messages" }),
@@ -1040,14 +1088,15 @@ class Live {
     if (composer.dataset.draftRoom !== room) composer.replaceWith(this.composer(room));
     $("#composer-label").textContent = `Message to ${this.roomLabel(room)}`;
     const events = [...(this.rooms.get(room)?.values() ?? [])].sort((x, y) => x.seq - y.seq);
-    const items = events.map((event) => this.renderEvent(event)).filter(Boolean);
+    const texts = new Map(); // each point's wording so far, as the log is read in order
+    const items = events.map((event) => this.renderEvent(event, texts)).filter(Boolean);
     const list = $("#messages");
     const atBottom = list.scrollTop + list.clientHeight >= list.scrollHeight - 40;
     rerender(list, () => (items.length ? items : [h("li", { class: "empty" }, "Nothing here yet.")]));
     if (atBottom) list.scrollTop = list.scrollHeight;
   }
 
-  renderEvent(event) {
+  renderEvent(event, texts = new Map()) {
     const when = h("span", { class: "when" }, time(event.at));
     switch (event.kind) {
       case "message": {
@@ -1074,7 +1123,23 @@ class Live {
       case "caucus_joined": return h("li", { class: "notice" }, `${this.name(event.member)} joined this caucus.`);
       case "caucus_left": return h("li", { class: "notice" }, `${this.name(event.member)} left this caucus.`);
       case "help_requested": return event.by ? h("li", { class: "notice" }, `${this.name(event.by)} asked for a facilitator.`) : null;
-      case "point_added": return h("li", { class: "notice" }, `${this.name(event.point.by)} added a point: ${event.point.text}`);
+      case "point_added":
+        texts.set(event.point.id, event.point.text);
+        return h("li", { class: "notice" }, `${this.name(event.point.by)} added a point: ${event.point.text}`, when);
+      case "point_edited": {
+        const before = texts.get(event.point);
+        texts.set(event.point, event.text);
+        return h("li", { class: "notice" }, `${this.name(event.by)} edited a point: ${event.text}`,
+          before !== undefined ? h("span", { class: "was" }, ` (was: ${before})`) : null, when);
+      }
+      case "point_withdrawn": {
+        const text = texts.get(event.point);
+        return h("li", { class: "notice" }, `${this.name(event.by)} withdrew a point${text !== undefined ? `: ${text}` : "."}`, when);
+      }
+      case "point_restored":
+        texts.set(event.point.id, event.point.text);
+        return h("li", { class: "notice" }, `${this.name(event.by)} brought back a point: ${event.point.text}`, when);
+      case "help_answered": return h("li", { class: "notice" }, `${this.name(event.by)} is on the way.`, when);
       default: return null;
     }
   }
@@ -1088,7 +1153,9 @@ class Live {
       parts.push(fromLastTimePanel(this), this.renderFeedback(), this.renderProposals(), this.renderChoice(), this.renderSecretary());
     }
     parts.push(this.renderPeople(), this.renderKeepSeat());
+    const key = side.contains(document.activeElement) ? document.activeElement.dataset.key : null;
     rerender(side, () => parts.filter(Boolean));
+    if (key && !side.contains(document.activeElement)) focusSuccessor(side, key);
   }
 
   /** A guest who has since signed in may keep this seat in their account. */
@@ -1203,30 +1270,158 @@ class Live {
       this.send({ type: "reorder_points", room, order });
     };
     const needsAgreement = this.info.settings.carry_needs_agreement;
+    const history = this.pointHistory(room);
+    const withdrawn = open ? [...history.withdrawn].filter(([id]) => !points.some((p) => p.id === id)) : [];
+    const help = open ? this.helpStatus(room) : null;
     return h("section", { class: "card", id: "points", "aria-labelledby": "points-heading" },
       h("h3", { id: "points-heading" }, "Points to feed back"),
       h("p", { class: "note" }, "Only these leave the caucus at reconvene, attributed to the caucus, never to a person."),
-      points.length ? h("ol", { class: "points" }, ...points.map((point, index) => h("li", {},
-        h("span", {}, point.text),
+      points.length ? h("ol", { class: "points" }, ...points.map((point, index) => h("li", { "data-point": point.id },
+        open && this.editing?.room === room && this.editing.id === point.id
+          ? this.renderPointEditor(room, point, index)
+          : h("span", { class: "point-text" }, point.text),
+        h("span", { class: "note byline" }, this.pointByline(point, history)),
         needsAgreement ? h("span", { class: "note" }, ` (${point.agreed_by.length ? "agreed" : "needs another member's agreement"})`) : null,
-        open ? h("div", { class: "actions" },
-          h("button", { type: "button", class: "secondary", "aria-label": `Edit point ${index + 1}`, onclick: () => {
-            const text = prompt("Edit the point", point.text);
-            if (text && text.trim()) this.send({ type: "edit_point", room, point: point.id, text });
+        open && !(this.editing?.room === room && this.editing.id === point.id) ? h("div", { class: "actions" },
+          h("button", { type: "button", class: "secondary", "aria-label": `Edit point ${index + 1}`, "data-key": `edit-${point.id}`, onclick: () => {
+            this.editing = { room, id: point.id };
+            this.renderSide();
           } }, "Edit"),
-          h("button", { type: "button", class: "secondary", "aria-label": `Withdraw point ${index + 1}`,
+          h("button", { type: "button", class: "secondary", "aria-label": `Withdraw point ${index + 1}`, "data-key": `withdraw-${point.id}`,
             onclick: () => this.send({ type: "withdraw_point", room, point: point.id }) }, "Withdraw"),
-          index > 0 ? h("button", { type: "button", class: "secondary", "aria-label": `Move point ${index + 1} up`, onclick: () => move(index, -1) }, "Up") : null,
-          index < points.length - 1 ? h("button", { type: "button", class: "secondary", "aria-label": `Move point ${index + 1} down`, onclick: () => move(index, 1) }, "Down") : null,
+          index > 0 ? h("button", { type: "button", class: "secondary", "aria-label": `Move point ${index + 1} up`, "data-key": `up-${point.id}`, onclick: () => move(index, -1) }, "Up") : null,
+          index < points.length - 1 ? h("button", { type: "button", class: "secondary", "aria-label": `Move point ${index + 1} down`, "data-key": `down-${point.id}`, onclick: () => move(index, 1) }, "Down") : null,
           needsAgreement && point.by !== this.me.id ? h("button", {
-            type: "button", class: "secondary", "aria-pressed": point.agreed_by.includes(this.me.id) ? "true" : "false",
+            type: "button", class: "secondary", "aria-pressed": point.agreed_by.includes(this.me.id) ? "true" : "false", "data-key": `agree-${point.id}`,
             onclick: () => this.send({ type: "agree_point", room, point: point.id, agree: !point.agreed_by.includes(this.me.id) }),
           }, point.agreed_by.includes(this.me.id) ? "Withdraw agreement" : "Agree") : null) : null))) : h("p", { class: "empty" }, "No points yet."),
+      withdrawn.length ? h("ul", { class: "points withdrawn", "aria-label": "Withdrawn this round" }, ...withdrawn.map(([id, record]) => h("li", { "data-point": id },
+        h("s", { class: "point-text" }, record.text ?? "A point"),
+        h("span", { class: "note withdrawn-by" }, ` — Withdrawn by ${this.name(record.by)} · `),
+        h("button", {
+          type: "button", class: "secondary", "data-key": `undo-${id}`, "aria-label": `Undo the withdrawal of ${(record.text ?? "a point").slice(0, 40)}`,
+          onclick: () => this.send({ type: "restore_point", room, point: id }, { label: "Undo withdrawal", text: record.text ?? "" }),
+        }, "Undo")))) : null,
       open ? form : null,
       open ? h("button", { type: "button", class: "secondary", onclick: () => {
         this.send({ type: "ask_for_help" });
         announce("A facilitator has been asked to come.");
-      } }, "Ask for a facilitator") : null);
+      } }, "Ask for a facilitator") : null,
+      help ? h("p", { class: "note help-status", id: "help-status" }, help) : null);
+  }
+
+  /** Editing a point in place: Enter or Save sends the new wording, Escape or Cancel keeps the old. */
+  renderPointEditor(room, point, index) {
+    const box = h("input", { type: "text", id: `edit-point-${point.id}`, "data-key": `edit-field-${point.id}`, maxlength: 4000, value: point.text });
+    const stop = () => {
+      this.editing = null;
+      this.renderSide();
+    };
+    const form = h("form", { class: "row point-editor" },
+      h("div", {}, h("label", { for: box.id }, `Edit point ${index + 1}`), box),
+      h("button", { type: "submit", "data-key": `save-${point.id}` }, "Save"),
+      h("button", { type: "button", class: "secondary", "data-key": `cancel-${point.id}`, onclick: stop }, "Cancel"));
+    form.addEventListener("keydown", (event) => {
+      if (event.key === "Escape") { event.preventDefault(); stop(); }
+    });
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const text = box.value;
+      if (text.trim() && text !== point.text && room === this.view) this.send({ type: "edit_point", room, point: point.id, text });
+      stop();
+    });
+    return form;
+  }
+
+  /**
+   * What the caucus's own log says of its points: who wrote each, its last edit, and
+   * the points withdrawn this round (with their wording then), in the order it happened.
+   */
+  pointHistory(room) {
+    const events = [...(this.rooms.get(room)?.values() ?? [])].sort((x, y) => x.seq - y.seq);
+    const since = this.roundOpenedAt();
+    const authors = new Map();
+    const edits = new Map();
+    const texts = new Map();
+    const withdrawn = new Map();
+    for (const event of events) {
+      if (event.kind === "point_added") {
+        authors.set(event.point.id, event.point.by);
+        texts.set(event.point.id, event.point.text);
+      } else if (event.kind === "point_edited") {
+        edits.set(event.point, { by: event.by, at: event.at });
+        texts.set(event.point, event.text);
+      } else if (event.kind === "point_withdrawn") {
+        if (event.at >= since) withdrawn.set(event.point, { by: event.by, at: event.at, text: texts.get(event.point) });
+      } else if (event.kind === "point_restored") {
+        withdrawn.delete(event.point.id);
+      }
+    }
+    return { authors, edits, withdrawn };
+  }
+
+  pointByline(point, history) {
+    const edit = history.edits.get(point.id);
+    // After an edit the point's own `by` is its editor: the author is known only from the log.
+    const author = history.authors.get(point.id) ?? (edit ? null : point.by);
+    const parts = [];
+    if (author) parts.push(`Written by ${this.name(author)}`);
+    if (edit) parts.push(`edited by ${this.name(edit.by)} at ${time(edit.at)}`);
+    return parts.length ? ` — ${parts.join(", ")}` : "";
+  }
+
+  /** When the running round opened, from the plenary's log: what came before belongs to an earlier round. */
+  roundOpenedAt() {
+    let at = 0;
+    for (const event of this.rooms.get("plenary")?.values() ?? []) if (event.kind === "caucuses_opened") at = Math.max(at, event.at);
+    return at;
+  }
+
+  /** What became of this caucus's request for help in this round, as its members see it. */
+  helpStatus(room) {
+    const since = this.roundOpenedAt();
+    let last = null;
+    for (const event of [...(this.rooms.get(room)?.values() ?? [])].sort((x, y) => x.seq - y.seq)) {
+      if (event.at >= since && (event.kind === "help_requested" || event.kind === "help_answered")) last = event;
+    }
+    if (!last) return null;
+    if (last.kind === "help_answered") return `${this.name(last.by)} is on the way.`;
+    return last.by === this.me.id ? "Your request was sent. A facilitator will answer." : `${this.name(last.by)} asked for a facilitator.`;
+  }
+
+  /** The caucuses waiting for a facilitator in this round: one per caucus, gone once a facilitator answers. */
+  openHelpRequests() {
+    const open = new Map();
+    if (!this.isFacilitator() || this.phase.name !== "caucusing") return open;
+    const since = this.roundOpenedAt();
+    for (const event of [...(this.rooms.get("facilitators")?.values() ?? [])].sort((x, y) => x.seq - y.seq)) {
+      if (event.at < since) continue;
+      if (event.kind === "help_requested") open.set(event.caucus, event);
+      else if (event.kind === "help_answered") open.delete(event.caucus);
+    }
+    return open;
+  }
+
+  /** Facilitators see each caucus's request for help on every view, with ways to answer it. */
+  renderHelpAlerts() {
+    const box = $("#help-alerts");
+    if (!box) return;
+    const open = this.openHelpRequests();
+    const alerts = [...open.values()].map((request) => {
+      const label = this.labels[request.caucus];
+      const seated = this.seat === request.caucus;
+      return h("div", { class: "help-alert", "data-caucus": request.caucus },
+        h("p", {}, h("strong", {}, `${label} asks for a facilitator`), ` (since ${time(request.at)}).`),
+        h("button", { type: "button", "data-key": `answer-${request.caucus}`,
+          onclick: () => this.sendConsole(`help-${request.caucus}`, { type: "answer_help", caucus: request.caucus }) }, "On my way"),
+        seated ? null : h("button", { type: "button", class: "secondary", "data-key": `join-${request.caucus}`, onclick: () => {
+          this.sendConsole(`help-${request.caucus}`, { type: "answer_help", caucus: request.caucus });
+          this.sendConsole(`help-${request.caucus}`, { type: "move", member: this.me.id, caucus: request.caucus });
+        } }, "Join this caucus"),
+        this.consoleNote(`help-${request.caucus}`));
+    });
+    rerender(box, () => alerts);
+    box.hidden = !alerts.length;
   }
 
   renderPeople() {
@@ -1252,6 +1447,37 @@ class Live {
       this.inviteLoading = false;
       this.scheduleRender();
     }
+  }
+
+  /** Sends a console command, and shows next to `action` what becomes of it. */
+  sendConsole(action, command) {
+    const item = this.send(command);
+    this.consoleActions.set(item.id, action);
+    this.consoleNotes.delete(action);
+    this.scheduleRender();
+    return item;
+  }
+
+  /** The server's answer to a console command: a refusal is shown next to its action, and read out. */
+  consoleAnswered(message) {
+    const action = this.consoleActions.get(message.client_id);
+    if (!action || message.code === "rate_limited") return;
+    this.consoleActions.delete(message.client_id);
+    const command = this.outbox.get(message.client_id)?.command;
+    let note = null;
+    if (message.type === "error") note = { text: `Could not do that: ${message.message}`, error: true };
+    else if (command?.type === "broadcast") note = { text: "Sent to everyone.", error: false };
+    else if (command?.type === "answer_help") note = { text: "The caucus knows you are on the way.", error: false };
+    if (!note) return;
+    this.consoleNotes.set(action, note);
+    announce(note.text);
+    this.scheduleRender();
+  }
+
+  /** What became of a console action, next to it: an error in red, a confirmation in green. */
+  consoleNote(action) {
+    const note = this.consoleNotes.get(action);
+    return h("p", { class: note?.error ? "error console-note" : "confirmation console-note", "data-action": action }, note?.text ?? "");
   }
 
   renderConsole() {
@@ -1280,22 +1506,20 @@ class Live {
           ? h("div", { class: "row" }, h("div", {}, h("label", { for: "duration" }, "Length in minutes (empty for no timer)"), minutes),
             h("button", { type: "button", onclick: () => {
               const value = parseInt(minutes.value, 10);
-              this.send({ type: "open_caucuses", duration_secs: Number.isFinite(value) && value > 0 ? value * 60 : null });
+              this.sendConsole("round", { type: "open_caucuses", duration_secs: Number.isFinite(value) && value > 0 ? value * 60 : null });
             } }, this.phase.name === "reconvened" ? "Open the next round" : "Open the caucuses"))
           : [h("div", { class: "row" }, h("div", {}, h("label", { for: "extend" }, "Add minutes"), extend),
               this.deadline ? h("button", { type: "button", class: "secondary",
-                onclick: () => this.send({ type: "extend_round", secs: Math.max(1, parseInt(extend.value, 10) || 5) * 60 }) }, "Extend") : null),
-            h("button", { type: "button", onclick: () => this.send({ type: "reconvene", round }) }, "Reconvene")],
-        h("button", { type: "button", class: "danger", onclick: () => {
-          if (confirm("End the session for everyone? It becomes read-only.")) this.send({ type: "end_session" });
-        } }, "End the session")));
+                onclick: () => this.sendConsole("round", { type: "extend_round", secs: Math.max(1, parseInt(extend.value, 10) || 5) * 60 }) }, "Extend") : null),
+            h("button", { type: "button", onclick: () => this.sendConsole("round", { type: "reconvene", round }) }, "Reconvene")],
+        this.consoleNote("round")));
       const broadcast = h("input", { type: "text", id: "broadcast", maxlength: 4000 });
       const broadcastForm = h("form", { class: "row" },
         h("div", {}, h("label", { for: "broadcast" }, "Broadcast to every room"), broadcast),
         h("button", { type: "submit" }, "Broadcast"));
       broadcastForm.addEventListener("submit", (event) => {
         event.preventDefault();
-        if (broadcast.value.trim()) this.send({ type: "broadcast", text: broadcast.value });
+        if (broadcast.value.trim()) this.sendConsole("broadcast", { type: "broadcast", text: broadcast.value });
         broadcast.value = "";
       });
       const topic = h("input", { type: "text", id: "set-topic", maxlength: 300 });
@@ -1303,21 +1527,45 @@ class Live {
         h("div", {}, h("label", { for: "set-topic" }, "Set the topic"), topic), h("button", { type: "submit" }, "Set topic"));
       topicForm.addEventListener("submit", (event) => {
         event.preventDefault();
-        if (topic.value.trim()) this.send({ type: "set_topic", text: topic.value });
+        if (topic.value.trim()) this.sendConsole("topic", { type: "set_topic", text: topic.value });
         topic.value = "";
       });
-      parts.push(h("section", { class: "card" }, topicForm, broadcastForm));
+      parts.push(h("section", { class: "card" }, topicForm, this.consoleNote("topic"), broadcastForm, this.consoleNote("broadcast")));
     }
     parts.push(this.renderRosters());
-    if (this.help.length) {
-      parts.push(h("section", { class: "card", "aria-labelledby": "help-heading" }, h("h3", { id: "help-heading" }, "Help requests"),
-        h("ul", { class: "help" }, ...this.help.map((request) => h("li", {}, `${this.labels[request.caucus]} asked for a facilitator at ${time(request.at)}.`)))));
-    }
     parts.push(h("section", { class: "card" }, h("h3", {}, "Minutes"),
       h("p", { class: "note" }, "The plenary, each round's topic and the points each caucus carried. Never anything else from a caucus."),
       h("button", { type: "button", onclick: () => this.downloadMinutes("markdown") }, "Download minutes (Markdown)"),
       h("button", { type: "button", class: "secondary", onclick: () => this.downloadMinutes("json") }, "Download minutes (JSON)")));
+    if (!ended) parts.push(this.renderEndSession());
+    // After the end, what the console can no longer show still says what became of it.
+    const orphaned = ended ? [...this.consoleNotes].filter(([, note]) => note.error) : [];
+    if (orphaned.length) parts.unshift(...orphaned.map(([action]) => this.consoleNote(action)));
     return parts;
+  }
+
+  /** Ending the session, apart from the round's buttons, asks first, on the page. */
+  renderEndSession() {
+    const asking = this.confirmingEnd;
+    return h("section", { class: "card danger-zone", "aria-labelledby": "end-heading" },
+      h("h3", { id: "end-heading" }, "End the session"),
+      asking
+        ? [h("p", { id: "end-question" }, "End the session for everyone? It becomes read-only, and no round can be opened again."),
+          h("button", { type: "button", class: "danger", id: "end-confirm", "aria-describedby": "end-question", onclick: () => {
+            this.confirmingEnd = false;
+            this.sendConsole("end", { type: "end_session" });
+          } }, "Yes, end the session"),
+          h("button", { type: "button", class: "secondary", id: "end-cancel", onclick: () => {
+            this.confirmingEnd = false;
+            this.render();
+            $("#end-ask")?.focus();
+          } }, "Keep it going")]
+        : h("button", { type: "button", class: "danger", id: "end-ask", onclick: () => {
+          this.confirmingEnd = true;
+          this.render();
+          $("#end-confirm")?.focus();
+        } }, "End the session"),
+      this.consoleNote("end"));
   }
 
   /**
@@ -1366,10 +1614,11 @@ class Live {
         const select = h("select", { "aria-label": `Move ${member.name} to` },
           ...["none", "a", "b"].map((target) => h("option", { value: target, selected: target === key }, titles[target])));
         return h("li", {},
-          h("span", { class: `dot ${this.online.has(member.id) ? "on" : ""}`, "aria-hidden": "true" }), member.name, " ",
+          h("span", { class: `dot ${this.online.has(member.id) ? "on" : ""}`, "aria-hidden": "true" }), member.name,
+          member.id === this.me.id ? h("span", { class: "note" }, key === "none" ? " (you)" : " (you: its members see you there)") : null, " ",
           select,
           h("button", { type: "button", class: "secondary", "aria-label": `Move ${member.name}`, "data-key": `move-${member.id}`, onclick: () =>
-            this.send({ type: "move", member: member.id, caucus: select.value === "none" ? null : select.value }) }, "Move"),
+            this.sendConsole("rosters", { type: "move", member: member.id, caucus: select.value === "none" ? null : select.value }) }, "Move"),
           member.id === this.me.id ? null : h("details", { class: "more" },
             h("summary", {}, h("span", { class: "visually-hidden" }, `${member.name}: `), "More"),
             member.role === "member" ? h("button", {
@@ -1389,6 +1638,7 @@ class Live {
     return h("section", { class: "card", "aria-labelledby": "rosters-heading" },
       h("h3", { id: "rosters-heading" }, "Who is where"),
       h("p", { class: "note" }, "You see who sits where, never what a caucus says."),
+      this.consoleNote("rosters"),
       roster("none"), roster("a"), roster("b"));
   }
 

@@ -190,6 +190,7 @@ test("the end of the session discards every draft and says so", async () => {
   const round = await roundWithDrafts();
   const { facilitator, amara } = round;
   await facilitator.getByRole("button", { name: "End the session" }).click();
+  await facilitator.getByRole("button", { name: "Yes, end the session" }).click();
   await amara.locator("#phase", { hasText: "Ended" }).waitFor();
   await finishSentenceAndPressEnter(amara);
   // The caucus rooms are purged at the end (retention 0), so the sent text is gone too.

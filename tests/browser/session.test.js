@@ -98,6 +98,9 @@ test("a facilitator and three members go from invite to minutes", async () => {
 
   // Reconvene: the feedback panel shows each caucus's points, with no author.
   await facilitator.getByRole("button", { name: "Reconvene" }).click();
+  // The facilitator stays in the console through the reconvene, and goes to the plenary to read the feedback.
+  await facilitator.getByRole("button", { name: "Open the next round" }).waitFor();
+  await facilitator.getByRole("button", { name: "Plenary" }).click();
   for (const page of [facilitator, amara, bayo, dana]) {
     await page.locator("#feedback", { hasText: "A-carried: we want managers to name it first" }).waitFor();
     await page.locator("#feedback", { hasText: "B-carried: we stayed silent when it mattered" }).waitFor();
@@ -115,6 +118,7 @@ test("a facilitator and three members go from invite to minutes", async () => {
 
   // The end, and the minutes.
   await facilitator.getByRole("button", { name: "End the session" }).click();
+  await facilitator.getByRole("button", { name: "Yes, end the session" }).click();
   for (const page of [amara, bayo, dana]) await page.locator("#phase", { hasText: "Ended" }).waitFor();
   const [download] = await Promise.all([
     facilitator.waitForEvent("download"),
