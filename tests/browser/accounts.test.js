@@ -6,11 +6,10 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createRequire } from "node:module";
-import { createServer } from "node:net";
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { joinAs, launchBrowser, person, say, shot, startServer } from "./support.js";
+import { freePort, joinAs, launchBrowser, person, say, shot, startServer } from "./support.js";
 import { signInOnProviderPage, startOidcProvider } from "./providers/oidc.mjs";
 import { startSmtpSink } from "./providers/mail.mjs";
 
@@ -26,17 +25,6 @@ let mail;
 let origin;
 let port;
 
-/** A port free now: the server's address must be known before it starts, for the provider. */
-function freePort() {
-  return new Promise((done, fail) => {
-    const probe = createServer();
-    probe.once("error", fail);
-    probe.listen(0, "127.0.0.1", () => {
-      const { port: free } = probe.address();
-      probe.close(() => done(free));
-    });
-  });
-}
 
 before(async () => {
   browser = await launchBrowser();

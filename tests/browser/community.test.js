@@ -9,9 +9,8 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createRequire } from "node:module";
-import { createServer } from "node:net";
 import { readFileSync } from "node:fs";
-import { everSaw, launchBrowser, person, say, shot, startServer, watchFor } from "./support.js";
+import { everSaw, freePort, launchBrowser, person, say, shot, startServer, watchFor } from "./support.js";
 
 const require = createRequire(import.meta.url);
 
@@ -27,16 +26,6 @@ let browser;
 let server;
 let origin;
 
-function freePort() {
-  return new Promise((done, fail) => {
-    const probe = createServer();
-    probe.once("error", fail);
-    probe.listen(0, "127.0.0.1", () => {
-      const { port } = probe.address();
-      probe.close(() => done(port));
-    });
-  });
-}
 
 before(async () => {
   browser = await launchBrowser();

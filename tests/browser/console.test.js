@@ -33,6 +33,26 @@ function noDialogs(page) {
 }
 
 /**
+ * Chooses caucus A. The page re-renders as the welcome's replay and presence arrive just
+ * after joining; a click that lands on a button being replaced is lost, so the setup
+ * clicks again if the choice has not shown after a few seconds.
+ */
+async function chooseCaucusA(page) {
+  const chosen = page.getByText("Now: Racially minoritised caucus.");
+  const choose = page.getByRole("button", { name: "Choose Racially minoritised caucus" });
+  await choose.click();
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      await chosen.waitFor({ timeout: 5000 });
+      return;
+    } catch (err) {
+      if (attempt === 3) throw err;
+    }
+    if (await choose.isVisible()) await choose.click();
+  }
+}
+
+/**
  * A session with a facilitator (named "Facilitator" on the printed link, seated nowhere), optionally a co-facilitator (Bea),
  * and members seated in caucus A; the round is open unless `open` is false.
  */
@@ -66,8 +86,7 @@ async function session({ members = ["Amara"], coFacilitator = false, open = true
     const page = await person(browser);
     noDialogs(page);
     await joinAs(page, invite, name);
-    await page.getByRole("button", { name: "Choose Racially minoritised caucus" }).click();
-    await page.getByText("Now: Racially minoritised caucus.").waitFor();
+    await chooseCaucusA(page);
     people[name] = page;
   }
   if (open) {

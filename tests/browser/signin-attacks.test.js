@@ -6,11 +6,10 @@
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { createServer } from "node:net";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { startServer } from "./support.js";
+import { freePort, startServer } from "./support.js";
 import { startHostileIdp } from "./providers/hostile-idp.mjs";
 import { CookieJar, followSignIn, startOidcProvider } from "./providers/oidc.mjs";
 import { startSmtpSink } from "./providers/mail.mjs";
@@ -21,17 +20,6 @@ let real;
 let mail;
 const ADMIN = "root@example.org";
 
-/** A port that is free now: the server's redirect URIs must be known before it starts. */
-function freePort() {
-  return new Promise((done, fail) => {
-    const probe = createServer();
-    probe.once("error", fail);
-    probe.listen(0, "127.0.0.1", () => {
-      const { port } = probe.address();
-      probe.close(() => done(port));
-    });
-  });
-}
 
 const toml = (value) => JSON.stringify(value); // a TOML basic string is a JSON string
 

@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createInterface } from "node:readline";
+import { createServer } from "node:net";
 import { chromium } from "playwright-core";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -201,5 +202,18 @@ export async function releaseIncoming(page) {
     const held = window.__held ?? [];
     window.__held = null;
     for (const deliver of held) deliver();
+  });
+}
+
+/** A loopback port free now: for a server whose address must be known before it starts
+ * (an identity provider's redirect URIs name it). */
+export function freePort() {
+  return new Promise((done, fail) => {
+    const probe = createServer();
+    probe.once("error", fail);
+    probe.listen(0, "127.0.0.1", () => {
+      const { port } = probe.address();
+      probe.close(() => done(port));
+    });
   });
 }
