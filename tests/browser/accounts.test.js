@@ -5,15 +5,13 @@
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { createRequire } from "node:module";
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { freePort, joinAs, launchBrowser, person, say, shot, startServer } from "./support.js";
+import { freePort, joinAs, launchBrowser, person, say, shot, startServer, axeViolations } from "./support.js";
 import { signInOnProviderPage, startOidcProvider } from "./providers/oidc.mjs";
 import { startSmtpSink } from "./providers/mail.mjs";
 
-const require = createRequire(import.meta.url);
 
 // Tokens live the shortest time the server allows, so that "a day later" is a minute.
 const TOKEN_TTL_SECS = 60;
@@ -86,15 +84,6 @@ async function signInByEmail(page, email) {
   assert.ok(!page.url().includes("signin="), "the spent link is left in the address bar");
 }
 
-async function axeViolations(page) {
-  await page.addScriptTag({ path: require.resolve("axe-core/axe.min.js") });
-  const results = await page.evaluate(() => window.axe.run(document, {
-    runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"] },
-  }));
-  return results.violations
-    .filter((violation) => ["serious", "critical"].includes(violation.impact))
-    .map((violation) => `${violation.id}: ${violation.help} (${violation.nodes.map((node) => node.target.join(" ")).join(", ")})`);
-}
 
 async function online(page) {
   await page.getByRole("status").filter({ hasText: "Online" }).waitFor();

@@ -8,11 +8,9 @@
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { createRequire } from "node:module";
 import { readFileSync } from "node:fs";
-import { everSaw, freePort, launchBrowser, person, say, shot, startServer, watchFor } from "./support.js";
+import { everSaw, freePort, launchBrowser, person, say, shot, startServer, watchFor, axeViolations } from "./support.js";
 
-const require = createRequire(import.meta.url);
 
 const TERMS_V1 = "We meet monthly.\nWe listen before we answer.\n";
 const TERMS_V2 = "We meet monthly.\nWe listen before we answer.\nWhat is said in a caucus stays in it.\n";
@@ -59,15 +57,6 @@ async function openCommunity(page, id) {
   await page.locator("#community-heading").waitFor();
 }
 
-async function axeViolations(page) {
-  await page.addScriptTag({ path: require.resolve("axe-core/axe.min.js") });
-  const results = await page.evaluate(() => window.axe.run(document, {
-    runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"] },
-  }));
-  return results.violations
-    .filter((violation) => ["serious", "critical"].includes(violation.impact))
-    .map((violation) => `${violation.id}: ${violation.help} (${violation.nodes.map((node) => node.target.join(" ")).join(", ")})`);
-}
 
 /** `YYYY-MM-DDTHH:MM`, `days` from now, for a datetime-local box. */
 function daysFromNow(days) {

@@ -3,10 +3,8 @@
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { createRequire } from "node:module";
-import { joinAs, launchBrowser, person, say, startServer } from "./support.js";
+import { joinAs, launchBrowser, person, say, startServer, axeViolations } from "./support.js";
 
-const require = createRequire(import.meta.url);
 let browser;
 
 before(async () => { browser = await launchBrowser(); });
@@ -133,15 +131,6 @@ test("a member can do everything by keyboard alone", async () => {
   }
 });
 
-async function axeViolations(page) {
-  await page.addScriptTag({ path: require.resolve("axe-core/axe.min.js") });
-  const results = await page.evaluate(() => window.axe.run(document, {
-    runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"] },
-  }));
-  return results.violations
-    .filter((violation) => ["serious", "critical"].includes(violation.impact))
-    .map((violation) => `${violation.id}: ${violation.help} (${violation.nodes.map((node) => node.target.join(" ")).join(", ")})`);
-}
 
 test("axe finds no serious or critical accessibility violations, and the app fits a phone", async () => {
   const server = await startServer();
