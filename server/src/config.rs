@@ -133,6 +133,10 @@ pub struct Timeouts {
     pub write_secs: u64,
     /// How long shutdown waits for connections to close.
     pub shutdown_secs: u64,
+    /// How long a session with nobody connected stays loaded before its actor stops
+    /// (an ended one stops as soon as nobody is connected). It is loaded again from
+    /// the store when someone enters it, or when its time comes.
+    pub session_idle_secs: u64,
 }
 
 impl Default for Timeouts {
@@ -144,6 +148,7 @@ impl Default for Timeouts {
             ping_secs: 20,
             write_secs: 10,
             shutdown_secs: 10,
+            session_idle_secs: 300,
         }
     }
 }
@@ -411,6 +416,9 @@ impl Config {
         }
         if let Some(value) = var("CAUCUS_JWT_SECRET") {
             self.jwt_secret = Some(Secret(value.into_bytes()));
+        }
+        if let Some(value) = var("CAUCUS_SESSION_IDLE_SECS") {
+            self.timeouts.session_idle_secs = parse("CAUCUS_SESSION_IDLE_SECS", &value)?;
         }
         if let Some(value) = var("CAUCUS_TOKEN_TTL_SECS") {
             self.token_ttl_secs = parse("CAUCUS_TOKEN_TTL_SECS", &value)?;

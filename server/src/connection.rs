@@ -356,7 +356,7 @@ impl Connection {
                 (member, claims.exp)
             }
         };
-        let Some(session) = self.hub.session(&session_id) else {
+        let Some(session) = self.hub.session(&session_id).await else {
             return no_such_session();
         };
         if let Err(err) = session.connect(member.clone(), resume, self.outbox.clone()).await {

@@ -1,8 +1,10 @@
-//! The hub: every live session's handle, by id and by invite code, and the shared
-//! pieces connections need (auth, config, shutdown).
+//! The hub: the [`Directory`] of sessions, the starting of their actors when they are
+//! used, and the shared pieces connections need (auth, config, shutdown).
 //!
-//! The maps hold only handles. Callers clone a handle out and the map guard is dropped
-//! before any `.await`, so no lock is ever held across one.
+//! A session's actor runs only while the session is used: the hub starts it from the
+//! store when someone enters it or its time comes, and the actor stops itself when it
+//! has been idle. Listing sessions, checking who facilitates them and reading invites
+//! need no actor: the directory answers.
 
 use std::sync::Arc;
 
@@ -16,15 +18,20 @@ use rand::Rng;
 use rand::distr::Alphanumeric;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::info;
+use tracing::{debug, info, warn};
 
 use crate::accounts::Accounts;
 use crate::auth::Auth;
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::directory::{Directory, Listed};
 use crate::practice::Practice;
-use crate::session::{ActorSettings, JoinError, Refusal, Session, SessionHandle, SessionSetup};
-use crate::store::{SessionRecord, Store, StoredSession};
+use crate::session::{ActorSettings, JoinError, Listing, Refusal, Session, SessionHandle, SessionSetup};
+use crate::store::{ListedSession, SessionRecord, Store};
+
+/// How often the hub looks for unloaded sessions whose time has come (a round's end,
+/// an ended session's purge), and how far ahead it starts them.
+const WAKE_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// Why a hub operation failed. [`HubError::code`] maps each to its wire code.
 #[derive(Debug, thiserror::Error)]
@@ -80,16 +87,12 @@ pub struct Hub {
     accounts: Accounts,
     practice: Practice,
     clock: Clock,
-    sessions: DashMap<SessionId, SessionHandle>,
-    invites: DashMap<String, SessionId>,
-    /// Each session's current invite code: the other way round.
-    invite_codes: DashMap<SessionId, String>,
+    /// Every session, loaded or not.
+    directory: Arc<Directory>,
+    /// Held while a session is being loaded, so that it is loaded once.
+    loading: tokio::sync::Mutex<()>,
     /// Each person's rate limiter, shared by all their connections.
     member_rates: DashMap<MemberId, Arc<governor::DefaultDirectRateLimiter>>,
-    /// Who created each session, for the per-facilitator cap on live sessions.
-    created_by: DashMap<SessionId, MemberId>,
-    /// Sessions that take no guests: only signed-in people join them.
-    members_only: DashMap<SessionId, ()>,
     /// Cancelled once, at shutdown; every actor and connection watches it.
     shutdown: CancellationToken,
     /// Every actor and connection task is spawned on it so shutdown can wait for them.
@@ -123,11 +126,8 @@ impl Hub {
             accounts,
             practice,
             clock: Clock::start(),
-            sessions: DashMap::new(),
-            invites: DashMap::new(),
-            invite_codes: DashMap::new(),
-            created_by: DashMap::new(),
-            members_only: DashMap::new(),
+            directory: Arc::default(),
+            loading: tokio::sync::Mutex::new(()),
             member_rates: DashMap::new(),
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
@@ -195,9 +195,59 @@ impl Hub {
         self.member_rates.remove_if(member, |_, rate| Arc::strong_count(rate) == 1);
     }
 
-    /// The handle of a live session.
-    pub fn session(&self, id: &SessionId) -> Option<SessionHandle> {
-        self.sessions.get(id).map(|entry| entry.value().clone())
+    /// What is known of session `id`, without loading it.
+    pub fn listed(&self, id: &SessionId) -> Option<Listed> {
+        self.directory.get(id)
+    }
+
+    /// How many sessions are known, and how many are loaded.
+    pub fn session_counts(&self) -> (usize, usize) {
+        self.directory.counts()
+    }
+
+    /// The handle of session `id`'s actor, starting it from the store if it is not
+    /// running. `None` if there is no such session, or it cannot be read just now (the
+    /// reason is logged).
+    pub async fn session(&self, id: &SessionId) -> Option<SessionHandle> {
+        if let Some(handle) = self.directory.live(id) {
+            return Some(handle);
+        }
+        let listed = self.directory.get(id)?;
+        let _loading = self.loading.lock().await;
+        if let Some(handle) = self.directory.live(id) {
+            return Some(handle);
+        }
+        if self.shutdown.is_cancelled() {
+            return None;
+        }
+        let store = self.store.clone();
+        let wanted = id.clone();
+        let loaded = tokio::task::spawn_blocking(move || store.load_session(&wanted)).await;
+        let stored = match loaded {
+            Ok(Ok(Some(stored))) => stored,
+            Ok(Ok(None)) => {
+                warn!(session = %id, "a listed session is missing from the store");
+                return None;
+            }
+            Ok(Err(err)) => {
+                warn!(session = %id, error = %err, "cannot load a session from the store");
+                return None;
+            }
+            Err(err) => {
+                warn!(session = %id, error = %err, "loading a session failed");
+                return None;
+            }
+        };
+        let started = std::time::Instant::now();
+        let events = stored.events.len();
+        let mut session = Session::restore(self.setup(&stored.record));
+        for event in stored.events {
+            session.evolve(event);
+        }
+        let handle = self.start(session);
+        metrics::counter!(crate::metrics::SESSION_LOADS).increment(1);
+        debug!(session = %id, events, title = %listed.title, took = ?started.elapsed(), "session loaded");
+        Some(handle)
     }
 
     /// Creates a session with its plenary and two caucus rooms, and seats `facilitator`
@@ -210,11 +260,9 @@ impl Hub {
     ) -> Result<SessionCreated, HubError> {
         let cap = self.config.limits.sessions_per_facilitator;
         let live = self
-            .created_by
-            .iter()
-            .filter(|entry| *entry.value() == facilitator)
-            .filter(|entry| self.session(entry.key()).is_some_and(|session| !session.has_ended()))
-            .count();
+            .directory
+            .collect(|_, listed| (listed.created_by == facilitator && !listed.listing.ended()).then_some(()))
+            .len();
         if live >= cap {
             return Err(HubError::TooManySessions(cap));
         }
@@ -234,7 +282,11 @@ impl Hub {
         // be left without a facilitator.
         session.decide_join(&facilitator, &name, Role::Facilitator, None)?;
         self.store.create_session(&record).await.map_err(|_| HubError::Unavailable)?;
-        let handle = self.start(session, &record);
+        self.directory.insert(&record, Listing::default());
+        let handle = {
+            let _loading = self.loading.lock().await;
+            self.start(session)
+        };
         handle.join(facilitator.clone(), name, Role::Facilitator, None).await?;
         let (id, invite_code) = (record.id, record.invite_code);
         info!(session = %id, facilitator = %facilitator, "session created");
@@ -245,19 +297,61 @@ impl Hub {
         })
     }
 
-    /// Brings stored sessions back to life: each one's events are applied in the order
-    /// they were stored, then its actor starts, timers and all. A round whose deadline
-    /// passed while the server was down ends at once, as its settings say.
-    pub fn restore(&self, stored: Vec<StoredSession>) -> usize {
+    /// Lists the stored sessions, reading no events, and starts those whose time has
+    /// come (a round that ends soon or ended while the server was down, a purge that is
+    /// due); then keeps waking sessions as their time comes. A session stored before
+    /// listings were kept is listed once from its events.
+    pub async fn restore(
+        self: &Arc<Self>,
+        stored: Vec<ListedSession>,
+    ) -> Result<usize, crate::store::StoreError> {
         let count = stored.len();
-        for StoredSession { record, events } in stored {
-            let mut session = Session::restore(self.setup(&record));
-            for event in events {
-                session.evolve(event);
-            }
-            self.start(session, &record);
+        for ListedSession { record, listing } in stored {
+            let listing = match listing {
+                Some(listing) => listing,
+                None => {
+                    let Some(stored) = self.store.load_session(&record.id)? else { continue };
+                    let mut session = Session::restore(self.setup(&record));
+                    for event in stored.events {
+                        session.evolve(event);
+                    }
+                    let listing = Listing::of(&session);
+                    self.store.set_listing(&record.id, &listing).await?;
+                    listing
+                }
+            };
+            self.directory.insert(&record, listing);
         }
-        count
+        self.wake_due().await;
+        let hub = Arc::clone(self);
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(WAKE_EVERY) => hub.wake_due().await,
+                    () = shutdown.cancelled() => break,
+                }
+            }
+        });
+        Ok(count)
+    }
+
+    /// Starts every unloaded session whose time comes before the next look.
+    async fn wake_due(&self) {
+        let horizon = self.clock.now_ms() + WAKE_EVERY.as_millis() as u64;
+        let retention = self.retention_ms();
+        let due = self.directory.collect(|id, listed| {
+            listed.listing.wake_at(retention).filter(|at| *at <= horizon).map(|_| id.clone())
+        });
+        for id in due {
+            if self.directory.live(&id).is_none() && self.session(&id).await.is_some() {
+                debug!(session = %id, "session woken for its timer or purge");
+            }
+        }
+    }
+
+    fn retention_ms(&self) -> u64 {
+        u64::from(self.config.retention.caucus_transcript_days) * 24 * 60 * 60 * 1000
     }
 
     fn setup(&self, record: &SessionRecord) -> SessionSetup {
@@ -272,55 +366,45 @@ impl Hub {
         }
     }
 
-    /// Starts a session's actor and makes it findable by id and invite code.
-    fn start(&self, session: Session, record: &SessionRecord) -> SessionHandle {
+    /// Starts a session's actor and puts its handle in the directory. The caller holds
+    /// `loading`.
+    fn start(&self, session: Session) -> SessionHandle {
         let settings = ActorSettings {
             connections_per_member: self.config.limits.connections_per_member,
             replay_per_room: self.config.limits.replay_per_room,
             replay_bytes_per_room: self.config.limits.replay_bytes_per_room,
             outbound_bytes: self.config.limits.outbound_bytes,
             history_bytes: self.config.limits.history_bytes,
-            retention_ms: u64::from(self.config.retention.caucus_transcript_days) * 24 * 60 * 60 * 1000,
+            retention_ms: self.retention_ms(),
             // An event and an ack per command, and room to spare.
             max_batch: (self.config.limits.outbound_queue / 8).clamp(1, 256),
+            idle_after: std::time::Duration::from_secs(self.config.timeouts.session_idle_secs),
         };
+        let id = session.id().clone();
         let handle = SessionHandle::spawn(
             session,
             self.store.clone(),
             self.clock,
             settings,
+            self.directory.clone(),
             self.shutdown.clone(),
             &self.tracker,
         );
-        self.sessions.insert(record.id.clone(), handle.clone());
-        self.invites.insert(record.invite_code.clone(), record.id.clone());
-        self.invite_codes.insert(record.id.clone(), record.invite_code.clone());
-        self.created_by.insert(record.id.clone(), record.created_by.clone());
-        if !record.allow_guests {
-            self.members_only.insert(record.id.clone(), ());
-        }
+        self.directory.go_live(&id, handle.clone());
         handle
     }
 
     /// The sessions `who` facilitates, live ones first, then by title.
     pub async fn facilitated_by(&self, who: &MemberId) -> Vec<FacilitatedSession> {
-        let handles: Vec<SessionHandle> = self.sessions.iter().map(|entry| entry.value().clone()).collect();
-        let mut listed = Vec::new();
-        for handle in handles {
-            if handle.role_of(who.clone()).await != Some(Role::Facilitator) {
-                continue;
-            }
-            let Some(summary) = handle.summarize().await else { continue };
-            let code = self.invite_codes.get(handle.id()).map(|code| code.value().clone());
-            listed.push(FacilitatedSession {
-                session: handle.id().clone(),
-                title: summary.title,
-                phase: summary.phase,
-                invite_url: code
-                    .filter(|_| !summary.ended)
-                    .map(|code| self.link(handle.id(), code).invite_url),
-            });
-        }
+        let mut listed = self.directory.collect(|id, listed| {
+            listed.listing.facilitators.contains(who).then(|| FacilitatedSession {
+                session: id.clone(),
+                title: listed.title.clone(),
+                phase: listed.listing.phase,
+                invite_url: (!listed.listing.ended())
+                    .then(|| self.link(id, listed.invite_code.clone()).invite_url),
+            })
+        });
         listed.sort_by(|a, b| {
             (a.phase == Phase::Ended, &a.title, &a.session).cmp(&(
                 b.phase == Phase::Ended,
@@ -342,7 +426,7 @@ impl Hub {
         name: &str,
     ) -> Result<FacilitatorAdded, HubError> {
         self.facilitating(id, who).await?;
-        let session = self.session(id).ok_or(HubError::NotItsFacilitator)?;
+        let session = self.session(id).await.ok_or(HubError::Unavailable)?;
         if session.role_of(member.clone()).await != Some(Role::Facilitator) {
             session.join(member.clone(), name.to_owned(), Role::Facilitator, None).await?;
             info!(session = %id, facilitator = %member, by = %who, "co-facilitator added");
@@ -360,17 +444,14 @@ impl Hub {
     pub async fn seated_sessions(&self, seats: Vec<(SessionId, MemberId)>) -> Vec<MySession> {
         let mut listed = Vec::new();
         for (id, member) in seats {
-            let Some(handle) = self.session(&id) else { continue };
-            let Some(role) = handle.role_of(member).await else { continue };
-            let Some(summary) = handle.summarize().await else { continue };
-            let code = self.invite_codes.get(&id).map(|code| code.value().clone());
+            let Some(session) = self.directory.get(&id) else { continue };
+            let Some(role) = session.listing.role_of(&member) else { continue };
             listed.push(MySession {
-                invite_url: code
-                    .filter(|_| !summary.ended && role == Role::Facilitator)
-                    .map(|code| self.link(&id, code).invite_url),
+                invite_url: (!session.listing.ended() && role == Role::Facilitator)
+                    .then(|| self.link(&id, session.invite_code.clone()).invite_url),
                 session: id,
-                title: summary.title,
-                phase: summary.phase,
+                title: session.title,
+                phase: session.listing.phase,
                 role,
             });
         }
@@ -387,8 +468,7 @@ impl Hub {
     /// The current invite of session `id`, for one of its facilitators.
     pub async fn invite_link(&self, id: &SessionId, who: &MemberId) -> Result<InviteLink, HubError> {
         self.facilitating(id, who).await?;
-        let code =
-            self.invite_codes.get(id).map(|code| code.value().clone()).ok_or(HubError::NotItsFacilitator)?;
+        let code = self.directory.get(id).ok_or(HubError::NotItsFacilitator)?.invite_code;
         Ok(self.link(id, code))
     }
 
@@ -399,22 +479,16 @@ impl Hub {
         self.facilitating(id, who).await?;
         let code = random_token(10);
         self.store.set_invite(id, &code).await.map_err(|_| HubError::Unavailable)?;
-        if let Some(old) = self.invite_codes.insert(id.clone(), code.clone()) {
-            self.invites.remove(&old);
-        }
-        self.invites.insert(code.clone(), id.clone());
+        self.directory.set_invite(id, &code);
         info!(session = %id, facilitator = %who, "invite replaced");
         Ok(self.link(id, code))
     }
 
-    /// Refuses unless `who` is a facilitator of live session `id`; a session that does
-    /// not exist gets the same refusal.
+    /// Refuses unless `who` is a facilitator of session `id`; a session that does not
+    /// exist gets the same refusal.
     async fn facilitating(&self, id: &SessionId, who: &MemberId) -> Result<(), HubError> {
-        let session = self.session(id).ok_or(HubError::NotItsFacilitator)?;
-        match session.role_of(who.clone()).await {
-            Some(Role::Facilitator) => Ok(()),
-            _ => Err(HubError::NotItsFacilitator),
-        }
+        let session = self.directory.get(id).ok_or(HubError::NotItsFacilitator)?;
+        if session.listing.facilitators.contains(who) { Ok(()) } else { Err(HubError::NotItsFacilitator) }
     }
 
     fn link(&self, id: &SessionId, invite_code: String) -> InviteLink {
@@ -427,12 +501,12 @@ impl Hub {
 
     /// What an invite leads to, for the page people see before joining.
     pub async fn invite(&self, code: &str) -> Result<InviteInfo, HubError> {
-        let (id, handle) = self.invited_session(code)?;
-        let summary = handle.summarize().await.ok_or(HubError::ShuttingDown)?;
-        if summary.ended {
+        let id = self.directory.by_invite(code.trim()).ok_or(HubError::NoSuchInvite)?;
+        let session = self.directory.get(&id).ok_or(HubError::NoSuchInvite)?;
+        if session.listing.ended() {
             return Err(HubError::NoSuchInvite);
         }
-        Ok(InviteInfo { session: id, title: summary.title, ground_rules: summary.ground_rules })
+        Ok(InviteInfo { session: id, title: session.title, ground_rules: session.ground_rules })
     }
 
     /// Admits a guest by invite code and returns their token for this session.
@@ -442,8 +516,8 @@ impl Hub {
         name: &str,
         accepted_rules: Option<String>,
     ) -> Result<Joined, HubError> {
-        let (id, _) = self.invited_session(code)?;
-        if self.members_only.contains_key(&id) {
+        let id = self.directory.by_invite(code.trim()).ok_or(HubError::NoSuchInvite)?;
+        if self.directory.get(&id).is_some_and(|session| !session.allow_guests) {
             return Err(HubError::SignInRequired);
         }
         let member = MemberId::new(format!("m-{}", random_token(12))).expect("generated ids are valid");
@@ -460,7 +534,7 @@ impl Hub {
         name: &str,
         accepted_rules: Option<String>,
     ) -> Result<Joined, HubError> {
-        let (id, handle) = self.invited_session(code)?;
+        let (id, handle) = self.invited_session(code).await?;
         if handle.role_of(member.clone()).await.is_none() {
             handle.join(member.clone(), name.to_owned(), Role::Member, accepted_rules).await.map_err(
                 |err| match err {
@@ -482,7 +556,7 @@ impl Hub {
         name: &str,
         role: Role,
     ) -> Result<(), HubError> {
-        let handle = self.session(id).ok_or(HubError::NoSuchInvite)?;
+        let handle = self.session(id).await.ok_or(HubError::NoSuchInvite)?;
         if handle.role_of(member.clone()).await.is_none() {
             handle.join(member.clone(), name.to_owned(), role, None).await?;
             info!(session = %id, member = %member, "a community's person entered");
@@ -498,24 +572,22 @@ impl Hub {
         member: MemberId,
         asking: &MemberId,
     ) -> Result<(), String> {
-        let handle = self.session(id).ok_or_else(|| "the session is gone".to_owned())?;
+        let gone = || "the session is gone".to_owned();
+        let created_by = self.directory.get(id).ok_or_else(gone)?.created_by;
+        let handle = self.session(id).await.ok_or_else(gone)?;
         let by = if handle.role_of(asking.clone()).await == Some(Role::Facilitator) {
             asking.clone()
         } else {
-            self.created_by
-                .get(id)
-                .map(|entry| entry.value().clone())
-                .ok_or_else(|| "the session is gone".to_owned())?
+            created_by
         };
         handle.erase(by, member.clone()).await?;
         info!(session = %id, member = %member, "erased for a community");
         Ok(())
     }
 
-    fn invited_session(&self, code: &str) -> Result<(SessionId, SessionHandle), HubError> {
-        let id =
-            self.invites.get(code.trim()).map(|entry| entry.value().clone()).ok_or(HubError::NoSuchInvite)?;
-        let handle = self.session(&id).ok_or(HubError::NoSuchInvite)?;
+    async fn invited_session(&self, code: &str) -> Result<(SessionId, SessionHandle), HubError> {
+        let id = self.directory.by_invite(code.trim()).ok_or(HubError::NoSuchInvite)?;
+        let handle = self.session(&id).await.ok_or(HubError::Unavailable)?;
         Ok((id, handle))
     }
 }

@@ -12,7 +12,9 @@
 //! - [`auth`]: JWT issue and verify, and the origin allowlist.
 //! - [`session`]: the heart. `session::state` is the pure session state machine;
 //!   `session::actor` is the task that owns one session and fans its events out.
-//! - [`hub`]: live sessions by id and invite code.
+//! - [`directory`]: every session, loaded or not: its listing, invite code and, while
+//!   it is used, its actor.
+//! - [`hub`]: starts a session's actor from the store when it is used.
 //! - [`connection`]: one WebSocket: hello, read loop, bounded outbound queue, closes.
 //! - [`gate`]: the front gate: connection caps, and HTTP/1.1 with a deadline on every
 //!   phase.
@@ -31,6 +33,7 @@ pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod connection;
+pub mod directory;
 pub mod gate;
 pub mod http;
 pub mod hub;
@@ -97,7 +100,7 @@ impl Server {
     pub async fn bind_with_store(config: Config, store: Arc<dyn Store>) -> Result<Self, StartError> {
         let auth = Auth::from_config(&config)?;
         crate::metrics::handle();
-        let stored = store.load()?;
+        let stored = store.directory()?;
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| StartError::Bind { address: config.listen, source })?;
@@ -110,9 +113,10 @@ impl Server {
         };
         let accounts = Accounts::new(&config, account_db, &public_url)?;
         let hub = Arc::new(Hub::new(config, auth, store, accounts, public_url));
-        let restored = hub.restore(stored);
-        if restored > 0 {
-            info!(sessions = restored, "restored sessions from the store");
+        let listed = hub.restore(stored).await?;
+        if listed > 0 {
+            let (_, loaded) = hub.session_counts();
+            info!(sessions = listed, loaded, "listed the stored sessions; each loads when it is used");
         }
         let descriptors = gate::raise_descriptor_limit();
         let caps = Caps::from_config(hub.config(), descriptors);

@@ -12,8 +12,12 @@ pub const CONNECTIONS: &str = "caucus_connections";
 pub const HTTP_CONNECTIONS: &str = "caucus_gate_connections";
 /// Connections turned away at the gate, by reason: `full`, `address`, `busy`.
 pub const CONNECTIONS_REFUSED: &str = "caucus_gate_refused_total";
-/// Live sessions, by phase.
+/// Loaded sessions (those whose actor runs), by phase.
 pub const SESSIONS: &str = "caucus_sessions";
+/// Every session the server knows, loaded or not.
+pub const SESSIONS_KNOWN: &str = "caucus_sessions_known";
+/// Sessions loaded from the store because someone entered them or their time came.
+pub const SESSION_LOADS: &str = "caucus_session_loads_total";
 /// Frames received from clients.
 pub const FRAMES_IN: &str = "caucus_frames_in_total";
 /// Frames queued to clients.
@@ -53,7 +57,9 @@ fn declare() {
         "Open TCP connections at the gate, by state (pending: not yet welcomed)."
     );
     describe_counter!(CONNECTIONS_REFUSED, "Connections turned away at the gate, by reason.");
-    describe_gauge!(SESSIONS, "Live sessions in memory, by phase.");
+    describe_gauge!(SESSIONS, "Sessions loaded in memory (their actor runs), by phase.");
+    describe_gauge!(SESSIONS_KNOWN, "Every session the server knows, loaded or not.");
+    describe_counter!(SESSION_LOADS, "Sessions loaded from the store when entered or woken.");
     describe_counter!(FRAMES_IN, "Text frames received from clients.");
     describe_counter!(FRAMES_OUT, "Frames queued to clients.");
     describe_counter!(SLOW_CONSUMERS, "Connections closed 4008 because their queue was full.");
@@ -69,6 +75,8 @@ fn declare() {
     for phase in ["gathering", "caucusing", "reconvened", "ended"] {
         metrics::gauge!(SESSIONS, "phase" => phase).increment(0.0);
     }
+    metrics::gauge!(SESSIONS_KNOWN).set(0.0);
+    metrics::counter!(SESSION_LOADS).absolute(0);
     metrics::counter!(FRAMES_IN).absolute(0);
     metrics::counter!(FRAMES_OUT).absolute(0);
     metrics::counter!(SLOW_CONSUMERS).absolute(0);

@@ -17,6 +17,7 @@ mod facilitation;
 mod flow;
 mod fuzz_corpus;
 mod liveness;
+mod loading;
 mod model;
 mod practice;
 mod privacy;

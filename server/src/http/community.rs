@@ -98,19 +98,14 @@ pub(super) async fn page(
     let mut sessions = Vec::new();
     for row in practice.series(&id).await? {
         let Ok(session) = SessionId::new(row.session.clone()) else { continue };
-        let Some(summary) = (match hub.session(&session) {
-            Some(handle) => handle.summarize().await,
-            None => None,
-        }) else {
-            continue;
-        };
+        let Some(listed) = hub.listed(&session) else { continue };
         sessions.push(ScheduledSession {
             session,
             title: row.title,
             starts_at: row.starts_at,
             duration_minutes: row.duration_minutes,
             agenda: row.agenda,
-            phase: summary.phase,
+            phase: listed.listing.phase,
         });
     }
     let acceptance = if rules::sees_acceptance(role) { practice.acceptance(&id).await? } else { None };
@@ -413,7 +408,7 @@ async fn past_sessions(hub: &Hub, id: &str) -> Result<Vec<PastSession>, ApiFailu
     let mut sessions = Vec::new();
     for row in hub.practice().series(id).await? {
         let Ok(session) = SessionId::new(row.session.clone()) else { continue };
-        let Some(handle) = hub.session(&session) else { continue };
+        let Some(handle) = hub.session(&session).await else { continue };
         let Some(rounds) = handle.rounds().await else { continue };
         sessions.push(PastSession { session, title: row.title, starts_at: row.starts_at, rounds });
     }

@@ -596,7 +596,7 @@ async fn minutes(
     };
     let id = SessionId::new(id).map_err(|_| refused())?;
     let member = caller.member_in(&hub, &id).await?.ok_or_else(refused)?;
-    let session = hub.session(&id).ok_or_else(refused)?;
+    let session = hub.session(&id).await.ok_or_else(refused)?;
     let minutes = session.minutes(member).await.ok_or_else(refused)?;
     let filename = format!("attachment; filename=\"minutes-{}", minutes.session);
     match query.format.as_deref() {

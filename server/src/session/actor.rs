@@ -9,7 +9,6 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::extract::ws::Utf8Bytes;
 use caucus_protocol::api::Minutes;
@@ -22,8 +21,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, instrument, warn};
 
+use super::listing::Listing;
 use super::state::{Decision, Draft, Refusal, Session};
 use crate::clock::Clock;
+use crate::directory::Directory;
 use crate::outbox::{ConnectionId, Outbox};
 use crate::store::Store;
 
@@ -38,11 +39,9 @@ const PRESENCE_EVERY: std::time::Duration = std::time::Duration::from_millis(100
 pub struct SessionHandle {
     id: SessionId,
     /// Sent by connections and the hub; received only by the actor. The channel closes
-    /// when the actor stops, at shutdown.
+    /// when the actor stops: at shutdown, or once it has taken itself out of the
+    /// directory, when no handle but the directory's was left.
     requests: mpsc::Sender<Request>,
-    /// Set by the actor once the session has ended; read by the hub for the
-    /// per-facilitator cap on live sessions.
-    ended: Arc<AtomicBool>,
 }
 
 /// Why a connection could not enter a session.
@@ -70,19 +69,6 @@ impl ConnectError {
     }
 }
 
-/// What the invite page shows before someone joins.
-#[derive(Debug, Clone)]
-pub struct Summary {
-    /// The title.
-    pub title: String,
-    /// The ground rules.
-    pub ground_rules: Option<String>,
-    /// Whether the session has ended.
-    pub ended: bool,
-    /// Where the session is in its flow.
-    pub phase: caucus_protocol::Phase,
-}
-
 /// A request to a session actor.
 #[derive(Debug)]
 enum Request {
@@ -107,9 +93,6 @@ enum Request {
     Disconnect {
         member: MemberId,
         connection: ConnectionId,
-    },
-    Summarize {
-        reply: oneshot::Sender<Summary>,
     },
     Erase {
         by: MemberId,
@@ -141,18 +124,21 @@ pub enum JoinError {
 }
 
 impl SessionHandle {
-    /// Starts the actor for `session` on `tracker` and returns its handle.
+    /// Starts the actor for `session` on `tracker` and returns its handle. The caller
+    /// puts the handle in `directory`, from which the actor takes it out when it stops
+    /// for being idle.
     pub fn spawn(
         session: Session,
         store: Arc<dyn Store>,
         clock: Clock,
         settings: ActorSettings,
+        directory: Arc<Directory>,
         shutdown: CancellationToken,
         tracker: &tokio_util::task::TaskTracker,
     ) -> Self {
         let (requests, inbox) = mpsc::channel(REQUEST_QUEUE);
         let id = session.id().clone();
-        let ended = Arc::new(AtomicBool::new(session.ended_at().is_some()));
+        let listing = Listing::of(&session);
         let actor = SessionActor {
             session,
             store,
@@ -160,8 +146,10 @@ impl SessionHandle {
             settings,
             connections: HashMap::new(),
             inbox,
+            directory,
+            listing,
+            idle_since: tokio::time::Instant::now(),
             purge_retry_at: 0,
-            ended: ended.clone(),
             deferred: None,
             presence: BTreeMap::new(),
             presence_due: None,
@@ -169,12 +157,7 @@ impl SessionHandle {
             recent_acks: HashMap::new(),
         };
         tracker.spawn(actor.run(shutdown));
-        Self { id, requests, ended }
-    }
-
-    /// Whether the session has ended.
-    pub fn has_ended(&self) -> bool {
-        self.ended.load(Ordering::Relaxed)
+        Self { id, requests }
     }
 
     /// The session's id.
@@ -261,13 +244,6 @@ impl SessionHandle {
         answer.await.ok().flatten()
     }
 
-    /// The session's title and ground rules.
-    pub async fn summarize(&self) -> Option<Summary> {
-        let (reply, answer) = oneshot::channel();
-        self.send(Request::Summarize { reply }).await.ok()?;
-        answer.await.ok()
-    }
-
     async fn send(&self, request: Request) -> Result<(), ()> {
         self.requests.send(request).await.map_err(|_| ())
     }
@@ -291,6 +267,8 @@ pub struct ActorSettings {
     /// The most commands one batch takes. A batch's frames reach a busy sender all at
     /// once (its events and its acks), so this stays well under the outbound queue.
     pub max_batch: usize,
+    /// How long the session stays loaded with nobody connected and nothing due.
+    pub idle_after: std::time::Duration,
 }
 
 struct SessionActor {
@@ -302,10 +280,14 @@ struct SessionActor {
     connections: HashMap<MemberId, Vec<Outbox>>,
     /// Requests from connections and the hub.
     inbox: mpsc::Receiver<Request>,
+    /// Where the session is listed, and where its handle is while it runs.
+    directory: Arc<Directory>,
+    /// The session's listing as last stored.
+    listing: Listing,
+    /// When the actor last had something to do.
+    idle_since: tokio::time::Instant,
     /// After a failed purge, when to try again, in Unix milliseconds.
     purge_retry_at: u64,
-    /// Shared with the handles: whether the session has ended.
-    ended: Arc<AtomicBool>,
     /// A request taken from the inbox while gathering a batch, to handle next.
     deferred: Option<Request>,
     /// Presence changes not yet announced: each person's latest state.
@@ -356,7 +338,6 @@ enum Reply {
 enum Effect {
     Seat(MemberId, ServerMessage),
     Close(MemberId, u16, &'static str),
-    Ended,
 }
 
 /// Serializes a server message once, for any number of connections.
@@ -382,14 +363,26 @@ impl SessionActor {
                 }
             };
             let presence_due = self.presence_due;
+            let retire_at = self.retire_at();
             tokio::select! {
                 request = self.inbox.recv() => match request {
-                    Some(request) => self.handle(request).await,
+                    Some(request) => {
+                        self.handle(request).await;
+                        self.idle_since = tokio::time::Instant::now();
+                    }
                     None => break,
                 },
                 () = timer => {
                     self.tick().await;
                     self.purge_if_due().await;
+                    self.idle_since = tokio::time::Instant::now();
+                }
+                () = tokio::time::sleep_until(retire_at.unwrap_or_else(tokio::time::Instant::now)), if retire_at.is_some() => {
+                    if self.retire() {
+                        info!("session unloaded: nobody is in it");
+                        break;
+                    }
+                    self.idle_since = tokio::time::Instant::now();
                 }
                 () = tokio::time::sleep_until(presence_due.unwrap_or_else(tokio::time::Instant::now)), if presence_due.is_some() => {
                     self.announce_presence();
@@ -399,6 +392,33 @@ impl SessionActor {
         }
         self.report_phase(None);
         debug!("session actor stopped");
+    }
+
+    /// When the actor may stop, if nothing happens before: once nobody is connected,
+    /// nothing waits to be announced and no round timer runs, after `idle_after` (at
+    /// once for an ended session). A purge due days later does not keep it loaded: the
+    /// hub wakes it then.
+    fn retire_at(&self) -> Option<tokio::time::Instant> {
+        let busy = !self.connections.is_empty()
+            || self.deferred.is_some()
+            || self.presence_due.is_some()
+            || self.session.next_deadline().is_some()
+            || self.purge_due_at().is_some_and(|due| due <= self.clock.now_ms());
+        if busy {
+            return None;
+        }
+        let wait = if self.listing.ended() { std::time::Duration::ZERO } else { self.settings.idle_after };
+        Some(self.idle_since + wait)
+    }
+
+    /// Takes the actor's handle out of the directory if no one else holds it and no
+    /// request waits. Then no request can reach this actor any more, and the hub starts
+    /// a new one from the store when the session is next used.
+    fn retire(&mut self) -> bool {
+        let inbox = &self.inbox;
+        // Checked under the directory's lock: when the directory's is the only handle
+        // of this actor, nothing can be sent meanwhile.
+        self.directory.retire(self.session.id(), || inbox.sender_strong_count() == 1 && inbox.is_empty())
     }
 
     async fn handle(&mut self, request: Request) {
@@ -444,14 +464,6 @@ impl SessionActor {
             Request::RoleOf { member, reply } => {
                 let role = self.session.role_of(&member).filter(|_| !self.session.is_removed(&member));
                 let _ = reply.send(role);
-            }
-            Request::Summarize { reply } => {
-                let _ = reply.send(Summary {
-                    title: self.session.title().to_owned(),
-                    ground_rules: self.session.ground_rules().map(str::to_owned),
-                    ended: self.session.phase() == caucus_protocol::Phase::Ended,
-                    phase: self.session.phase(),
-                });
             }
         }
     }
@@ -661,18 +673,35 @@ impl SessionActor {
         acks.push_back(ack.clone());
     }
 
-    /// Appends events to the store, timing it. `false` if the store refused.
+    /// Appends events to the store, with the session's listing if they changed it,
+    /// timing it. `false` if the store refused.
     async fn append(&mut self, events: &[RoomEvent]) -> bool {
+        let listing = events
+            .iter()
+            .any(|event| Listing::may_change(&event.body))
+            .then(|| Listing::of(&self.session))
+            .filter(|listing| *listing != self.listing);
         let started = std::time::Instant::now();
-        let appended = self.store.append(self.session.id(), events).await;
+        let appended = self.store.append(self.session.id(), events, listing.as_ref()).await;
         metrics::histogram!(crate::metrics::STORE_COMMIT).record(started.elapsed().as_secs_f64());
         match appended {
-            Ok(()) => true,
+            Ok(()) => {
+                if let Some(listing) = listing {
+                    self.listed(listing);
+                }
+                true
+            }
             Err(err) => {
                 warn!(error = %err, events = events.len(), "store refused events; rebuilding from what is stored");
                 false
             }
         }
+    }
+
+    /// Notes the session's new listing, as stored, for the hub.
+    fn listed(&mut self, listing: Listing) {
+        self.directory.set_listing(self.session.id(), listing.clone());
+        self.listing = listing;
     }
 
     /// Puts the state back to exactly what the store holds.
@@ -684,6 +713,9 @@ impl SessionActor {
                     session.evolve(event);
                 }
                 self.session = session;
+                // What the store holds includes the listing it last took.
+                let listing = Listing::of(&self.session);
+                self.listed(listing);
             }
             Ok(None) => warn!("the store no longer has this session; keeping the state in memory"),
             Err(err) => warn!(error = %err, "could not reload the session after a refused write"),
@@ -804,6 +836,11 @@ impl SessionActor {
             Ok(()) => {
                 self.session.purge_private_rooms();
                 info!("purged the caucus transcripts and seats of an ended session");
+                let listing = Listing::of(&self.session);
+                // A stale wake-up time only wakes the session once for nothing.
+                if self.store.set_listing(self.session.id(), &listing).await.is_ok() {
+                    self.listed(listing);
+                }
             }
             Err(err) => {
                 warn!(error = %err, "could not purge an ended session; retrying in a minute");
@@ -882,7 +919,6 @@ impl SessionActor {
                 });
                 Some(Effect::Seat(member.clone(), ServerMessage::Seat { caucus: view }))
             }
-            EventBody::SessionEnded {} => Some(Effect::Ended),
             EventBody::Removed { member } => Some(Effect::Close(
                 member.clone(),
                 close::REMOVED,
@@ -902,7 +938,6 @@ impl SessionActor {
         match effect {
             Effect::Seat(member, message) => self.send_to_member(&member, &message),
             Effect::Close(member, code, reason) => self.close_member(&member, code, reason),
-            Effect::Ended => self.ended.store(true, Ordering::Relaxed),
         }
     }
 

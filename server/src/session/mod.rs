@@ -5,10 +5,12 @@
 
 mod actor;
 mod budget;
+mod listing;
 mod state;
 
 pub(crate) use actor::encode;
-pub use actor::{ActorSettings, ConnectError, JoinError, SessionHandle, Summary};
+pub use actor::{ActorSettings, ConnectError, JoinError, SessionHandle};
+pub use listing::Listing;
 pub use state::{
     Decision, Draft, ERASED, Refusal, Session, SessionCaps, SessionSetup, TextLimits, check_text,
     rules_digest,

@@ -469,6 +469,11 @@ impl Session {
         self.join_order.iter().filter_map(|id| self.active(id)).map(|person| &person.member)
     }
 
+    /// Everyone a facilitator removed, in join order.
+    pub fn removed(&self) -> impl Iterator<Item = &MemberId> {
+        self.join_order.iter().filter(|id| self.is_removed(id))
+    }
+
     /// A stored event, if `seq` is in range.
     pub fn event(&self, room: Room, seq: u64) -> Option<&RoomEvent> {
         let index = usize::try_from(seq.checked_sub(1)?).ok()?;

@@ -5,8 +5,9 @@
 //!   thread with group commit, WAL and `synchronous=FULL`.
 //! - [`MemoryStore`] keeps everything in memory, for tests that need no disk.
 //!
-//! Both can be loaded back at start-up: the server folds each session's events, in the
-//! order they were stored, back into its state.
+//! Start-up reads only each session's record and [`Listing`]. A session's events are
+//! read when someone enters it: the server folds them, in the order they were stored,
+//! back into its state.
 
 pub(crate) mod sqlite;
 
@@ -16,6 +17,8 @@ use std::sync::{Arc, Mutex};
 use caucus_protocol::{CaucusLabels, MemberId, Room, RoomEvent, SessionId, Settings};
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
+
+use crate::session::Listing;
 
 pub use sqlite::{SqliteOptions, SqliteStore, backup};
 
@@ -61,6 +64,16 @@ fn yes() -> bool {
     true
 }
 
+/// A stored session as start-up sees it: its record and its listing, not its events.
+#[derive(Debug, Clone)]
+pub struct ListedSession {
+    /// How it was created.
+    pub record: SessionRecord,
+    /// Its listing; `None` for a session stored before listings were kept, which the
+    /// server lists once from its events.
+    pub listing: Option<Listing>,
+}
+
 /// A stored session and its events, in the order they were appended.
 #[derive(Debug, Clone)]
 pub struct StoredSession {
@@ -82,11 +95,20 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         code: &'a str,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
 
-    /// Appends `events` to `session`, all or nothing. Returns once they are durable.
+    /// Appends `events` to `session`, all or nothing, with the session's new `listing`
+    /// if they changed it. Returns once they are durable.
     fn append<'a>(
         &'a self,
         session: &'a SessionId,
         events: &'a [RoomEvent],
+        listing: Option<&'a Listing>,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Replaces `session`'s listing. Returns once it is durable.
+    fn set_listing<'a>(
+        &'a self,
+        session: &'a SessionId,
+        listing: &'a Listing,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
 
     /// Deletes every event of `rooms` in `session`, leaving nothing readable behind in
@@ -118,14 +140,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         done()
     }
 
-    /// Every stored session with its events, for start-up.
-    fn load(&self) -> Result<Vec<StoredSession>, StoreError>;
+    /// Every stored session's record and listing, for start-up. Reads no events.
+    fn directory(&self) -> Result<Vec<ListedSession>, StoreError>;
 
-    /// One stored session with its events: what a session actor rebuilds from when a
-    /// batch it had applied could not be stored.
-    fn load_session(&self, id: &SessionId) -> Result<Option<StoredSession>, StoreError> {
-        Ok(self.load()?.into_iter().find(|stored| stored.record.id == *id))
-    }
+    /// One stored session with its events: what a session is started from when someone
+    /// enters it, and rebuilt from when a batch it had applied could not be stored.
+    /// Reads that session's rows only.
+    fn load_session(&self, id: &SessionId) -> Result<Option<StoredSession>, StoreError>;
 }
 
 /// Keeps everything in memory, for as long as the process lives.
@@ -137,6 +158,7 @@ pub struct MemoryStore {
 #[derive(Debug, Default)]
 struct MemoryInner {
     sessions: Vec<SessionRecord>,
+    listings: HashMap<SessionId, Listing>,
     events: HashMap<SessionId, Vec<RoomEvent>>,
     erasures: Vec<(MemberId, SessionId, u64)>,
 }
@@ -177,8 +199,22 @@ impl Store for MemoryStore {
         &'a self,
         session: &'a SessionId,
         events: &'a [RoomEvent],
+        listing: Option<&'a Listing>,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.lock().events.entry(session.clone()).or_default().extend_from_slice(events);
+        let mut inner = self.lock();
+        inner.events.entry(session.clone()).or_default().extend_from_slice(events);
+        if let Some(listing) = listing {
+            inner.listings.insert(session.clone(), listing.clone());
+        }
+        done()
+    }
+
+    fn set_listing<'a>(
+        &'a self,
+        session: &'a SessionId,
+        listing: &'a Listing,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.lock().listings.insert(session.clone(), listing.clone());
         done()
     }
 
@@ -220,15 +256,23 @@ impl Store for MemoryStore {
         done()
     }
 
-    fn load(&self) -> Result<Vec<StoredSession>, StoreError> {
+    fn directory(&self) -> Result<Vec<ListedSession>, StoreError> {
         let inner = self.lock();
         Ok(inner
             .sessions
             .iter()
-            .map(|record| StoredSession {
+            .map(|record| ListedSession {
                 record: record.clone(),
-                events: inner.events.get(&record.id).cloned().unwrap_or_default(),
+                listing: inner.listings.get(&record.id).cloned(),
             })
             .collect())
+    }
+
+    fn load_session(&self, id: &SessionId) -> Result<Option<StoredSession>, StoreError> {
+        let inner = self.lock();
+        Ok(inner.sessions.iter().find(|record| record.id == *id).map(|record| StoredSession {
+            record: record.clone(),
+            events: inner.events.get(id).cloned().unwrap_or_default(),
+        }))
     }
 }

@@ -20,7 +20,8 @@ use rusqlite::{Connection, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
-use super::{SessionRecord, Store, StoreError, StoredSession};
+use super::{ListedSession, SessionRecord, Store, StoreError, StoredSession};
+use crate::session::Listing;
 
 /// The most writes one transaction takes.
 const MAX_BATCH: usize = 256;
@@ -59,6 +60,8 @@ const MIGRATIONS: &[&str] = &[
     crate::practice::db::ACTIONS_SCHEMA,
     // 5: calendar feeds.
     crate::practice::db::FEEDS_SCHEMA,
+    // 6: each session's listing, so that start-up reads no events.
+    "ALTER TABLE sessions ADD COLUMN listing TEXT;",
 ];
 
 /// How to open the store.
@@ -78,13 +81,17 @@ pub struct SqliteStore {
     /// Sent by session actors and the hub; received by the writer thread.
     writes: mpsc::Sender<Write>,
     path: PathBuf,
+    /// A read connection, opened on first use: the writer thread owns its own.
+    reader: std::sync::Mutex<Option<Connection>>,
 }
 
 #[derive(Debug)]
 enum Work {
     CreateSession(SessionRecord),
     SetInvite(SessionId, String),
-    Append(SessionId, Vec<RoomEvent>),
+    /// Events, and the listing they changed, serialized.
+    Append(SessionId, Vec<RoomEvent>, Option<String>),
+    SetListing(SessionId, String),
     Purge(SessionId, Vec<Room>),
     Rewrite(SessionId, Vec<RoomEvent>),
     Erasure(MemberId, SessionId, u64),
@@ -168,7 +175,20 @@ impl SqliteStore {
             .name("caucus-store".into())
             .spawn(move || run_writer(connection, queue, batch))
             .map_err(|err| StoreError::new(format!("cannot start the store's writer: {err}")))?;
-        Ok(Self { writes, path: options.path })
+        Ok(Self { writes, path: options.path, reader: std::sync::Mutex::new(None) })
+    }
+
+    /// The read connection, opened if need be. Reads are short (one session's rows),
+    /// so they take turns.
+    fn read<T>(&self, query: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        let mut guard = self.reader.lock().unwrap_or_else(|poison| poison.into_inner());
+        let connection = match guard.take() {
+            Some(connection) => connection,
+            None => open_connection(&self.path, Duration::from_secs(5))?,
+        };
+        let result = query(&connection).map_err(StoreError::new);
+        *guard = Some(connection);
+        result
     }
 
     /// The database file.
@@ -293,7 +313,19 @@ fn apply(connection: &Connection, work: &Work) -> rusqlite::Result<()> {
                 params![session.as_str(), code],
             )?;
         }
-        Work::Append(session, events) => {
+        Work::SetListing(session, listing) => {
+            connection.execute(
+                "UPDATE sessions SET listing = ?2 WHERE id = ?1",
+                params![session.as_str(), listing],
+            )?;
+        }
+        Work::Append(session, events, listing) => {
+            if let Some(listing) = listing {
+                connection.execute(
+                    "UPDATE sessions SET listing = ?2 WHERE id = ?1",
+                    params![session.as_str(), listing],
+                )?;
+            }
             let mut insert = connection.prepare_cached(
                 "INSERT INTO events (session, room, seq, at, body) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
@@ -334,31 +366,45 @@ fn apply(connection: &Connection, work: &Work) -> rusqlite::Result<()> {
     Ok(())
 }
 
-fn load_all(connection: &Connection) -> rusqlite::Result<Vec<StoredSession>> {
-    let mut sessions = connection.prepare("SELECT record FROM sessions ORDER BY created_at, id")?;
-    let records: Vec<String> = sessions.query_map([], |row| row.get(0))?.collect::<rusqlite::Result<_>>()?;
+fn load_directory(connection: &Connection) -> rusqlite::Result<Vec<ListedSession>> {
+    let mut sessions = connection.prepare("SELECT record, listing FROM sessions ORDER BY created_at, id")?;
+    let rows =
+        sessions.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, Option<String>>(1)?)))?;
+    let mut listed = Vec::new();
+    for row in rows {
+        let (record, listing) = row?;
+        let record: SessionRecord = serde_json::from_str(&record).map_err(|err| bad_row(&err))?;
+        // A listing that does not decode is rebuilt from the events, like a missing one.
+        let listing = listing.and_then(|json| serde_json::from_str::<Listing>(&json).ok());
+        listed.push(ListedSession { record, listing });
+    }
+    Ok(listed)
+}
+
+fn load_one(connection: &Connection, id: &SessionId) -> rusqlite::Result<Option<StoredSession>> {
+    use rusqlite::OptionalExtension;
+    let record: Option<String> = connection
+        .query_row("SELECT record FROM sessions WHERE id = ?1", [id.as_str()], |row| row.get(0))
+        .optional()?;
+    let Some(record) = record else { return Ok(None) };
+    let record: SessionRecord = serde_json::from_str(&record).map_err(|err| bad_row(&err))?;
     let mut events =
         connection.prepare("SELECT room, seq, at, body FROM events WHERE session = ?1 ORDER BY id")?;
-    let mut loaded = Vec::with_capacity(records.len());
-    for json in records {
-        let record: SessionRecord = serde_json::from_str(&json).map_err(|err| bad_row(&err))?;
-        let rows = events.query_map([record.id.as_str()], |row| {
-            let room: String = row.get(0)?;
-            let seq: i64 = row.get(1)?;
-            let at: i64 = row.get(2)?;
-            let body: String = row.get(3)?;
-            Ok((room, seq, at, body))
-        })?;
-        let mut list = Vec::new();
-        for row in rows {
-            let (room, seq, at, body) = row?;
-            let room = Room::from_name(&room).ok_or_else(|| bad_row(&format!("unknown room {room}")))?;
-            let body: EventBody = serde_json::from_str(&body).map_err(|err| bad_row(&err))?;
-            list.push(RoomEvent { room, seq: seq as u64, at: at as u64, body });
-        }
-        loaded.push(StoredSession { record, events: list });
+    let rows = events.query_map([id.as_str()], |row| {
+        let room: String = row.get(0)?;
+        let seq: i64 = row.get(1)?;
+        let at: i64 = row.get(2)?;
+        let body: String = row.get(3)?;
+        Ok((room, seq, at, body))
+    })?;
+    let mut list = Vec::new();
+    for row in rows {
+        let (room, seq, at, body) = row?;
+        let room = Room::from_name(&room).ok_or_else(|| bad_row(&format!("unknown room {room}")))?;
+        let body: EventBody = serde_json::from_str(&body).map_err(|err| bad_row(&err))?;
+        list.push(RoomEvent { room, seq: seq as u64, at: at as u64, body });
     }
-    Ok(loaded)
+    Ok(Some(StoredSession { record, events: list }))
 }
 
 fn bad_row(err: &dyn std::fmt::Display) -> rusqlite::Error {
@@ -415,8 +461,19 @@ impl Store for SqliteStore {
         &'a self,
         session: &'a SessionId,
         events: &'a [RoomEvent],
+        listing: Option<&'a Listing>,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.submit(Work::Append(session.clone(), events.to_vec()))
+        let listing = listing.map(|listing| serde_json::to_string(listing).expect("listings serialize"));
+        self.submit(Work::Append(session.clone(), events.to_vec(), listing))
+    }
+
+    fn set_listing<'a>(
+        &'a self,
+        session: &'a SessionId,
+        listing: &'a Listing,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let listing = serde_json::to_string(listing).expect("listings serialize");
+        self.submit(Work::SetListing(session.clone(), listing))
     }
 
     fn purge<'a>(
@@ -448,10 +505,12 @@ impl Store for SqliteStore {
         self.submit(Work::Scrub)
     }
 
-    fn load(&self) -> Result<Vec<StoredSession>, StoreError> {
-        // A separate read connection: the writer thread owns its own.
-        let connection = open_connection(&self.path, Duration::from_secs(5))?;
-        load_all(&connection).map_err(StoreError::new)
+    fn directory(&self) -> Result<Vec<ListedSession>, StoreError> {
+        self.read(load_directory)
+    }
+
+    fn load_session(&self, id: &SessionId) -> Result<Option<StoredSession>, StoreError> {
+        self.read(|connection| load_one(connection, id))
     }
 }
 
@@ -505,13 +564,14 @@ mod tests {
         store.create_session(&session).await.unwrap();
         let events =
             [message(Room::Plenary, 1, "one"), message(Room::Caucus(caucus_protocol::Caucus::A), 1, "two")];
-        store.append(&session.id, &events).await.unwrap();
-        store.append(&session.id, &[message(Room::Plenary, 2, "three")]).await.unwrap();
+        store.append(&session.id, &events, None).await.unwrap();
+        store.append(&session.id, &[message(Room::Plenary, 2, "three")], None).await.unwrap();
         drop(store);
-        let loaded = open(&dir).load().unwrap();
-        assert_eq!(loaded.len(), 1);
-        assert_eq!(loaded[0].record, session);
-        let texts: Vec<_> = loaded[0]
+        let store = open(&dir);
+        assert_eq!(store.directory().unwrap().len(), 1);
+        let loaded = store.load_session(&session.id).unwrap().expect("stored");
+        assert_eq!(loaded.record, session);
+        let texts: Vec<_> = loaded
             .events
             .iter()
             .map(|event| match &event.body {
@@ -528,10 +588,10 @@ mod tests {
         let store = open(&dir);
         let session = record("s-1");
         store.create_session(&session).await.unwrap();
-        store.append(&session.id, &[message(Room::Plenary, 1, "one")]).await.unwrap();
+        store.append(&session.id, &[message(Room::Plenary, 1, "one")], None).await.unwrap();
         let again = [message(Room::Plenary, 2, "two"), message(Room::Plenary, 1, "dup")];
-        assert!(store.append(&session.id, &again).await.is_err());
-        assert_eq!(store.load().unwrap()[0].events.len(), 1);
+        assert!(store.append(&session.id, &again, None).await.is_err());
+        assert_eq!(store.load_session(&session.id).unwrap().unwrap().events.len(), 1);
     }
 
     #[tokio::test]
@@ -599,7 +659,7 @@ mod purge_tests {
             let from = MemberId::new("m-1").unwrap();
             let body = EventBody::Message { from, text, client_id: None };
             let event = RoomEvent { room: rooms[index], seq: heads[index], at: 10, body };
-            store.append(&session.id, &[event]).await.unwrap();
+            store.append(&session.id, &[event], None).await.unwrap();
         }
         store.purge(&session.id, &rooms[1..]).await.unwrap();
         let mut raw = Vec::new();

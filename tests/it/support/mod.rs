@@ -80,6 +80,15 @@ impl TestServer {
         Self::launch(config, data).await
     }
 
+    /// Like [`TestServer::restart`], doing `between` to the data folder while the server
+    /// is down.
+    pub async fn restart_with(self, between: impl FnOnce(&std::path::Path)) -> Self {
+        let (config, data) = (self.config.clone(), self.data.clone());
+        self.stop().await.expect("the server stops cleanly");
+        between(data.path());
+        Self::launch(config, data).await
+    }
+
     /// The data folder.
     pub fn data_dir(&self) -> &std::path::Path {
         self.data.path()
@@ -96,12 +105,8 @@ impl TestServer {
 
     /// Every event the store holds for `session`, read back from the store itself.
     pub fn stored_events(&self, session: &SessionId) -> Vec<RoomEvent> {
-        let sessions = self.hub.store().load().expect("the store loads");
-        sessions
-            .into_iter()
-            .find(|stored| stored.record.id == *session)
-            .map(|stored| stored.events)
-            .unwrap_or_default()
+        let stored = self.hub.store().load_session(session).expect("the store reads");
+        stored.map(|stored| stored.events).unwrap_or_default()
     }
 
     pub fn facilitator_token(&self, name: &str) -> String {
