@@ -14,15 +14,19 @@
 //!   and CPU per delivery.
 //! - `reconvene`: a session of 1,000 split across the caucuses, with 100 points; how
 //!   long until the last member has the reconvene and both caucuses' feedback.
+//! - `history`: a server started on data folders holding more and more history: time
+//!   to `/healthz`, memory before anyone connects, and the first welcome of a session
+//!   loaded from the store.
 //!
 //! - `report`: all of the above but the soak, written to `docs/benchmarks.md` with a
 //!   plot in `docs/benchmarks.svg`.
 //!
-//! `storm`, `soak`, `compare`, `reconvene` and `report` run the release `caucus` binary
+//! `storm`, `soak`, `compare`, `reconvene`, `history` and `report` run the release `caucus` binary
 //! in its own process: build it first with `cargo build --release --bin caucus`.
 
 mod ceiling;
 mod fanout;
+mod history;
 mod load;
 mod process;
 mod reconvene;
@@ -90,6 +94,15 @@ enum Scenario {
         /// Rounds, each opened, filled with points and reconvened.
         #[arg(long, default_value_t = 100)]
         runs: usize,
+    },
+    /// A server started on data folders holding more and more history.
+    History {
+        /// Stored events in each folder.
+        #[arg(long, value_delimiter = ',', default_value = "10000,100000,300000,1000000")]
+        events: Vec<usize>,
+        /// Events per session.
+        #[arg(long, default_value_t = 300)]
+        per_session: usize,
     },
     /// The ceiling server itself (started by `compare`).
     Ceiling {
@@ -191,6 +204,10 @@ async fn main() -> Result<()> {
             print!("{}", reconvene::run(members, points, runs).await?.table());
             Ok(())
         }
+        Scenario::History { events, per_session } => {
+            print!("{}", history::run(&events, per_session).await?);
+            Ok(())
+        }
         Scenario::Ceiling { listen } => ceiling::serve(listen).await,
         Scenario::Soak { minutes, sessions, members } => load::soak(minutes, sessions, members).await,
     }
@@ -224,6 +241,10 @@ async fn report(args: &CompareArgs, reconvene_runs: usize, quick: bool, out: &st
     let one_session = durable(1, 32, messages, runs).await?;
     eprintln!("report: reconnect storm");
     let storm = load::storm(storm_sessions, storm_members).await?;
+    eprintln!("report: history");
+    let (history_events, per_session): (&[usize], usize) =
+        if quick { (&[300], 30) } else { (&[10_000, 100_000, 300_000, 1_000_000], 300) };
+    let history = history::run(history_events, per_session).await?;
     let plot = out.with_extension("svg");
     report::plot(&comparison, &plan, &plot)?;
     let today = std::process::Command::new("date").arg("+%Y-%m-%d").output()?;
@@ -251,7 +272,15 @@ async fn report(args: &CompareArgs, reconvene_runs: usize, quick: bool, out: &st
          ## Reconnect storm\n\n\
          {storm_clients} clients in {storm_sessions} sessions of {storm_members} are welcomed; every \
          connection drops at once, with no close handshake, and every client reconnects at once \
-         with its resume cursors.\n\n{storm}",
+         with its resume cursors.\n\n{storm}\n\
+         ## History at start-up\n\n\
+         The release binary started on data folders holding more and more stored events, in \
+         sessions of {per_session} (nine in ten of them ended), against an empty folder (the \
+         first row). Start-up reads each session's listing, not its events: a session is \
+         loaded from the store when someone enters it. \"ready\" is the time from starting the \
+         process to the first answer from `/healthz`; the welcomes are of one session of \
+         {per_session} events in the folder, first loaded from the store, then already \
+         loaded.\n\n{history}",
         storm_clients = storm_sessions * storm_members,
         date = String::from_utf8_lossy(&today.stdout).trim(),
         minutes = started.elapsed().as_secs_f64() / 60.0,
