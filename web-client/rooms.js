@@ -30,7 +30,7 @@ export function roomBanner(live, room) {
     const names = (live.caucus?.members ?? []).map((id) => live.name(id));
     text = `${live.roomLabel(room)} — only its current members can read this: ${listNames(names) || "nobody yet"}.`;
   } else if (room === "console") {
-    text = "Facilitator console — only facilitators see this. It shows who is where and how many points each caucus has, never what a caucus says.";
+    text = "Facilitator console — only facilitators see this. It shows the people in each room and how many points each caucus has, never what a caucus says.";
   } else {
     text = `${live.roomLabel(room)} — only facilitators can read this.`;
   }
