@@ -12,6 +12,7 @@
 
 import { createSessionForm, field, h, page, announce, route, store, tokenClaims } from "./app.js";
 import { communityCards } from "./community.js";
+import { askInPlace } from "./confirm.js";
 
 /** The person signed in (the server's `Me`: account, roles, csrf, expires_at), or null. */
 let me = null;
@@ -270,15 +271,18 @@ function inviteBox(entry) {
   const box = h("input", { type: "text", id, readonly: true, value: entry.invite_url });
   const copy = h("button", { type: "button", class: "secondary", onclick: () => copyText(box, "Invite link copied.") },
     "Copy", h("span", { class: "visually-hidden" }, ` the invite link for ${entry.title}`));
-  const renew = h("button", { type: "button", class: "secondary", onclick: async () => {
-    if (!confirm(`Make a new invite link for “${entry.title}”? The old one stops working at once; people already in the session stay.`)) return;
+  const replace = async () => {
     try {
       box.value = (await api("POST", `/api/sessions/${encodeURIComponent(entry.session)}/invite`)).invite_url;
       announce(`A new invite link for ${entry.title} is ready. The old one no longer works.`);
     } catch (err) {
       announce(`Could not make a new invite link: ${err.message}`);
     }
-  } }, "New invite link", h("span", { class: "visually-hidden" }, ` for ${entry.title}`));
+  };
+  const renew = h("button", { type: "button", class: "secondary", onclick: () => askInPlace(renew, {
+    question: `Make a new invite link for “${entry.title}”? The old one stops working at once; people already in the session stay.`,
+    yes: "Yes, make a new link", no: "Keep this link", onConfirm: replace,
+  }) }, "New invite link", h("span", { class: "visually-hidden" }, ` for ${entry.title}`));
   return h("div", { class: "invite" }, h("label", { for: id, class: "visually-hidden" }, `Invite link for ${entry.title}`), box, copy, renew);
 }
 

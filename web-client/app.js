@@ -5,6 +5,9 @@
 
 import { Drafts, describeKinds, KINDS } from "./drafts.js";
 import { Outbox, effectRoom, isEffectOf, newClientId, renderOutbox, repeatable } from "./outbox.js";
+import { displayNames, roomBanner, tone, Unread } from "./rooms.js";
+import { renderBoard, timeLeft } from "./board.js";
+import { confirmable } from "./confirm.js";
 import {
   api, copyText, currentAccount, describePhase, forgetSignIn, hasGuestSeat, keepSeat, loadMe, loadSignInMethods,
   showAccount, showHome, showStart, signedIn, signInPanel, signInWithLink,
@@ -63,6 +66,13 @@ function setStatus(text, kind) {
   const status = $("#status");
   status.textContent = text;
   status.className = `status ${kind || ""}`;
+  setCountdownStatus("");
+}
+
+/** The seconds until the next reconnect, beside the status and outside its live region. */
+function setCountdownStatus(text) {
+  const element = $("#status-countdown");
+  if (element) element.textContent = text;
 }
 
 function time(ms) {
@@ -152,12 +162,30 @@ function rerender(container, render) {
   const typed = [...container.querySelectorAll("input[id], textarea[id]")]
     .filter((input) => !input.readOnly && input.type !== "checkbox" && !input.dataset.draftRoom)
     .map((input) => [input.id, input.value]);
-  container.replaceChildren(...render());
+  keepUnchanged(container, render());
   for (const [id, value] of typed) {
     const input = document.getElementById(id);
     if (input && !input.readOnly) input.value = value;
   }
   if (focusKey) container.querySelector(focusKey)?.focus();
+}
+
+/**
+ * Puts `next` in `container`, keeping each child that renders exactly as before: a
+ * button someone is pressing stays the same element, so a click that lands while events
+ * arrive (just after joining, say) is not lost to a re-render. A child that changed is
+ * replaced whole, so its controls and their handlers always belong together.
+ */
+function keepUnchanged(container, next) {
+  const old = [...container.childNodes];
+  next.forEach((child, index) => {
+    const node = child instanceof Node ? child : document.createTextNode(String(child));
+    const before = old[index];
+    if (!before) container.append(node);
+    else if (before.nodeType === Node.ELEMENT_NODE && node.nodeType === Node.ELEMENT_NODE && before.outerHTML === node.outerHTML) return;
+    else before.replaceWith(node);
+  });
+  for (const extra of old.slice(next.length)) extra.remove();
 }
 
 /**
@@ -224,7 +252,7 @@ export function createSessionForm(token) {
       h("label", { class: "inline" }, agreement, "A point carries only when another member agrees"),
       guests ? h("label", { class: "inline" }, guests, "Guests may join by name, without signing in") : null),
     error,
-    h("button", { type: "submit" }, "Create session"));
+    h("button", { type: "submit", class: "primary" }, "Create session"));
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     error.textContent = "";
@@ -286,7 +314,7 @@ async function showJoin(code) {
     invite.ground_rules ? [h("h3", {}, "Ground rules"), h("p", { class: "rules" }, invite.ground_rules)] : null,
     h("label", { class: "inline" }, accept, "I have read and accept the ground rules"),
     error,
-    h("button", { type: "submit" }, "Join"));
+    h("button", { type: "submit", class: "primary" }, "Join"));
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     error.textContent = "";
@@ -332,6 +360,8 @@ class Live {
     this.closedRooms = new Set(); // rooms whose round closed while offline
     this.reasons = []; // why the person's rooms changed, gathered while a frame is handled
     this.ownSeatCommands = new Set(); // client_ids of this person's own seat changes
+    this.unread = new Unread(); // messages in rooms the person is not looking at
+    this.confirm = { asking: null }; // the in-page question open, if any ("remove-<id>")
   }
 
   start() {
@@ -386,7 +416,11 @@ class Live {
   showReconnecting() {
     const left = Math.max(1, Math.ceil((this.reconnectAt - Date.now()) / 1000));
     const why = navigator.onLine === false ? "Offline: no network" : this.welcome ? "Connection lost" : "Cannot reach the server";
-    setStatus(`${why} — reconnecting in ${left} s`, "offline");
+    // The live region changes once, when the connection is lost; the seconds beside it
+    // count down unannounced, or a screen reader would read them every second.
+    const text = `${why} — reconnecting`;
+    if ($("#status").textContent !== text) setStatus(text, "offline");
+    setCountdownStatus(`in ${left} s`);
     if (this.reconnectButton) this.reconnectButton.hidden = false;
   }
 
@@ -724,7 +758,12 @@ class Live {
       this.rooms.delete(room);
       silenceAnnouncer();
     }
+    this.namesFor = null;
+    const ended = this.phase.name === "ended";
+    if (ended) this.forgetCaucusText();
     for (const cursor of welcome.rooms) {
+      // After the end a page keeps no caucus text, even while the server still has it.
+      if (ended && cursor.room.startsWith("caucus_")) continue;
       if (cursor.reset || !this.rooms.has(cursor.room)) this.rooms.set(cursor.room, new Map());
       this.replayUntil[cursor.room] = cursor.head;
     }
@@ -830,7 +869,15 @@ class Live {
   myRoom() { return this.seat ? `caucus_${this.seat}` : null; }
   readable(room) { return room === "console" ? this.isFacilitator() : this.rooms.has(room); }
   isFacilitator() { return this.me?.role === "facilitator"; }
-  name(id) { return this.members.get(id)?.name ?? "someone"; }
+  /** A member's name as shown everywhere: with a short tag when another member has the same name. */
+  name(id) {
+    if (this.namesFor !== this.members || this.namesSize !== this.members.size) {
+      this.shownNames = displayNames(this.members.values());
+      this.namesFor = this.members;
+      this.namesSize = this.members.size;
+    }
+    return this.shownNames.get(id) ?? "someone";
+  }
   roomLabel(room) {
     if (room === "caucus_a") return this.labels.a;
     if (room === "caucus_b") return this.labels.b;
@@ -842,20 +889,27 @@ class Live {
     if (!log || log.has(event.seq)) return; // a room we no longer read, or a duplicate
     log.set(event.seq, event);
     // The welcome's snapshot already holds the effect of replayed events.
-    if (event.seq > (this.replayUntil[event.room] ?? 0)) this.applyLive(event);
-    if (event.kind === "message" && event.from !== this.me.id && event.seq > (this.replayUntil[event.room] ?? 0)) {
-      announce(`${this.name(event.from)} in ${this.roomLabel(event.room)}: ${event.text}`);
+    const fresh = event.seq > (this.replayUntil[event.room] ?? 0);
+    if (fresh) this.applyLive(event);
+    const said = (event.kind === "message" || event.kind === "announcement") && event.from !== this.me.id;
+    if (fresh && said && event.room !== this.view && (event.room === "plenary" || event.room === this.myRoom())) {
+      this.unread.add(event.room);
+    }
+    if (fresh && event.kind === "message" && event.from !== this.me.id) {
+      const unread = this.unread.count(event.room);
+      announce(`${this.name(event.from)} in ${this.roomLabel(event.room)}: ${event.text}${unread ? ` (${unread} unread in ${this.roomLabel(event.room)})` : ""}`);
     }
     this.scheduleRender();
   }
 
   applyLive(event) {
     switch (event.kind) {
-      case "joined": this.members.set(event.member.id, event.member); break;
+      case "joined": this.members.set(event.member.id, event.member); this.namesFor = null; break;
       case "removed": this.members.delete(event.member); this.seats.delete(event.member); break;
       case "erased": {
         const member = this.members.get(event.member);
         if (member) member.name = "(erased)";
+        this.namesFor = null;
         for (const log of this.rooms.values()) for (const item of log.values()) {
           if ((item.kind === "message" || item.kind === "announcement") && item.from === event.member) item.text = "(erased)";
         }
@@ -882,7 +936,8 @@ class Live {
           ? `Round ${event.round} has started: you are now in ${this.labels[this.seat]}.`
           : `Round ${event.round} has started.${this.isFacilitator() ? "" : " Only facilitators post in the plenary until the caucuses reconvene."}`);
         break;
-      case "timer_warning": this.deadline = event.deadline; announce("The round ends soon."); break;
+      case "timer_warning": this.deadline = event.deadline; if (event.room === "plenary") announce("The round ends soon."); break;
+      case "time_up": if (event.room !== "facilitators" || !this.seat) announce("Time is up."); break;
       case "round_extended": this.deadline = event.deadline; announce("The round was extended."); break;
       case "reconvened": {
         const timeUp = event.time_up === true;
@@ -894,14 +949,18 @@ class Live {
         this.reasons.push(timeUp
           ? "Time is up: the caucuses have closed and everyone is back in the plenary."
           : "The caucuses have reconvened: everyone is back in the plenary.");
+        this.showFeedback = this.view === "plenary";
         break;
       }
       case "session_ended":
         this.phase = { name: "ended" };
         this.deadline = null;
+        if (this.view !== "console") this.view = "plenary";
+        this.forgetCaucusText();
         this.reasons.push("The session has ended. It is now read-only.");
         break;
       case "seated": this.seats.set(event.member, event.caucus); break;
+      case "feedback": if (this.view === "plenary") this.showFeedback = true; break;
       case "help_requested":
         if (event.room === "facilitators") announce(`${this.labels[event.caucus]} asks for a facilitator.`);
         break;
@@ -948,6 +1007,25 @@ class Live {
     }
   }
 
+  /**
+   * At the end of a session: what caucuses said leaves this page. Their messages and
+   * points go from memory and the screen, their unsent entries from session storage;
+   * their unsent drafts are discarded (with a notice) once this frame is handled. The
+   * plenary, with the points each caucus carried, stays.
+   */
+  forgetCaucusText() {
+    for (const room of ["caucus_a", "caucus_b"]) {
+      this.rooms.delete(room);
+      this.unread.clear(room);
+      delete this.replayUntil?.[room];
+    }
+    if (this.caucus) this.caucus = { ...this.caucus, points: [] };
+    this.editing = null;
+    this.withdrawnPlaces.clear();
+    for (const item of [...this.outbox.items]) if (item.room.startsWith("caucus_")) this.outbox.remove(item);
+    silenceAnnouncer();
+  }
+
   scheduleRender() {
     if (this.renderQueued) return;
     this.renderQueued = true;
@@ -975,12 +1053,47 @@ class Live {
       : this.phase.name === "ended" ? "Ended" : "Gathering";
     $("#phase").textContent = phase;
     $("#topic").textContent = this.topic ? `Topic: ${this.topic}` : "No topic yet";
+    this.unread.clear(this.view); // what is on screen is read
+    this.renderGroundRules();
     this.renderCountdown();
     this.renderNav();
     this.renderHelpAlerts();
+    this.renderEnded();
     this.renderRoom();
     this.renderOutbox();
     this.renderSide();
+    if (this.showFeedback && $("#feedback")) {
+      // After a reconvene the caucuses' feedback is what everyone turns to: on a phone
+      // it would start below the fold. After the frame, so that moving focus to the
+      // room's heading does not scroll it away again.
+      this.showFeedback = false;
+      requestAnimationFrame(() => $("#feedback")?.scrollIntoView({ block: "start" }));
+    }
+  }
+
+  /** The session's ground rules, one click away in the top bar for as long as the page is open. */
+  renderGroundRules() {
+    const rules = this.info.ground_rules;
+    const disclosure = $("#ground-rules");
+    if (!disclosure) return;
+    disclosure.hidden = !rules;
+    if ($("#ground-rules-text").textContent !== (rules ?? "")) $("#ground-rules-text").textContent = rules ?? "";
+  }
+
+  /** Once the session has ended: a clear view saying so, and what remains. */
+  renderEnded() {
+    const box = $("#ended");
+    if (!box) return;
+    const ended = this.phase.name === "ended";
+    box.hidden = !ended;
+    if (!ended || box.childElementCount) return;
+    const minutes = this.isFacilitator() || this.me.secretary;
+    box.append(
+      h("h2", {}, "This session has ended"),
+      h("p", {}, "It is read-only now. What was said in the caucuses has been removed from this page. "
+        + "The plenary and the points each caucus fed back remain."),
+      minutes ? h("button", { type: "button", class: "primary", onclick: () => this.downloadMinutes("markdown") }, "Download the minutes") : null,
+      h("p", {}, h("a", { href: "#start" }, "Leave the session")));
   }
 
   /** The outbox entries of the room on screen, each with its state. */
@@ -1010,7 +1123,7 @@ class Live {
       h("label", { for: "composer", id: "composer-label" }, "Message"),
       this.composer("plenary"),
       h("p", { id: "composer-note", class: "note" }, "Enter sends; Shift+Enter starts a new line."),
-      h("button", { type: "submit" }, "Send"),
+      h("button", { type: "submit", class: "primary" }, "Send"),
       h("p", { id: "flash", class: "error", role: "alert" }));
     form.addEventListener("submit", (event) => {
       event.preventDefault();
@@ -1024,12 +1137,18 @@ class Live {
       this.drafts.clear(room, "message");
       this.send({ type: "say", room, text });
     });
-    $("#main").replaceChildren(h("div", { class: "layout" },
+    $("#main").replaceChildren(
+      // On a phone the round's time stays in view while the page scrolls. The top bar
+      // has the same countdown for screen readers: this one is for the eye only.
+      h("div", { id: "round-timer", class: "round-timer", "aria-hidden": "true", hidden: true }),
+      h("section", { id: "ended", class: "card ended", role: "region", "aria-label": "The session has ended", hidden: true }),
+      h("div", { class: "layout" },
       h("nav", { class: "rooms", "aria-label": "Rooms" }, h("ul", { id: "room-list" })),
       h("section", { id: "room", "aria-labelledby": "room-heading" },
         h("div", { id: "help-alerts", class: "help-alerts", role: "region", "aria-label": "Requests for a facilitator", hidden: true }),
         h("div", { id: "notices", class: "notices", "aria-live": "polite" }),
         h("h2", { id: "room-heading", tabindex: -1 }),
+        h("p", { id: "room-banner", class: "room-banner" }),
         h("ol", { id: "messages", class: "messages", tabindex: 0, "aria-label": "Messages" }),
         h("div", { id: "console", hidden: true }),
         h("ul", { id: "outbox", class: "outbox", "aria-label": "What you sent", "aria-live": "polite", hidden: true }),
@@ -1049,22 +1168,42 @@ class Live {
   renderCountdown() {
     const element = $("#countdown");
     if (!element) return;
-    if (!this.deadline || this.phase?.name !== "caucusing") { element.textContent = ""; return; }
+    const phone = $("#round-timer");
+    const running = this.deadline && this.phase?.name === "caucusing";
+    if (phone) phone.hidden = !running;
+    if (!running) { element.textContent = ""; return; }
     const left = Math.max(0, Math.round((this.deadline - Date.now()) / 1000));
-    element.textContent = left > 0 ? `${Math.floor(left / 60)}:${String(left % 60).padStart(2, "0")} left` : "Time is up";
+    const text = timeLeft(this.deadline);
+    // Not a live region: the warning and the end are announced once each, by their events.
+    element.textContent = text;
     element.classList.toggle("warning", left <= 60);
+    if (phone) {
+      phone.textContent = `Round ${this.phase.round}: ${text}`;
+      phone.classList.toggle("warning", left <= 60);
+    }
+    const board = $("#board-time");
+    if (board) board.textContent = text;
   }
 
   renderNav() {
     const rooms = ["plenary"];
     if (this.myRoom() && this.rooms.has(this.myRoom())) rooms.push(this.myRoom());
     if (this.isFacilitator()) rooms.push("console");
-    $("#room-list").replaceChildren(...rooms.map((room) => h("li", {},
-      h("button", {
-        type: "button",
-        "aria-current": room === this.view ? "page" : false,
-        onclick: () => { this.view = room; this.render(); $("#room-heading").focus?.(); },
-      }, room === "console" ? "Facilitator console" : this.roomLabel(room)))));
+    keepUnchanged($("#room-list"), rooms.map((room) => {
+      const unread = this.unread.count(room);
+      return h("li", {},
+        h("button", {
+          type: "button",
+          class: `room-tab ${tone(room)}`,
+          "data-room": room,
+          "aria-current": room === this.view ? "page" : false,
+          // The count is the button's description, not its name: "Plenary" stays "Plenary".
+          "aria-describedby": unread ? `unread-${room}` : false,
+          onclick: () => { this.view = room; this.render(); $("#room-heading").focus?.(); },
+        }, room === "console" ? "Facilitator console" : this.roomLabel(room),
+        unread ? h("span", { class: "unread", "aria-hidden": "true" }, String(unread)) : null),
+        unread ? h("span", { id: `unread-${room}`, class: "visually-hidden" }, `${unread} unread`) : null);
+    }));
   }
 
   renderRoom() {
@@ -1072,6 +1211,8 @@ class Live {
     const heading = $("#room-heading");
     const form = $("#composer-form");
     const consoleView = $("#console");
+    const banner = roomBanner(this, room);
+    if ($("#room-banner").outerHTML !== banner.outerHTML) $("#room-banner").replaceWith(banner);
     if (room === "console") {
       heading.textContent = "Facilitator console";
       rerender(consoleView, () => this.renderConsole());
@@ -1112,7 +1253,7 @@ class Live {
       }
       case "announcement":
         return h("li", { class: "announcement" }, h("span", { class: "who" }, `Announcement from ${this.name(event.from)}:`), event.text, when);
-      case "joined": return h("li", { class: "notice" }, `${event.member.name} joined.`);
+      case "joined": return h("li", { class: "notice" }, `${this.members.has(event.member.id) ? this.name(event.member.id) : event.member.name} joined.`);
       case "topic_set": return h("li", { class: "notice" }, `Topic set: ${event.text}`);
       case "topic_proposed": return h("li", { class: "notice" }, `${this.name(event.proposal.by)} proposed a topic: ${event.proposal.text}`);
       case "caucuses_opened": return h("li", { class: "notice" }, `Round ${event.round} opened.`);
@@ -1481,7 +1622,7 @@ class Live {
   }
 
   renderConsole() {
-    const parts = [];
+    const parts = [renderBoard(this, time)];
     if (this.invite === undefined) this.loadInvite();
     const invite = this.invite;
     if (invite?.invite_url) {
@@ -1489,9 +1630,11 @@ class Live {
       parts.push(h("section", { class: "card" }, h("h3", {}, "Invite link"),
         h("div", { class: "invite" }, h("label", { for: "invite-link", class: "visually-hidden" }, "Invite link"), box,
           h("button", { type: "button", onclick: () => copyText(box, "Invite link copied.") }, "Copy")),
-        h("button", { type: "button", class: "secondary", onclick: () => {
-          if (confirm("Make a new invite link? The old one stops working at once; people already in the session stay.")) this.loadInvite(true);
-        } }, "New invite link")));
+        confirmable(this.confirm, {
+          key: "new-invite", label: "New invite link", yes: "Yes, make a new link", no: "Keep this link",
+          question: "Make a new invite link? The old one stops working at once; people already in the session stay.",
+          onConfirm: () => this.loadInvite(true), redraw: () => this.render(),
+        })));
     } else if (invite?.error) {
       parts.push(h("section", { class: "card" }, h("h3", {}, "Invite link"), h("p", { class: "error", role: "alert" }, invite.error)));
     }
@@ -1504,14 +1647,16 @@ class Live {
       parts.push(h("section", { class: "card", "aria-labelledby": "round-heading" }, h("h3", { id: "round-heading" }, "Round"),
         round === null
           ? h("div", { class: "row" }, h("div", {}, h("label", { for: "duration" }, "Length in minutes (empty for no timer)"), minutes),
-            h("button", { type: "button", onclick: () => {
+            h("button", { type: "button", class: "primary", onclick: () => {
               const value = parseInt(minutes.value, 10);
               this.sendConsole("round", { type: "open_caucuses", duration_secs: Number.isFinite(value) && value > 0 ? value * 60 : null });
             } }, this.phase.name === "reconvened" ? "Open the next round" : "Open the caucuses"))
           : [h("div", { class: "row" }, h("div", {}, h("label", { for: "extend" }, "Add minutes"), extend),
               this.deadline ? h("button", { type: "button", class: "secondary",
                 onclick: () => this.sendConsole("round", { type: "extend_round", secs: Math.max(1, parseInt(extend.value, 10) || 5) * 60 }) }, "Extend") : null),
-            h("button", { type: "button", onclick: () => this.sendConsole("round", { type: "reconvene", round }) }, "Reconvene")],
+            // During a round, Reconvene is the console's one primary action. Its round is in
+            // the markup, so a kept button never reconvenes an earlier round.
+            h("button", { type: "button", class: "primary", "data-round": round, onclick: () => this.sendConsole("round", { type: "reconvene", round }) }, "Reconvene")],
         this.consoleNote("round")));
       const broadcast = h("input", { type: "text", id: "broadcast", maxlength: 4000 });
       const broadcastForm = h("form", { class: "row" },
@@ -1551,7 +1696,7 @@ class Live {
       h("h3", { id: "end-heading" }, "End the session"),
       asking
         ? [h("p", { id: "end-question" }, "End the session for everyone? It becomes read-only, and no round can be opened again."),
-          h("button", { type: "button", class: "danger", id: "end-confirm", "aria-describedby": "end-question", onclick: () => {
+          h("button", { type: "button", class: "danger filled", id: "end-confirm", "aria-describedby": "end-question", onclick: () => {
             this.confirmingEnd = false;
             this.sendConsole("end", { type: "end_session" });
           } }, "Yes, end the session"),
@@ -1611,28 +1756,36 @@ class Live {
     const roster = (key) => h("div", {},
       h("h4", {}, `${titles[key]} (${groups[key].length})`),
       groups[key].length ? h("ul", { class: "people" }, ...groups[key].map((member) => {
-        const select = h("select", { "aria-label": `Move ${member.name} to` },
+        const select = h("select", { "aria-label": `Move ${this.name(member.id)} to` },
           ...["none", "a", "b"].map((target) => h("option", { value: target, selected: target === key }, titles[target])));
+        const name = this.name(member.id);
+        const asking = this.confirm.asking?.endsWith(`-${member.id}`);
         return h("li", {},
-          h("span", { class: `dot ${this.online.has(member.id) ? "on" : ""}`, "aria-hidden": "true" }), member.name,
+          h("span", { class: `dot ${this.online.has(member.id) ? "on" : ""}`, "aria-hidden": "true" }), name,
           member.id === this.me.id ? h("span", { class: "note" }, key === "none" ? " (you)" : " (you: its members see you there)") : null, " ",
           select,
-          h("button", { type: "button", class: "secondary", "aria-label": `Move ${member.name}`, "data-key": `move-${member.id}`, onclick: () =>
+          h("button", { type: "button", class: "secondary", "aria-label": `Move ${name}`, "data-key": `move-${member.id}`, onclick: () =>
             this.sendConsole("rosters", { type: "move", member: member.id, caucus: select.value === "none" ? null : select.value }) }, "Move"),
-          member.id === this.me.id ? null : h("details", { class: "more" },
-            h("summary", {}, h("span", { class: "visually-hidden" }, `${member.name}: `), "More"),
+          // Open while one of its questions is asked: a re-render must not fold it away.
+          member.id === this.me.id ? null : h("details", { class: "more", open: asking },
+            h("summary", {}, h("span", { class: "visually-hidden" }, `${name}: `), "More"),
             member.role === "member" ? h("button", {
               type: "button", class: "secondary", "data-key": `secretary-${member.id}`,
               onclick: () => this.send({ type: "set_secretary", member: member.id, secretary: !member.secretary }),
             }, member.secretary ? "Stop being secretary" : "Make secretary") : null,
-            h("button", { type: "button", class: "danger", onclick: () => {
-              if (confirm(`Remove ${member.name} from the session?`)) this.send({ type: "remove", member: member.id });
-            } }, "Remove from session"),
-            h("button", { type: "button", class: "danger", onclick: () => {
-              if (confirm(`Erase ${member.name}'s name and words from this session? This cannot be undone.`)) {
-                this.send({ type: "erase_member", member: member.id });
-              }
-            } }, "Erase their data")),
+            h("div", { class: "danger-actions" },
+              confirmable(this.confirm, {
+                key: `remove-${member.id}`, label: "Remove from session", ariaLabel: `Remove ${name} from the session`, danger: true,
+                question: `Remove ${name} from the session? They can no longer join it with their link.`,
+                yes: `Yes, remove ${name}`, no: "Keep them",
+                onConfirm: () => this.sendConsole("rosters", { type: "remove", member: member.id }), redraw: () => this.render(),
+              }),
+              confirmable(this.confirm, {
+                key: `erase-${member.id}`, label: "Erase their data", ariaLabel: `Erase ${name}'s data`, danger: true,
+                question: `Erase ${name}'s name and words from this session? This cannot be undone.`,
+                yes: `Yes, erase ${name}'s data`, no: "Keep their data",
+                onConfirm: () => this.sendConsole("rosters", { type: "erase_member", member: member.id }), redraw: () => this.render(),
+              }))),
           member.secretary ? h("span", { class: "note" }, " · secretary") : null);
       })) : h("p", { class: "empty" }, "Nobody."));
     return h("section", { class: "card", "aria-labelledby": "rosters-heading" },

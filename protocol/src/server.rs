@@ -315,6 +315,16 @@ pub enum EventBody {
         /// The facilitator who answered.
         by: MemberId,
     },
+    /// Facilitators: how many live points a caucus holds now, after one was added,
+    /// withdrawn or brought back, or after the round's points were carried. It carries
+    /// the count only, never a point's text or who wrote it, so that a facilitator
+    /// outside the caucus can follow its progress without reading it.
+    PointsCounted {
+        /// The caucus.
+        caucus: Caucus,
+        /// Its live points now.
+        count: u32,
+    },
     /// A caucus room: a point was flagged or written.
     PointAdded {
         /// The point.

@@ -220,6 +220,7 @@ fn every_command_and_event_kind_has_an_example() {
         "point_restored",
         "points_reordered",
         "point_agreed",
+        "points_counted",
         "erased",
     ];
     for event in events {

@@ -146,6 +146,11 @@ test("co-chairs, a member and a guest sign in, and a day later are the same peop
     await bea.getByRole("heading", { name: "Your sessions" }).waitFor();
     await bea.locator(".sessions li", { hasText: title }).filter({ hasText: "you facilitate" }).waitFor();
     assert.equal(await bea.getByLabel(`Invite link for ${title}`).inputValue(), invite, "a co-chair's start page has the invite");
+    // Replacing the link asks first, on the page, not in a browser dialog: here Bea keeps it.
+    await bea.getByRole("button", { name: `New invite link for ${title}` }).click();
+    await bea.getByText(`Make a new invite link for “${title}”?`).waitFor();
+    await bea.getByRole("button", { name: "Keep this link" }).click();
+    assert.equal(await bea.getByLabel(`Invite link for ${title}`).inputValue(), invite, "keeping the link replaced it");
     await bea.getByRole("link", { name: title }).click();
     await online(bea);
     await bea.getByRole("button", { name: "Facilitator console" }).waitFor();

@@ -33,23 +33,12 @@ function noDialogs(page) {
 }
 
 /**
- * Chooses caucus A. The page re-renders as the welcome's replay and presence arrive just
- * after joining; a click that lands on a button being replaced is lost, so the setup
- * clicks again if the choice has not shown after a few seconds.
+ * Chooses caucus A. Right after joining, the page renders again as the welcome's replay
+ * and presence arrive; the button stays the same element through that, so one click is enough.
  */
 async function chooseCaucusA(page) {
-  const chosen = page.getByText("Now: Racially minoritised caucus.");
-  const choose = page.getByRole("button", { name: "Choose Racially minoritised caucus" });
-  await choose.click();
-  for (let attempt = 1; ; attempt += 1) {
-    try {
-      await chosen.waitFor({ timeout: 5000 });
-      return;
-    } catch (err) {
-      if (attempt === 3) throw err;
-    }
-    if (await choose.isVisible()) await choose.click();
-  }
+  await page.getByRole("button", { name: "Choose Racially minoritised caucus" }).click();
+  await page.getByText("Now: Racially minoritised caucus.").waitFor();
 }
 
 /**

@@ -170,6 +170,7 @@ test("a new invite link from the console shuts the old one at once, and the faci
     const facilitator = await person(browser);
     const old = await createSession(facilitator, server, "Invites");
     await facilitator.getByRole("button", { name: "New invite link" }).click();
+    await facilitator.getByRole("button", { name: "Yes, make a new link" }).click();
     const box = facilitator.locator("#invite-link");
     await facilitator.waitForFunction((before) => document.querySelector("#invite-link")?.value !== before, old);
     const fresh = await box.inputValue();

@@ -6,8 +6,8 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import {
-  everSaw, holdIncoming, joinAs, launchBrowser, makeConnectionControllable, person, recordSentFrames, releaseIncoming,
-  say, startServer, watchFor,
+  cutConnection, everSaw, holdIncoming, joinAs, launchBrowser, makeConnectionControllable, person, recordSentFrames,
+  releaseIncoming, say, startServer, watchFor,
 } from "./support.js";
 
 let browser;
@@ -188,8 +188,8 @@ test("a lost network or a stalled connection shows within seconds, counts down a
     // The countdown moves each second.
     const seen = new Set();
     for (let i = 0; i < 8 && seen.size < 2; i += 1) {
-      const status = await amara.locator("#status").textContent();
-      if (/reconnecting in \d+ s/.test(status)) seen.add(status);
+      const status = await amara.locator(".status-line").textContent();
+      if (/reconnecting\s*in \d+ s/.test(status)) seen.add(status);
       await amara.waitForTimeout(700);
     }
     assert.ok(seen.size >= 2, `the reconnect countdown did not move: ${[...seen]}`);
@@ -246,6 +246,77 @@ test("a caucus message waiting while offline is dropped with a notice after a re
     const stored = await amara.evaluate(() => JSON.stringify({ ...sessionStorage }) + JSON.stringify({ ...localStorage }));
     assert.ok(!stored.includes(secret), "the caucus text is left in the browser's storage");
     for (const page of [facilitator, pat]) assert.equal(await everSaw(page, secret), false);
+  } finally {
+    await server.stop();
+  }
+});
+
+test("a message waiting when the page is reloaded is kept, and delivered once after the reload", async () => {
+  const server = await startServer();
+  try {
+    const facilitator = await person(browser);
+    const invite = await createSession(facilitator, server, "Reload");
+    const amara = await person(browser);
+    const bayo = await person(browser);
+    await makeConnectionControllable(amara);
+    await joinAs(amara, invite, "Amara");
+    await joinAs(bayo, invite, "Bayo");
+
+    await cutConnection(amara);
+    await amara.locator("#status", { hasText: notOnline }).waitFor();
+    await amara.locator("#composer").fill("typed before the reload");
+    await amara.locator("#composer").press("Enter");
+    await assertWaiting(amara, "typed before the reload");
+    assert.equal(await amara.locator("#composer").inputValue(), "", "the box still holds what the outbox keeps");
+
+    // A reload brings the connection back (the cut lives in the old page only).
+    await amara.reload();
+    await amara.getByRole("status").filter({ hasText: "Online" }).waitFor();
+    await assertSent(amara, "typed before the reload");
+    await bayo.locator("#messages li", { hasText: "typed before the reload" }).waitFor();
+    await amara.reload();
+    await amara.getByRole("status").filter({ hasText: "Online" }).waitFor();
+    await amara.locator("#messages li", { hasText: "typed before the reload" }).waitFor();
+    for (const page of [amara, bayo]) {
+      assert.equal(await page.locator("#messages li", { hasText: "typed before the reload" }).count(), 1, "delivered more than once");
+    }
+    assert.equal(await amara.locator("#outbox li").count(), 0, "a delivered entry came back after a reload");
+  } finally {
+    await server.stop();
+  }
+});
+
+test("a refused entry offers Retry, which sends it again with the same client_id, and Discard, which forgets it", async () => {
+  const server = await startServer();
+  try {
+    const facilitator = await person(browser);
+    const invite = await createSession(facilitator, server, "Retry");
+    const amara = await person(browser);
+    recordSentFrames(amara);
+    await joinAs(amara, invite, "Amara");
+
+    // Longer than the server takes: the box's own limit does not stop a script.
+    const long = `too long ${"x".repeat(4000)}`;
+    await amara.locator("#composer").evaluate((box, text) => {
+      box.value = text;
+      box.dispatchEvent(new Event("input"));
+    }, long);
+    await amara.locator("#composer").press("Enter");
+    const failed = amara.locator('#outbox li[data-state="failed"]', { hasText: "too long" });
+    await failed.waitFor();
+    await failed.filter({ hasText: "longer than" }).waitFor();
+    const id = await failed.getAttribute("data-client-id");
+    const sends = () => amara.sentFrames.filter((frame) => frame.includes(`"client_id":"${id}"`)).length;
+    assert.equal(sends(), 1);
+
+    await failed.getByRole("button", { name: "Retry" }).click();
+    while (sends() < 2) await amara.waitForTimeout(100); // the test's own timeout ends a Retry that sends nothing
+    await amara.locator('#outbox li[data-state="failed"]', { hasText: "too long" }).waitFor();
+    assert.equal(sends(), 2, "Retry sent the entry more than once");
+
+    await amara.locator("#outbox li").getByRole("button", { name: "Discard" }).click();
+    await amara.locator("#outbox li").waitFor({ state: "detached" });
+    assert.ok(!(await amara.evaluate(() => JSON.stringify(sessionStorage))).includes("too long"), "a discarded entry stays in storage");
   } finally {
     await server.stop();
   }

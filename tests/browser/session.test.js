@@ -81,11 +81,19 @@ test("a facilitator and three members go from invite to minutes", async () => {
   await amara.getByLabel("Write a point").fill("A-carried: time to talk without explaining ourselves");
   await amara.getByRole("button", { name: "Add point" }).click();
   await bayo.locator("#points li", { hasText: "time to talk without explaining" }).waitFor();
+  await amara.locator("#room-banner", { hasText: "only its current members can read this" }).waitFor();
   await shot(amara, "caucus");
+  await amara.setViewportSize({ width: 390, height: 844 });
+  await shot(amara, "caucus-phone");
+  await amara.setViewportSize({ width: 1280, height: 860 });
 
-  // The facilitator sees who is where, never what is said.
+  // The facilitator sees who is where and how many points each caucus has, never what is said.
   await facilitator.getByText("Who is where").waitFor();
+  await facilitator.locator('#board [data-room="caucus_a"] .board-points', { hasText: "2 live points" }).waitFor();
   await shot(facilitator, "facilitator-console");
+  await facilitator.setViewportSize({ width: 390, height: 844 });
+  await shot(facilitator, "facilitator-console-phone");
+  await facilitator.setViewportSize({ width: 1280, height: 860 });
 
   // A move between caucuses: Bayo to the white caucus.
   await facilitator.getByLabel("Move Bayo to").selectOption({ label: "White caucus" });

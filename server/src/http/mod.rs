@@ -33,6 +33,9 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/app.js", get(app_js))
         .route("/drafts.js", get(drafts_js))
         .route("/outbox.js", get(outbox_js))
+        .route("/rooms.js", get(rooms_js))
+        .route("/board.js", get(board_js))
+        .route("/confirm.js", get(confirm_js))
         .route("/account.js", get(account_js))
         .route("/community.js", get(community_js))
         .route("/style.css", get(style_css))
@@ -236,6 +239,9 @@ const INDEX_HTML: &str = include_str!("../../../web-client/index.html");
 const APP_JS: &str = include_str!("../../../web-client/app.js");
 const DRAFTS_JS: &str = include_str!("../../../web-client/drafts.js");
 const OUTBOX_JS: &str = include_str!("../../../web-client/outbox.js");
+const ROOMS_JS: &str = include_str!("../../../web-client/rooms.js");
+const BOARD_JS: &str = include_str!("../../../web-client/board.js");
+const CONFIRM_JS: &str = include_str!("../../../web-client/confirm.js");
 const ACCOUNT_JS: &str = include_str!("../../../web-client/account.js");
 const COMMUNITY_JS: &str = include_str!("../../../web-client/community.js");
 const STYLE_CSS: &str = include_str!("../../../web-client/style.css");
@@ -273,6 +279,18 @@ async fn drafts_js() -> Response {
 
 async fn outbox_js() -> Response {
     asset("text/javascript; charset=utf-8", OUTBOX_JS)
+}
+
+async fn rooms_js() -> Response {
+    asset("text/javascript; charset=utf-8", ROOMS_JS)
+}
+
+async fn board_js() -> Response {
+    asset("text/javascript; charset=utf-8", BOARD_JS)
+}
+
+async fn confirm_js() -> Response {
+    asset("text/javascript; charset=utf-8", CONFIRM_JS)
 }
 
 async fn account_js() -> Response {

@@ -845,14 +845,20 @@ impl Session {
                     return Ok(Decision::nothing());
                 }
                 self.check_point_caps(caucus, who)?;
-                Ok(Decision::events(vec![self.point_added(caucus, who, text, Some(*seq))]))
+                Ok(Decision::events(vec![
+                    self.point_added(caucus, who, text, Some(*seq)),
+                    self.points_counted(caucus, 1),
+                ]))
             }
             Command::WritePoint { room, text } => {
                 let caucus = self.own_caucus(who, room)?;
                 self.check_caucus_open()?;
                 check_text("the point", text, limits.message_chars)?;
                 self.check_point_caps(caucus, who)?;
-                Ok(Decision::events(vec![self.point_added(caucus, who, text.clone(), None)]))
+                Ok(Decision::events(vec![
+                    self.point_added(caucus, who, text.clone(), None),
+                    self.points_counted(caucus, 1),
+                ]))
             }
             Command::EditPoint { room, point, text } => {
                 let caucus = self.own_caucus(who, room)?;
@@ -873,10 +879,10 @@ impl Session {
                 let caucus = self.own_caucus(who, room)?;
                 self.check_caucus_open()?;
                 self.find_point(caucus, *point)?;
-                Ok(Decision::events(vec![Draft::new(
-                    caucus.room(),
-                    EventBody::PointWithdrawn { point: *point, by: who.clone() },
-                )]))
+                Ok(Decision::events(vec![
+                    Draft::new(caucus.room(), EventBody::PointWithdrawn { point: *point, by: who.clone() }),
+                    self.points_counted(caucus, -1),
+                ]))
             }
             Command::RestorePoint { room, point } => {
                 let caucus = self.own_caucus(who, room)?;
@@ -891,10 +897,13 @@ impl Session {
                         self.caps.points_per_caucus
                     )));
                 }
-                Ok(Decision::events(vec![Draft::new(
-                    caucus.room(),
-                    EventBody::PointRestored { point: found.clone(), by: who.clone() },
-                )]))
+                Ok(Decision::events(vec![
+                    Draft::new(
+                        caucus.room(),
+                        EventBody::PointRestored { point: found.clone(), by: who.clone() },
+                    ),
+                    self.points_counted(caucus, 1),
+                ]))
             }
             Command::ReorderPoints { room, order } => {
                 let caucus = self.own_caucus(who, room)?;
@@ -1087,7 +1096,8 @@ impl Session {
             | EventBody::CaucusJoined { .. }
             | EventBody::CaucusLeft { .. }
             | EventBody::HelpRequested { .. }
-            | EventBody::HelpAnswered { .. } => {}
+            | EventBody::HelpAnswered { .. }
+            | EventBody::PointsCounted { .. } => {}
         }
         self.logs[room_index(event.room)].push(event);
     }
@@ -1382,6 +1392,14 @@ impl Session {
         )
     }
 
+    /// The facilitators' copy of a caucus's point count once `delta` points are added
+    /// (or, negative, withdrawn). Only the number leaves the caucus, never a point.
+    fn points_counted(&self, caucus: Caucus, delta: i64) -> Draft {
+        let now = self.points[caucus_index(caucus)].len() as i64 + delta;
+        let count = u32::try_from(now.max(0)).unwrap_or(u32::MAX);
+        Draft::new(Room::Facilitators, EventBody::PointsCounted { caucus, count })
+    }
+
     fn facilitator_count(&self) -> usize {
         self.members().filter(|member| member.role == Role::Facilitator).count()
     }
@@ -1421,6 +1439,12 @@ impl Session {
                 Room::Plenary,
                 EventBody::Feedback { round, caucus, label: self.labels.of(caucus).to_owned(), points },
             ));
+        }
+        // Carrying empties both caucuses' lists: the facilitators' board goes back to zero.
+        for caucus in Caucus::BOTH {
+            if !self.points[caucus_index(caucus)].is_empty() {
+                drafts.push(Draft::new(Room::Facilitators, EventBody::PointsCounted { caucus, count: 0 }));
+            }
         }
         drafts
     }

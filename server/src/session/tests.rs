@@ -212,7 +212,9 @@ fn reconvene_carries_flagged_points_in_order_without_authors() {
     fixture.apply("m-1", Command::ReorderPoints { room: room("caucus_a"), order: vec![2, 1] });
 
     let events = fixture.apply("f-ada", Command::Reconvene { round: 1 });
-    assert!(events.iter().all(|event| event.room == Room::Plenary));
+    // Everything goes to the plenary, but the desk's counts, back to zero.
+    assert!(events.iter().all(|event| event.room == Room::Plenary
+        || matches!(event.body, EventBody::PointsCounted { count: 0, .. })));
     assert!(matches!(events[0].body, EventBody::Reconvened { round: 1, time_up: false }));
     assert_eq!(
         feedback(&events),
@@ -573,4 +575,48 @@ fn a_withdrawn_point_comes_back_where_it_was_until_the_round_is_carried() {
         ErrorCode::NoSuchPoint,
         "what was withdrawn in a carried round stays withdrawn"
     );
+}
+
+#[test]
+fn a_facilitator_outside_a_caucus_learns_its_point_count_and_never_a_point() {
+    let mut fixture = Fixture::caucusing();
+    assert!(!fixture.session.can_read(&id("f-ada"), Caucus::A.room()));
+    // What reaches the facilitators' desk, as (caucus, count); nothing else of a point.
+    let counts = |events: &[RoomEvent]| -> Vec<(Caucus, u32)> {
+        events
+            .iter()
+            .filter(|event| event.room == Room::Facilitators)
+            .filter_map(|event| match event.body {
+                EventBody::PointsCounted { caucus, count } => Some((caucus, count)),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut desk = Vec::new();
+    let mut step = |fixture: &mut Fixture, who: &str, command: Command| {
+        let events = fixture.apply(who, command);
+        desk.extend(events.iter().filter(|event| event.room == Room::Facilitators).cloned());
+        counts(&events)
+    };
+    let said = fixture.say("m-1", "caucus_a", "a secret sentence");
+    let wrote = Command::WritePoint { room: room("caucus_a"), text: "a secret point".into() };
+    assert_eq!(step(&mut fixture, "m-1", wrote), [(Caucus::A, 1)]);
+    let flagged = Command::Flag { room: room("caucus_a"), seq: said.seq };
+    assert_eq!(step(&mut fixture, "m-2", flagged), [(Caucus::A, 2)]);
+    let edited = Command::EditPoint { room: room("caucus_a"), point: 1, text: "a secret rewording".into() };
+    assert_eq!(step(&mut fixture, "m-2", edited), [], "an edit changes no count");
+    let withdrawn = Command::WithdrawPoint { room: room("caucus_a"), point: 2 };
+    assert_eq!(step(&mut fixture, "m-1", withdrawn), [(Caucus::A, 1)]);
+    let restored = Command::RestorePoint { room: room("caucus_a"), point: 2 };
+    assert_eq!(step(&mut fixture, "m-1", restored), [(Caucus::A, 2)]);
+    assert_eq!(
+        step(&mut fixture, "f-ada", Command::Reconvene { round: 1 }),
+        [(Caucus::A, 0)],
+        "carrying resets the caucus that had points; the other had none to reset"
+    );
+    assert!(desk.iter().all(|event| matches!(event.body, EventBody::PointsCounted { .. })));
+    let json = serde_json::to_string(&desk).unwrap();
+    for secret in ["secret", "m-1", "m-2"] {
+        assert!(!json.contains(secret), "the desk learned {secret:?}: {json}");
+    }
 }
