@@ -83,6 +83,10 @@ pub struct Limits {
     pub api_body_bytes: usize,
     /// Events replayed per room on `hello` when the client has no usable cursor.
     pub replay_per_room: u64,
+    /// Each room's latest events a live session holds in memory; `history` reads older
+    /// ones from the store. Never fewer than `replay_per_room` are held, so that
+    /// replay needs no read.
+    pub held_events_per_room: u64,
     /// Live (not ended) sessions one facilitator may run at once.
     pub sessions_per_facilitator: usize,
 }
@@ -111,6 +115,7 @@ impl Default for Limits {
             header_bytes: 16 * 1024,
             api_body_bytes: 64 * 1024,
             replay_per_room: 256,
+            held_events_per_room: 1000,
             sessions_per_facilitator: 50,
         }
     }

@@ -355,6 +355,7 @@ impl Hub {
     }
 
     fn setup(&self, record: &SessionRecord) -> SessionSetup {
+        let limits = &self.config.limits;
         SessionSetup {
             id: record.id.clone(),
             title: record.title.clone(),
@@ -363,6 +364,8 @@ impl Hub {
             ground_rules: record.ground_rules.clone(),
             limits: self.config.limits.text,
             caps: self.config.limits.session,
+            window: usize::try_from(limits.held_events_per_room.max(limits.replay_per_room).max(1))
+                .unwrap_or(usize::MAX),
         }
     }
 

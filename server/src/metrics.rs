@@ -18,6 +18,8 @@ pub const SESSIONS: &str = "caucus_sessions";
 pub const SESSIONS_KNOWN: &str = "caucus_sessions_known";
 /// Sessions loaded from the store because someone entered them or their time came.
 pub const SESSION_LOADS: &str = "caucus_session_loads_total";
+/// `history` pages read from the store because memory no longer held them.
+pub const HISTORY_READS: &str = "caucus_history_store_reads_total";
 /// Frames received from clients.
 pub const FRAMES_IN: &str = "caucus_frames_in_total";
 /// Frames queued to clients.
@@ -60,6 +62,7 @@ fn declare() {
     describe_gauge!(SESSIONS, "Sessions loaded in memory (their actor runs), by phase.");
     describe_gauge!(SESSIONS_KNOWN, "Every session the server knows, loaded or not.");
     describe_counter!(SESSION_LOADS, "Sessions loaded from the store when entered or woken.");
+    describe_counter!(HISTORY_READS, "History pages read from the store, beyond what memory holds.");
     describe_counter!(FRAMES_IN, "Text frames received from clients.");
     describe_counter!(FRAMES_OUT, "Frames queued to clients.");
     describe_counter!(SLOW_CONSUMERS, "Connections closed 4008 because their queue was full.");
@@ -77,6 +80,7 @@ fn declare() {
     }
     metrics::gauge!(SESSIONS_KNOWN).set(0.0);
     metrics::counter!(SESSION_LOADS).absolute(0);
+    metrics::counter!(HISTORY_READS).absolute(0);
     metrics::counter!(FRAMES_IN).absolute(0);
     metrics::counter!(FRAMES_OUT).absolute(0);
     metrics::counter!(SLOW_CONSUMERS).absolute(0);

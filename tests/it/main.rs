@@ -25,3 +25,4 @@ mod process;
 mod records;
 mod timer;
 mod web_client;
+mod window;

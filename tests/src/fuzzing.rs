@@ -27,6 +27,7 @@ fn sample_session() -> Session {
         ground_rules: None,
         limits: TextLimits::default(),
         caps: SessionCaps::default(),
+        window: 1000,
     })
     .unwrap();
     let apply = |session: &mut Session, drafts| {
@@ -101,6 +102,7 @@ pub fn api_bodies(data: &[u8]) {
             ground_rules: request.ground_rules,
             limits: TextLimits::default(),
             caps: SessionCaps::default(),
+            window: 1000,
         });
     }
     if let Ok(request) = serde_json::from_slice::<JoinRequest>(data) {

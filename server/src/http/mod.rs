@@ -615,7 +615,17 @@ async fn minutes(
     let id = SessionId::new(id).map_err(|_| refused())?;
     let member = caller.member_in(&hub, &id).await?.ok_or_else(refused)?;
     let session = hub.session(&id).await.ok_or_else(refused)?;
-    let minutes = session.minutes(member).await.ok_or_else(refused)?;
+    let minutes = session
+        .minutes(member)
+        .await
+        .map_err(|_| {
+            ApiFailure::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Unavailable,
+                "the server cannot read the session's record just now; retry",
+            )
+        })?
+        .ok_or_else(refused)?;
     let filename = format!("attachment; filename=\"minutes-{}", minutes.session);
     match query.format.as_deref() {
         None | Some("json") => {

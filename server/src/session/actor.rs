@@ -26,7 +26,7 @@ use super::state::{Decision, Draft, Refusal, Session};
 use crate::clock::Clock;
 use crate::directory::Directory;
 use crate::outbox::{ConnectionId, Outbox};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// How many requests may wait for a session actor before senders wait too.
 const REQUEST_QUEUE: usize = 1024;
@@ -108,7 +108,7 @@ enum Request {
     },
     Minutes {
         member: MemberId,
-        reply: oneshot::Sender<Option<Minutes>>,
+        reply: oneshot::Sender<Result<Option<Minutes>, StoreError>>,
     },
 }
 
@@ -212,11 +212,14 @@ impl SessionHandle {
         let _ = self.send(Request::Disconnect { member, connection }).await;
     }
 
-    /// The minutes, if `member` may export them (a facilitator or the secretary).
-    pub async fn minutes(&self, member: MemberId) -> Option<Minutes> {
+    /// The minutes, if `member` may export them (a facilitator or the secretary), or
+    /// why the store could not give the older plenary events just now.
+    pub async fn minutes(&self, member: MemberId) -> Result<Option<Minutes>, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.send(Request::Minutes { member, reply }).await.ok()?;
-        answer.await.ok().flatten()
+        if self.send(Request::Minutes { member, reply }).await.is_err() {
+            return Ok(None);
+        }
+        answer.await.unwrap_or(Ok(None))
     }
 
     /// Each round's topic and what each caucus carried, attributed to the caucus only:
@@ -438,7 +441,11 @@ impl SessionActor {
             Request::Command { member, connection, frame } => self.commands(member, connection, frame).await,
             Request::Disconnect { member, connection } => self.disconnect(&member, connection),
             Request::Minutes { member, reply } => {
-                let minutes = self.session.may_export_minutes(&member).then(|| self.session.minutes());
+                let minutes = if self.session.may_export_minutes(&member) {
+                    self.whole_room(Room::Plenary).await.map(|plenary| Some(self.session.minutes(&plenary)))
+                } else {
+                    Ok(None)
+                };
                 let _ = reply.send(minutes);
             }
             Request::Erase { by, member, reply } => {
@@ -458,9 +465,13 @@ impl SessionActor {
                 };
                 let _ = reply.send(outcome);
             }
-            Request::Rounds { reply } => {
-                let _ = reply.send(self.session.minutes().rounds);
-            }
+            Request::Rounds { reply } => match self.whole_room(Room::Plenary).await {
+                Ok(plenary) => {
+                    let _ = reply.send(self.session.minutes(&plenary).rounds);
+                }
+                // Dropping the reply tells the caller there is nothing to show now.
+                Err(err) => warn!(error = %err, "could not read the plenary for the archive"),
+            },
             Request::RoleOf { member, reply } => {
                 let role = self.session.role_of(&member).filter(|_| !self.session.is_removed(&member));
                 let _ = reply.send(role);
@@ -764,11 +775,23 @@ impl SessionActor {
                 self.send_typing(member, room);
                 ServerMessage::Ack(Ack { client_id, room: None, seq: None })
             }
-            Ok(Decision::History { room, events, more }) => {
-                let (events, cut) = super::budget::fit_history(events, self.settings.history_bytes);
-                let more = more || cut;
-                self.send_to_connection(member, connection, &ServerMessage::History { room, events, more });
-                ServerMessage::Ack(Ack { client_id, room: None, seq: None })
+            Ok(Decision::History { room, start, end, more }) => {
+                match self.history_page(room, start, end).await {
+                    Ok(events) => {
+                        let (events, cut) = super::budget::fit_history(events, self.settings.history_bytes);
+                        let more = more || cut;
+                        self.send_to_connection(
+                            member,
+                            connection,
+                            &ServerMessage::History { room, events, more },
+                        );
+                        ServerMessage::Ack(Ack { client_id, room: None, seq: None })
+                    }
+                    Err(err) => {
+                        warn!(error = %err, "could not read a history page from the store");
+                        unavailable(client_id)
+                    }
+                }
             }
             Ok(Decision::Erase { member: erased, drafts }) => match self.erase(&erased, drafts, now).await {
                 Ok(()) => ServerMessage::Ack(Ack { client_id, room: None, seq: None }),
@@ -792,7 +815,20 @@ impl SessionActor {
     /// records the erasure (without the content) and stores their removal. Each step
     /// can be repeated, so a failure part way is mended by erasing again.
     async fn erase(&mut self, member: &MemberId, drafts: Vec<Draft>, now: u64) -> Result<(), ()> {
-        let rewrites = self.session.erasure_rewrites(member);
+        let rewrites = if self.session.holds_everything() {
+            Session::erasure_rewrites(member, self.session.held_events())
+        } else {
+            // Older events are only in the store: read the session's rows once.
+            let stored = self.read_store(|store, id| store.load_session(id)).await;
+            match stored {
+                Ok(Some(stored)) => Session::erasure_rewrites(member, &stored.events),
+                Ok(None) => Session::erasure_rewrites(member, self.session.held_events()),
+                Err(err) => {
+                    warn!(error = %err, "could not read the session's events to erase a person");
+                    return Err(());
+                }
+            }
+        };
         if let Err(err) = self.store.rewrite(self.session.id(), &rewrites).await {
             // The rewrite may have committed with its scrub failing: memory still holds
             // the text, and sending the erasure again finishes it.
@@ -806,6 +842,39 @@ impl SessionActor {
             return Err(());
         }
         self.commit(drafts).await.map(|_| ())
+    }
+
+    /// History events `start..end` of `room`: from memory when it holds them, otherwise
+    /// one page from the store. Awaited in the actor's loop, so that nothing (a move out
+    /// of a caucus, say) happens between the privacy check and the reply.
+    async fn history_page(&self, room: Room, start: u64, end: u64) -> Result<Vec<RoomEvent>, StoreError> {
+        if let Some(events) = self.session.held(room, start, end) {
+            return Ok(events);
+        }
+        metrics::counter!(crate::metrics::HISTORY_READS).increment(1);
+        self.read_store(move |store, id| store.room_events(id, room, start..end)).await
+    }
+
+    /// Every event of `room`: from memory when it holds them all, otherwise from the
+    /// store.
+    async fn whole_room(&self, room: Room) -> Result<Vec<RoomEvent>, StoreError> {
+        let head = self.session.head(room);
+        if let Some(events) = self.session.held(room, 1, head + 1) {
+            return Ok(events);
+        }
+        self.read_store(move |store, id| store.room_events(id, room, 1..head + 1)).await
+    }
+
+    /// Runs a read of this session's rows off the async threads.
+    async fn read_store<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&dyn Store, &SessionId) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = self.store.clone();
+        let id = self.session.id().clone();
+        tokio::task::spawn_blocking(move || read(&*store, &id))
+            .await
+            .map_err(|err| StoreError::new(format!("a read of the store stopped: {err}")))?
     }
 
     async fn tick(&mut self) {

@@ -6,6 +6,7 @@
 mod actor;
 mod budget;
 mod listing;
+mod log;
 mod state;
 
 pub(crate) use actor::encode;

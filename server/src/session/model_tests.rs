@@ -249,6 +249,8 @@ fn setup() -> SessionSetup {
         ground_rules: None,
         limits: TextLimits::default(),
         caps: SessionCaps::default(),
+        // A small window, so that the runs cross it and replay meets dropped events.
+        window: 16,
     }
 }
 

@@ -21,6 +21,8 @@ use caucus_protocol::{
     Role, Room, RoomCursor, RoomEvent, RoomName, SessionId, Settings, Welcome,
 };
 
+use super::log::Log;
+
 /// A warning comes one minute before the end of a round, or at half time when the
 /// round is shorter than two minutes.
 const WARNING_BEFORE_MS: u64 = 60_000;
@@ -164,7 +166,7 @@ pub enum Decision {
     /// Tell the room's other readers that the sender is typing. Nothing is stored.
     Typing { room: Room },
     /// Send the sender a page of history. Nothing is stored.
-    History { room: Room, events: Vec<RoomEvent>, more: bool },
+    History { room: Room, start: u64, end: u64, more: bool },
     /// Erase `member`'s data: rewrite the events [`Session::erasure_rewrites`] names,
     /// then store and apply `drafts` (their removal and the `erased` notice).
     Erase { member: MemberId, drafts: Vec<Draft> },
@@ -186,6 +188,8 @@ struct Person {
     member: Member,
     seat: Option<Seat>,
     removed: bool,
+    /// Their data was erased: their events rewritten and the erasure recorded.
+    erased: bool,
 }
 
 /// Where a person sits: their caucus and the last event of its room before they
@@ -246,8 +250,10 @@ pub struct Session {
     /// The next point id in each caucus. Ids are per caucus so that one caucus learns
     /// nothing of how many points the other has made.
     next_point: [u32; 2],
-    /// Every room's events; an event's sequence number is its index plus one.
-    logs: [Vec<RoomEvent>; 4],
+    /// Each room's latest events, at most `window` of them; the rest are in the store.
+    logs: [Log; 4],
+    /// How many events of each room are held in memory.
+    window: usize,
     /// `(sender, client_id)` of every stored message, for idempotent retries.
     sent: HashMap<(MemberId, ClientId), (Room, u64)>,
     /// When the session ended, in Unix milliseconds.
@@ -271,6 +277,8 @@ pub struct SessionSetup {
     pub limits: TextLimits,
     /// Caps on what the session and each person can add.
     pub caps: SessionCaps,
+    /// How many of each room's latest events the live session holds in memory.
+    pub window: usize,
 }
 
 fn caucus_index(caucus: Caucus) -> usize {
@@ -346,6 +354,7 @@ impl Session {
             withdrawn: [Vec::new(), Vec::new()],
             next_point: [1, 1],
             logs: Default::default(),
+            window: setup.window,
             sent: HashMap::new(),
             ended_at: None,
         }
@@ -361,6 +370,7 @@ impl Session {
             ground_rules: self.ground_rules.clone(),
             limits: self.limits,
             caps: self.caps,
+            window: self.window,
         }
     }
 
@@ -415,7 +425,18 @@ impl Session {
 
     /// The latest sequence number of `room`.
     pub fn head(&self, room: Room) -> u64 {
-        self.logs[room_index(room)].len() as u64
+        self.logs[room_index(room)].head()
+    }
+
+    /// Whether every event of `room` is held in memory; if not, the older ones are
+    /// read from the store.
+    pub fn holds_whole(&self, room: Room) -> bool {
+        self.logs[room_index(room)].is_whole()
+    }
+
+    /// Events `start..end` of `room`, if all of them are held in memory.
+    pub fn held(&self, room: Room, start: u64, end: u64) -> Option<Vec<RoomEvent>> {
+        self.logs[room_index(room)].range(start, end)
     }
 
     /// The person's role, if they are in the session and not removed.
@@ -474,10 +495,9 @@ impl Session {
         self.join_order.iter().filter(|id| self.is_removed(id))
     }
 
-    /// A stored event, if `seq` is in range.
+    /// An event held in memory, if `seq` is in the window.
     pub fn event(&self, room: Room, seq: u64) -> Option<&RoomEvent> {
-        let index = usize::try_from(seq.checked_sub(1)?).ok()?;
-        self.logs[room_index(room)].get(index)
+        self.logs[room_index(room)].get(seq)
     }
 
     /// When the actor must next call [`Session::decide_tick`], in Unix milliseconds.
@@ -626,8 +646,7 @@ impl Session {
                 let since = self.read_window(who, room).unwrap_or(u64::MAX);
                 let end = before.unwrap_or(u64::MAX).min(self.head(room) + 1).max(since + 1);
                 let start = end.saturating_sub(u64::from(*limit)).max(since + 1);
-                let events = (start..end).filter_map(|seq| self.event(room, seq)).cloned().collect();
-                Ok(Decision::History { room, events, more: start > since + 1 })
+                Ok(Decision::History { room, start, end, more: start > since + 1 })
             }
             Command::EraseMember { member } => {
                 require_facilitator("erase a person's data")?;
@@ -639,7 +658,7 @@ impl Session {
                         "you cannot erase yourself; ask another facilitator".into(),
                     ));
                 }
-                if self.is_removed(member) && self.erasure_rewrites(member).is_empty() {
+                if self.is_removed(member) && self.people.get(member).is_some_and(|person| person.erased) {
                     return Ok(Decision::nothing());
                 }
                 let mut drafts = Vec::new();
@@ -838,6 +857,12 @@ impl Session {
                     Some(RoomEvent { body: EventBody::Message { text, .. }, .. }) if *seq > since => {
                         text.clone()
                     }
+                    // A message the sender may read, older than what memory holds.
+                    None if *seq > since && *seq <= self.head(caucus.room()) => {
+                        return Err(Refusal::InvalidValue(
+                            "that message is too far back to flag; add its words as a point instead".into(),
+                        ));
+                    }
                     _ => return Err(Refusal::NoSuchMessage),
                 };
                 self.check_caucus_open()?;
@@ -944,7 +969,7 @@ impl Session {
     /// Numbers drafts as the next events of their rooms, stamped `now`. Changes nothing:
     /// the events become part of the session only through [`Session::evolve`].
     pub fn stamp(&self, drafts: Vec<Draft>, now: u64) -> Vec<RoomEvent> {
-        let mut heads = [0, 1, 2, 3].map(|index| self.logs[index].len() as u64);
+        let mut heads = [0, 1, 2, 3].map(|index| self.logs[index].head());
         drafts
             .into_iter()
             .map(|draft| {
@@ -962,8 +987,10 @@ impl Session {
         match &event.body {
             EventBody::Joined { member, .. } => {
                 self.join_order.push(member.id.clone());
-                self.people
-                    .insert(member.id.clone(), Person { member: member.clone(), seat: None, removed: false });
+                self.people.insert(
+                    member.id.clone(),
+                    Person { member: member.clone(), seat: None, removed: false, erased: false },
+                );
             }
             EventBody::Message { from, client_id: Some(key), .. } => {
                 self.sent.insert((from.clone(), key.clone()), (event.room, event.seq));
@@ -1022,6 +1049,11 @@ impl Session {
                 if let Some(person) = self.people.get_mut(member) {
                     person.removed = true;
                     person.seat = None;
+                }
+            }
+            EventBody::Erased { member } => {
+                if let Some(person) = self.people.get_mut(member) {
+                    person.erased = true;
                 }
             }
             EventBody::RoleChanged { member, role, secretary } => {
@@ -1092,22 +1124,37 @@ impl Session {
                 }
             }
             EventBody::Announcement { .. }
-            | EventBody::Erased { .. }
             | EventBody::CaucusJoined { .. }
             | EventBody::CaucusLeft { .. }
             | EventBody::HelpRequested { .. }
             | EventBody::HelpAnswered { .. }
             | EventBody::PointsCounted { .. } => {}
         }
-        self.logs[room_index(event.room)].push(event);
+        let window = self.window;
+        self.logs[room_index(event.room)].push(event, window);
     }
 
-    /// The stored events that erasing `member` rewrites, already rewritten: their name,
-    /// and the text of their messages, proposals and announcements, in every room.
-    pub fn erasure_rewrites(&self, member: &MemberId) -> Vec<RoomEvent> {
+    /// Whether every event of every room is held in memory, so that erasure can find
+    /// them all here rather than in the store.
+    pub fn holds_everything(&self) -> bool {
+        self.logs.iter().all(Log::is_whole)
+    }
+
+    /// Every event held in memory, room by room.
+    pub fn held_events(&self) -> impl Iterator<Item = &RoomEvent> {
+        self.logs.iter().flat_map(Log::iter)
+    }
+
+    /// The events among `events` (all of the session's, from memory or the store) that
+    /// erasing `member` rewrites, already rewritten: their name, and the text of their
+    /// messages, proposals and announcements, in every room.
+    pub fn erasure_rewrites<'a>(
+        member: &MemberId,
+        events: impl IntoIterator<Item = &'a RoomEvent>,
+    ) -> Vec<RoomEvent> {
         let erased = || ERASED.to_owned();
         let mut rewrites = Vec::new();
-        for event in self.logs.iter().flatten() {
+        for event in events {
             let body = match &event.body {
                 EventBody::Joined { member: joined, ground_rules }
                     if joined.id == *member && joined.name != ERASED =>
@@ -1153,20 +1200,21 @@ impl Session {
                 }
                 _ => {}
             }
-            let index = usize::try_from(event.seq - 1).unwrap_or(usize::MAX);
-            if let Some(slot) = self.logs[room_index(event.room)].get_mut(index) {
+            if let Some(slot) = self.logs[room_index(event.room)].get_mut(event.seq) {
                 *slot = event;
             }
         }
     }
 
-    /// The minutes: the plenary transcript, each round's topic and carried points.
-    /// Built from the plenary alone, so no caucus content beyond carried points.
-    pub fn minutes(&self) -> Minutes {
+    /// The minutes: the plenary transcript, each round's topic and carried points,
+    /// from `plenary`, the whole plenary log (from memory or the store). Built from the
+    /// plenary alone, so no caucus content beyond carried points.
+    pub fn minutes<'a>(&self, plenary: impl IntoIterator<Item = &'a RoomEvent>) -> Minutes {
         let name = |id: &MemberId| self.people.get(id).map(|person| person.member.name.clone());
         let mut rounds: Vec<MinutesRound> = Vec::new();
         let mut transcript = Vec::new();
-        for event in &self.logs[room_index(Room::Plenary)] {
+        for event in plenary {
+            debug_assert_eq!(event.room, Room::Plenary, "minutes read the plenary only");
             let entry = |by: Option<String>, kind: MinutesKind, text: &str| MinutesEntry {
                 at: event.at,
                 by,
@@ -1239,19 +1287,21 @@ impl Session {
             let Some(since) = self.read_window(who, room) else {
                 continue;
             };
-            let head = self.head(room);
+            let log = &self.logs[room_index(room)];
+            let head = log.head();
+            // Replay comes from memory: never from before the events it holds.
+            let earliest = since.max(log.dropped());
             let cursor = resume.get(room.as_str()).copied();
             let (from, reset) = match cursor {
                 // A gap longer than the replay limit is not filled event by event:
                 // the room resets to its latest events instead.
-                Some(cursor) if cursor >= since && cursor <= head && head - cursor <= replay_limit => {
+                Some(cursor) if cursor >= earliest && cursor <= head && head - cursor <= replay_limit => {
                     (cursor, false)
                 }
-                _ => (head.saturating_sub(replay_limit).max(since), true),
+                _ => (head.saturating_sub(replay_limit).max(earliest), true),
             };
             rooms.push(RoomCursor { room, head, from, reset });
-            let start = usize::try_from(from).unwrap_or(usize::MAX);
-            replay.extend(self.logs[room_index(room)].iter().skip(start));
+            replay.extend(log.after(from));
         }
         let caucus = person.seat.map(|seat| CaucusView {
             caucus: seat.caucus,

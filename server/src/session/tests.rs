@@ -27,6 +27,11 @@ struct Fixture {
 
 impl Fixture {
     fn new(settings: Settings) -> Self {
+        Self::with_window(settings, 1000)
+    }
+
+    /// A session that holds `window` events of each room in memory.
+    fn with_window(settings: Settings, window: usize) -> Self {
         let session = Session::new(SessionSetup {
             id: SessionId::new("s-test").unwrap(),
             title: "Practice circle".into(),
@@ -35,6 +40,7 @@ impl Fixture {
             ground_rules: None,
             limits: TextLimits::default(),
             caps: SessionCaps::default(),
+            window,
         })
         .unwrap();
         let mut fixture = Self { session, now: START };
@@ -73,7 +79,7 @@ impl Fixture {
             Decision::Apply { drafts, .. } => Ok(self.store(drafts)),
             Decision::Repeat { .. } | Decision::Typing { .. } | Decision::History { .. } => Ok(Vec::new()),
             Decision::Erase { member, drafts } => {
-                let rewrites = self.session.erasure_rewrites(&member);
+                let rewrites = Session::erasure_rewrites(&member, self.session.held_events());
                 self.session.apply_rewrites(rewrites);
                 Ok(self.store(drafts))
             }
@@ -521,7 +527,8 @@ fn erasure_works_after_the_end_and_a_second_one_changes_nothing() {
     fixture.apply("f-ada", Command::EndSession {});
     let events = fixture.apply("f-ada", Command::EraseMember { member: id("m-1") });
     assert!(events.iter().any(|event| matches!(event.body, EventBody::Erased { .. })));
-    let json = serde_json::to_string(&fixture.session.minutes()).unwrap();
+    let plenary = fixture.session.held(Room::Plenary, 1, fixture.session.head(Room::Plenary) + 1).unwrap();
+    let json = serde_json::to_string(&fixture.session.minutes(&plenary)).unwrap();
     assert!(!json.contains("words to erase"), "{json}");
     assert!(fixture.apply("f-ada", Command::EraseMember { member: id("m-1") }).is_empty());
 }
@@ -619,4 +626,32 @@ fn a_facilitator_outside_a_caucus_learns_its_point_count_and_never_a_point() {
     for secret in ["secret", "m-1", "m-2"] {
         assert!(!json.contains(secret), "the desk learned {secret:?}: {json}");
     }
+}
+
+#[test]
+fn a_session_holds_only_its_window_and_replay_never_reaches_before_it() {
+    let mut fixture = Fixture::with_window(Settings::default(), 6);
+    for n in 0..20 {
+        fixture.say("m-1", "plenary", &format!("w{n}"));
+    }
+    let head = fixture.session.head(Room::Plenary);
+    assert!(fixture.session.event(Room::Plenary, head - 6).is_none(), "older events are in the store only");
+    assert!(fixture.session.event(Room::Plenary, head - 5).is_some());
+    assert!(fixture.session.held(Room::Plenary, head - 7, head).is_none());
+    assert!(!fixture.session.holds_whole(Room::Plenary));
+
+    // A cursor from before the window resets the room to what memory holds.
+    let cursors = BTreeMap::from([("plenary".to_owned(), 2)]);
+    let (welcome, replay) = fixture.session.welcome(&id("m-2"), &cursors, Vec::new(), 100).unwrap();
+    let plenary = welcome.rooms.iter().find(|cursor| cursor.room == Room::Plenary).unwrap();
+    assert!(plenary.reset);
+    assert_eq!(plenary.from, head - 6);
+    assert_eq!(replay.len(), 6);
+
+    // History still asks for the range the person may read; the actor reads the store.
+    let decision = fixture
+        .session
+        .decide(&id("m-2"), &Command::History { room: room("plenary"), before: Some(4), limit: 10 }, None, 0)
+        .unwrap();
+    assert!(matches!(decision, Decision::History { start: 1, end: 4, more: false, .. }), "{decision:?}");
 }

@@ -7,11 +7,14 @@
 //!
 //! Start-up reads only each session's record and [`Listing`]. A session's events are
 //! read when someone enters it: the server folds them, in the order they were stored,
-//! back into its state.
+//! back into its state, and keeps only each room's latest events in memory. Older
+//! events are read here again, a page at a time, for `history`, the minutes and
+//! erasure.
 
 pub(crate) mod sqlite;
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
 use caucus_protocol::{CaucusLabels, MemberId, Room, RoomEvent, SessionId, Settings};
@@ -147,6 +150,15 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// enters it, and rebuilt from when a batch it had applied could not be stored.
     /// Reads that session's rows only.
     fn load_session(&self, id: &SessionId) -> Result<Option<StoredSession>, StoreError>;
+
+    /// `room`'s events numbered `seqs` in `session`, oldest first: the events a live
+    /// session no longer holds in memory, read one page at a time.
+    fn room_events(
+        &self,
+        session: &SessionId,
+        room: Room,
+        seqs: Range<u64>,
+    ) -> Result<Vec<RoomEvent>, StoreError>;
 }
 
 /// Keeps everything in memory, for as long as the process lives.
@@ -274,5 +286,24 @@ impl Store for MemoryStore {
             record: record.clone(),
             events: inner.events.get(id).cloned().unwrap_or_default(),
         }))
+    }
+
+    fn room_events(
+        &self,
+        session: &SessionId,
+        room: Room,
+        seqs: Range<u64>,
+    ) -> Result<Vec<RoomEvent>, StoreError> {
+        let inner = self.lock();
+        let mut events: Vec<RoomEvent> = inner
+            .events
+            .get(session)
+            .into_iter()
+            .flatten()
+            .filter(|event| event.room == room && seqs.contains(&event.seq))
+            .cloned()
+            .collect();
+        events.sort_by_key(|event| event.seq);
+        Ok(events)
     }
 }

@@ -11,6 +11,7 @@
 //! its live rows and the WAL emptied (see [`scrub`]). Backups are written the same way,
 //! from live rows only.
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -400,11 +401,38 @@ fn load_one(connection: &Connection, id: &SessionId) -> rusqlite::Result<Option<
     let mut list = Vec::new();
     for row in rows {
         let (room, seq, at, body) = row?;
-        let room = Room::from_name(&room).ok_or_else(|| bad_row(&format!("unknown room {room}")))?;
-        let body: EventBody = serde_json::from_str(&body).map_err(|err| bad_row(&err))?;
-        list.push(RoomEvent { room, seq: seq as u64, at: at as u64, body });
+        list.push(decode_event(&room, seq, at, &body)?);
     }
     Ok(Some(StoredSession { record, events: list }))
+}
+
+fn load_room(
+    connection: &Connection,
+    session: &SessionId,
+    room: Room,
+    seqs: Range<u64>,
+) -> rusqlite::Result<Vec<RoomEvent>> {
+    let bound = |seq: u64| i64::try_from(seq).unwrap_or(i64::MAX);
+    let mut events = connection.prepare_cached(
+        "SELECT seq, at, body FROM events WHERE session = ?1 AND room = ?2 AND seq >= ?3 AND seq < ?4 \
+         ORDER BY seq",
+    )?;
+    let rows = events
+        .query_map(params![session.as_str(), room.as_str(), bound(seqs.start), bound(seqs.end)], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, String>(2)?))
+        })?;
+    let mut list = Vec::new();
+    for row in rows {
+        let (seq, at, body) = row?;
+        list.push(decode_event(room.as_str(), seq, at, &body)?);
+    }
+    Ok(list)
+}
+
+fn decode_event(room: &str, seq: i64, at: i64, body: &str) -> rusqlite::Result<RoomEvent> {
+    let room = Room::from_name(room).ok_or_else(|| bad_row(&format!("unknown room {room}")))?;
+    let body: EventBody = serde_json::from_str(body).map_err(|err| bad_row(&err))?;
+    Ok(RoomEvent { room, seq: seq as u64, at: at as u64, body })
 }
 
 fn bad_row(err: &dyn std::fmt::Display) -> rusqlite::Error {
@@ -511,6 +539,15 @@ impl Store for SqliteStore {
 
     fn load_session(&self, id: &SessionId) -> Result<Option<StoredSession>, StoreError> {
         self.read(|connection| load_one(connection, id))
+    }
+
+    fn room_events(
+        &self,
+        session: &SessionId,
+        room: Room,
+        seqs: Range<u64>,
+    ) -> Result<Vec<RoomEvent>, StoreError> {
+        self.read(|connection| load_room(connection, session, room, seqs))
     }
 }
 

@@ -134,6 +134,7 @@ async fn fill(data: &Path, facilitator: &MemberId, sessions: usize, per_session:
             ground_rules: None,
             limits: TextLimits::default(),
             caps: SessionCaps::default(),
+            window: 1000,
         })?;
         let mut events = Vec::with_capacity(per_session);
         let mut apply = |session: &mut Session, drafts| {
