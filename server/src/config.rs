@@ -142,6 +142,9 @@ pub struct Timeouts {
     /// (an ended one stops as soon as nobody is connected). It is loaded again from
     /// the store when someone enters it, or when its time comes.
     pub session_idle_secs: u64,
+    /// How long someone whose last connection dropped has to come back before the
+    /// others are told they went offline; a quick reconnect is not announced at all.
+    pub offline_grace_secs: u64,
 }
 
 impl Default for Timeouts {
@@ -154,6 +157,7 @@ impl Default for Timeouts {
             write_secs: 10,
             shutdown_secs: 10,
             session_idle_secs: 300,
+            offline_grace_secs: 2,
         }
     }
 }

@@ -382,6 +382,7 @@ impl Hub {
             // An event and an ack per command, and room to spare.
             max_batch: (self.config.limits.outbound_queue / 8).clamp(1, 256),
             idle_after: std::time::Duration::from_secs(self.config.timeouts.session_idle_secs),
+            offline_grace: std::time::Duration::from_secs(self.config.timeouts.offline_grace_secs),
         };
         let id = session.id().clone();
         let handle = SessionHandle::spawn(

@@ -1,7 +1,7 @@
 //! Facilitator tools over real sockets: broadcast, remove, roles, presence, and who
 //! waits in the plenary during a round.
 
-use anyhow::Result;
+use anyhow::{Result, ensure};
 use caucus_protocol::{Caucus, Command, ErrorCode, EventBody, Role, Room, ServerMessage, Settings, close};
 use caucus_tests::GuestToken;
 
@@ -33,6 +33,14 @@ async fn a_removed_member_is_disconnected_and_cannot_come_back() -> Result<()> {
     let mut scene = Scene::new(Settings::default()).await?;
     let mut amara = scene.member("Amara").await?;
     let mut bayo = scene.member("Bayo").await?;
+    // Once Bayo's arrival is announced, so is Amara's: she is online for everyone.
+    let bayo_id = bayo.id.clone();
+    bayo.client
+        .expect("Bayo online", |message| match message {
+            ServerMessage::Presence { online, .. } => online.contains(&bayo_id).then_some(()),
+            _ => None,
+        })
+        .await?;
     scene.facilitator.client.ok(Command::Remove { member: amara.id.clone() }).await?;
     let closed = amara.client.expect_close().await?;
     assert_eq!(closed.code, Some(close::REMOVED), "{closed:?}");
@@ -80,6 +88,46 @@ async fn presence_shows_who_is_online() -> Result<()> {
     drop(welcome);
     amara.client.close().await;
     scene.facilitator.client.expect("offline", online(&amara.id, false)).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_quick_reconnect_is_not_announced_to_anyone_else() -> Result<()> {
+    // A grace far longer than the test, so that the reconnect is always within it.
+    let server =
+        crate::support::TestServer::start_with(|config| config.timeouts.offline_grace_secs = 600).await;
+    let scene = Scene::on(server, Settings::default()).await?;
+    let amara = scene.member("Amara").await?;
+    let mut bayo = scene.member("Bayo").await?;
+    // Bayo's own arrival is announced with, or after, Amara's first one.
+    let bayo_id = bayo.id.clone();
+    bayo.client
+        .expect("Bayo online", |message| match message {
+            ServerMessage::Presence { online, .. } => online.contains(&bayo_id).then_some(()),
+            _ => None,
+        })
+        .await?;
+    let (amara_id, amara_token) = (amara.id.clone(), amara.token.clone());
+    amara.client.close().await;
+    let mut back = scene.server.client().await;
+    back.hello(&scene.session, &amara_token).await?;
+    // Cleo's arrival is announced after Amara's return: every presence frame Bayo gets
+    // up to it would have carried Amara going or coming, and none does.
+    let cleo = scene.member("Cleo").await?;
+    let mut frames = Vec::new();
+    bayo.client
+        .expect("Cleo online", |message| match message {
+            ServerMessage::Presence { online, offline } => {
+                frames.push((online.clone(), offline.clone()));
+                online.contains(&cleo.id).then_some(())
+            }
+            _ => None,
+        })
+        .await?;
+    ensure!(
+        frames.iter().all(|(online, offline)| !online.contains(&amara_id) && !offline.contains(&amara_id)),
+        "Amara's reconnect was announced: {frames:?}"
+    );
     Ok(())
 }
 

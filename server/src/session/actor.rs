@@ -7,7 +7,7 @@
 //! out and acknowledges. Each event is serialized once and every reader's connection
 //! gets a cheap clone of the same bytes.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use axum::extract::ws::Utf8Bytes;
@@ -153,6 +153,7 @@ impl SessionHandle {
             deferred: None,
             presence: BTreeMap::new(),
             presence_due: None,
+            announced_online: HashSet::new(),
             reported_phase: None,
             recent_acks: HashMap::new(),
         };
@@ -272,6 +273,11 @@ pub struct ActorSettings {
     pub max_batch: usize,
     /// How long the session stays loaded with nobody connected and nothing due.
     pub idle_after: std::time::Duration,
+    /// How long someone whose last connection dropped has to come back before the
+    /// others are told they went offline. A reconnect within it (a network blip, a slow
+    /// reader told to resume, a whole session reconnecting at once) costs nobody else
+    /// a frame.
+    pub offline_grace: std::time::Duration,
 }
 
 struct SessionActor {
@@ -293,10 +299,14 @@ struct SessionActor {
     purge_retry_at: u64,
     /// A request taken from the inbox while gathering a batch, to handle next.
     deferred: Option<Request>,
-    /// Presence changes not yet announced: each person's latest state.
-    presence: BTreeMap<MemberId, bool>,
-    /// When to announce them.
+    /// Presence changes not yet announced: each person's latest state, and when it may
+    /// be announced.
+    presence: BTreeMap<MemberId, (bool, tokio::time::Instant)>,
+    /// When the next of them is due.
     presence_due: Option<tokio::time::Instant>,
+    /// Who the session was last told is online: a change back to what everyone already
+    /// believes is not announced at all.
+    announced_online: HashSet<MemberId>,
     /// The phase this session counts under in the `caucus_sessions` gauge.
     reported_phase: Option<caucus_protocol::Phase>,
     /// Each person's latest acknowledged commands, so that one sent again with the same
@@ -496,8 +506,10 @@ impl SessionActor {
         if open >= self.settings.connections_per_member {
             return Err(ConnectError::TooManyConnections);
         }
-        let mut online: Vec<MemberId> = self.connections.keys().cloned().collect();
-        if open == 0 {
+        // Who is online as everyone else was last told, so that the presence frames
+        // that follow change the same picture for everyone; and the person themself.
+        let mut online: Vec<MemberId> = self.announced_online.iter().cloned().collect();
+        if !self.announced_online.contains(&member) {
             online.push(member.clone());
         }
         online.sort();
@@ -524,7 +536,7 @@ impl SessionActor {
         info!(member = %member, connection = outbox.id(), "connected");
         self.connections.entry(member.clone()).or_default().push(outbox);
         if open == 0 {
-            self.broadcast_presence(&member, true);
+            self.note_presence(&member, true, PRESENCE_EVERY);
         }
         Ok(())
     }
@@ -536,7 +548,7 @@ impl SessionActor {
         outboxes.retain(|outbox| outbox.id() != connection);
         if outboxes.is_empty() {
             self.connections.remove(member);
-            self.broadcast_presence(member, false);
+            self.note_presence(member, false, self.settings.offline_grace);
         }
         debug!(member = %member, connection, "disconnected");
     }
@@ -971,8 +983,9 @@ impl SessionActor {
             }
             !outboxes.is_empty()
         });
+        // A connection closed for falling behind comes back to resume.
         for member in offline {
-            self.broadcast_presence(&member, false);
+            self.note_presence(&member, false, self.settings.offline_grace);
         }
     }
 
@@ -1015,23 +1028,42 @@ impl SessionActor {
             for outbox in outboxes {
                 outbox.close(code, reason);
             }
-            self.broadcast_presence(member, false);
+            // Closed by the server (removed, erased): they are not about to come back.
+            self.note_presence(member, false, PRESENCE_EVERY);
         }
     }
 
-    /// Notes that `member` came online or went offline, to announce shortly.
-    fn broadcast_presence(&mut self, member: &MemberId, online: bool) {
-        self.presence.insert(member.clone(), online);
-        self.presence_due.get_or_insert_with(|| tokio::time::Instant::now() + PRESENCE_EVERY);
+    /// Notes that `member` came online or went offline, to announce `after` from now
+    /// unless it changes back first.
+    fn note_presence(&mut self, member: &MemberId, online: bool, after: std::time::Duration) {
+        let due = tokio::time::Instant::now() + after;
+        self.presence.insert(member.clone(), (online, due));
+        self.presence_due = Some(self.presence_due.map_or(due, |next| next.min(due)));
     }
 
-    /// Tells everyone who came online and who went offline since the last time.
+    /// Tells everyone who came online and who went offline since the last time: every
+    /// change due by the next round (so that arrivals go out together), and only those
+    /// that differ from what was last announced.
     fn announce_presence(&mut self) {
-        self.presence_due = None;
-        let (online, offline): (Vec<_>, Vec<_>) =
-            std::mem::take(&mut self.presence).into_iter().partition(|(_, online)| *online);
-        let ids = |changes: Vec<(MemberId, bool)>| changes.into_iter().map(|(member, _)| member).collect();
-        let frame = encode(&ServerMessage::Presence { online: ids(online), offline: ids(offline) });
+        let horizon = tokio::time::Instant::now() + PRESENCE_EVERY;
+        let (mut online, mut offline) = (Vec::new(), Vec::new());
+        let announced = &mut self.announced_online;
+        self.presence.retain(|member, &mut (state, due)| {
+            if due > horizon {
+                return true;
+            }
+            if state && announced.insert(member.clone()) {
+                online.push(member.clone());
+            } else if !state && announced.remove(member) {
+                offline.push(member.clone());
+            }
+            false
+        });
+        self.presence_due = self.presence.values().map(|&(_, due)| due).min();
+        if online.is_empty() && offline.is_empty() {
+            return;
+        }
+        let frame = encode(&ServerMessage::Presence { online, offline });
         self.deliver(Room::Plenary, &frame);
     }
 
