@@ -35,6 +35,7 @@ pub mod config;
 pub mod connection;
 pub mod directory;
 pub mod gate;
+pub mod healthcheck;
 pub mod http;
 pub mod hub;
 pub mod metrics;

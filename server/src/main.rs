@@ -1,5 +1,6 @@
 //! The `caucus` command: `caucus serve` runs the server; `caucus token facilitator`
-//! prints a facilitator token for the same configuration.
+//! prints a facilitator token for the same configuration; `caucus healthcheck` asks a
+//! running server whether it is up.
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -53,6 +54,23 @@ enum Commands {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Ask a running server's /healthz (or /readyz) and exit 0 if it answers 200, else 1.
+    Healthcheck(HealthcheckArgs),
+}
+
+#[derive(Debug, Args)]
+struct HealthcheckArgs {
+    /// The server's own plain-HTTP address, such as http://127.0.0.1:8080 (a path, if
+    /// given, is asked instead of /healthz). Default: CAUCUS_LISTEN, or 127.0.0.1:8080;
+    /// 0.0.0.0 and [::] are asked on loopback.
+    #[arg(long)]
+    url: Option<String>,
+    /// Ask /readyz (ready for traffic; 503 once shutdown has begun) instead of /healthz.
+    #[arg(long)]
+    ready: bool,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    timeout: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -159,6 +177,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             eprintln!("{shown} {done}. A running server applies it at that person's next request.");
             Ok(())
         }
+        Commands::Healthcheck(args) => healthcheck(args),
         Commands::Token { kind: TokenCommand::Facilitator { name, config } } => {
             let config = config.load()?;
             let auth = Auth::from_config(&config)?;
@@ -166,6 +185,37 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{token}");
             Ok(())
         }
+    }
+}
+
+/// Asks a running server once and says what it answered, in one line: on stdout when it
+/// answered 200, else (through `main`) on stderr with exit status 1.
+fn healthcheck(args: HealthcheckArgs) -> anyhow::Result<()> {
+    use caucus_server::healthcheck::{Target, check};
+    let path = if args.ready { "/readyz" } else { "/healthz" };
+    let target = match args.url {
+        Some(url) => Target::parse(&url, path).map_err(anyhow::Error::msg)?,
+        None => {
+            let listen = match std::env::var("CAUCUS_LISTEN") {
+                Ok(value) => value.trim().parse::<SocketAddr>().map_err(|err| {
+                    anyhow::anyhow!("healthcheck: CAUCUS_LISTEN is not valid ({err}); give --url")
+                })?,
+                Err(_) => SocketAddr::from(([127, 0, 0, 1], 8080)),
+            };
+            Target::for_listen(listen, path)
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let answer = runtime.block_on(check(&target, std::time::Duration::from_secs(args.timeout)));
+    match answer {
+        Ok(line) => {
+            println!("healthy: {line}");
+            Ok(())
+        }
+        Err(line) => anyhow::bail!("unhealthy: {line}"),
     }
 }
 

@@ -238,3 +238,60 @@ async fn metrics_are_declared_from_the_start_and_sessions_are_counted_by_their_p
     anyhow::ensure!(phases(&scrape().await?) == [0.0, 0.0, 0.0, 1.0], "after the end");
     Ok(())
 }
+
+/// Runs `caucus healthcheck` with `args` (and CAUCUS_LISTEN set to `listen`, if given),
+/// returning whether it exited 0 (after checking that it exited 0 or 1), its stdout and
+/// its stderr.
+fn healthcheck(args: &[&str], listen: Option<&str>) -> Result<(bool, String, String)> {
+    let mut command = Process::new(caucus_binary());
+    command.arg("healthcheck").args(args).env_remove("CAUCUS_LISTEN");
+    if let Some(listen) = listen {
+        command.env("CAUCUS_LISTEN", listen);
+    }
+    let output = command.output()?;
+    let code = output.status.code();
+    assert!(matches!(code, Some(0 | 1)), "healthcheck exits 0 or 1, not {code:?}");
+    Ok((code == Some(0), String::from_utf8(output.stdout)?, String::from_utf8(output.stderr)?))
+}
+
+#[test]
+fn healthcheck_exits_0_against_a_running_server_and_1_against_a_closed_port() -> Result<()> {
+    let data = tempfile::tempdir()?;
+    let running = serve(data.path(), None)?;
+    let url = format!("http://{}", running.address);
+
+    let (ok, stdout, stderr) = healthcheck(&["--url", &url], None)?;
+    assert!(ok, "{stdout}{stderr}");
+    assert_eq!(stdout.lines().count(), 1, "one line: {stdout}");
+    assert!(stdout.contains("/healthz: 200 ok"), "{stdout}");
+
+    let (ok, stdout, stderr) = healthcheck(&["--url", &url, "--ready"], None)?;
+    assert!(ok, "{stdout}{stderr}");
+    assert!(stdout.contains("/readyz: 200 ready"), "{stdout}");
+
+    // Without --url, the address comes from CAUCUS_LISTEN, as the server's does.
+    let (ok, stdout, stderr) = healthcheck(&[], Some(&running.address.to_string()))?;
+    assert!(ok, "{stdout}{stderr}");
+    assert!(stdout.contains(&format!("http://{}/healthz", running.address)), "{stdout}");
+    drop(running);
+
+    // Nothing listens there any more (and, below, on a port just freed).
+    let (ok, stdout, stderr) = healthcheck(&["--url", &url, "--timeout", "5"], None)?;
+    assert!(!ok, "{stdout}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains("unhealthy") && stderr.contains("cannot connect"), "{stderr}");
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let (ok, _, stderr) = healthcheck(&[], Some(&closed.to_string()))?;
+    assert!(!ok);
+    assert!(stderr.contains(&format!("http://{closed}/healthz")), "{stderr}");
+    Ok(())
+}
+
+#[test]
+fn healthcheck_refuses_an_https_url_with_a_reason() -> Result<()> {
+    let (ok, _, stderr) = healthcheck(&["--url", "https://caucus.example.org"], None)?;
+    assert!(!ok);
+    assert!(stderr.contains("only http://"), "{stderr}");
+    Ok(())
+}
