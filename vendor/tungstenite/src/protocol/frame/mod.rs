@@ -388,7 +388,8 @@ mod tests {
     impl std::io::Read for Trickle {
         fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
             self.block = !self.block;
-            let Some(mut chunk) = self.chunks.pop_front().filter(|_| !self.block) else {
+            let chunk = if self.block { None } else { self.chunks.pop_front() };
+            let Some(mut chunk) = chunk else {
                 return Err(std::io::ErrorKind::WouldBlock.into());
             };
             let len = chunk.len().min(buf.len());
