@@ -1,22 +1,26 @@
 //! A connection's outbound queue: the frames that the session actor, and the connection
 //! itself, queue for one client, and a request to close it.
 //!
-//! The queue is bounded in frames and in bytes, and lock-free. The byte bound is what
-//! keeps a client that asks for much (history pages, a replay) and then stops reading
-//! from pinning megabytes: past it, the connection is closed 4008 like any slow reader. Its memory follows what is queued:
-//! crossbeam's `SegQueue` frees each 31-slot segment once it has been read, so an idle
-//! connection keeps at most one part-used segment, where a tokio channel keeps every
-//! block it ever grew to. With tens of thousands of mostly idle connections, that
-//! difference is a large part of the server's memory.
+//! The queue is bounded in frames and in bytes. The byte bound is what keeps a client
+//! that asks for much (history pages, a replay) and then stops reading from pinning
+//! megabytes: past it, the connection is closed 4008 like any slow reader.
+//!
+//! Its memory follows what is queued, down to nothing: the frames are a `VecDeque` behind
+//! a mutex, and when the connection finds it empty its storage is freed (a `VecDeque`
+//! that was never pushed to holds no allocation). With tens of thousands of mostly idle
+//! connections, what an empty queue keeps is a large part of the server's memory: a
+//! tokio channel keeps every block it ever grew to, and crossbeam's `SegQueue`, used
+//! before, kept a part-used segment of 31 slots (1.7 KiB) per connection. The mutex is
+//! held only to push or pop one frame, by the session actor on one side and the
+//! connection's task on the other; a frame pushed to an empty queue allocates again.
 
+use std::collections::VecDeque;
 use std::future::poll_fn;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::task::Poll;
 
 use axum::extract::ws::{Message, Utf8Bytes};
 use caucus_protocol::close;
-use crossbeam_queue::SegQueue;
 use futures::task::AtomicWaker;
 
 /// Numbers connections for logs and for the actor's bookkeeping.
@@ -46,19 +50,32 @@ pub struct Outgoing {
 
 #[derive(Debug)]
 struct Shared {
-    frames: SegQueue<Message>,
-    /// Frames queued now; never more than `capacity`.
-    queued: AtomicUsize,
+    queue: Mutex<Queue>,
+    /// The most frames `queue` holds.
     capacity: usize,
-    /// Bytes of frames queued now; never more than `max_bytes`.
-    queued_bytes: AtomicUsize,
+    /// The most bytes `queue` holds, unless it holds one frame only.
     max_bytes: usize,
     /// Why the connection must close. The first reason wins.
     close: OnceLock<(u16, &'static str)>,
-    /// Set when the receiving side is dropped: nothing queued now would be written.
-    receiver_gone: AtomicBool,
     /// The connection task, waiting for a frame or a close.
     waker: AtomicWaker,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    frames: VecDeque<Message>,
+    /// The payload bytes of `frames`.
+    bytes: usize,
+    /// The receiving side is gone: nothing queued now would be written.
+    receiver_gone: bool,
+}
+
+impl Shared {
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        // Nothing panics while holding the lock, and the queue is consistent between
+        // any two statements that change it anyway.
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// What the connection should do next.
@@ -74,13 +91,10 @@ pub enum Next {
 /// `id`.
 pub fn channel(id: ConnectionId, capacity: usize, max_bytes: usize) -> (Outbox, Outgoing) {
     let shared = Arc::new(Shared {
-        frames: SegQueue::new(),
-        queued: AtomicUsize::new(0),
+        queue: Mutex::new(Queue::default()),
         capacity: capacity.max(1),
-        queued_bytes: AtomicUsize::new(0),
         max_bytes: max_bytes.max(1),
         close: OnceLock::new(),
-        receiver_gone: AtomicBool::new(false),
         waker: AtomicWaker::new(),
     });
     (Outbox { id, shared: shared.clone() }, Outgoing { shared })
@@ -102,25 +116,30 @@ impl Outbox {
     /// reconnects and resumes instead of silently missing events.
     pub fn push(&self, message: Message) -> bool {
         let shared = &*self.shared;
-        if shared.receiver_gone.load(Ordering::Acquire) || shared.close.get().is_some() {
+        if shared.close.get().is_some() {
             return false;
         }
         let bytes = frame_len(&message);
-        let over_count = shared.queued.fetch_add(1, Ordering::AcqRel) >= shared.capacity;
-        // An empty queue takes any one frame, however large (a welcome to a big
-        // session): the bound is on what waits behind it.
-        let before = shared.queued_bytes.fetch_add(bytes, Ordering::AcqRel);
-        let over_bytes = before > 0 && before + bytes > shared.max_bytes;
-        if over_count || over_bytes {
-            shared.queued.fetch_sub(1, Ordering::AcqRel);
-            shared.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
-            metrics::counter!(crate::metrics::SLOW_CONSUMERS).increment(1);
-            self.close(close::TOO_SLOW, "you fell too far behind; reconnect and resume");
-            return false;
+        {
+            let mut queue = shared.queue();
+            if queue.receiver_gone {
+                return false;
+            }
+            let over_count = queue.frames.len() >= shared.capacity;
+            // An empty queue takes any one frame, however large (a welcome to a big
+            // session): the bound is on what waits behind it.
+            let over_bytes = queue.bytes > 0 && queue.bytes + bytes > shared.max_bytes;
+            if !over_count && !over_bytes {
+                queue.frames.push_back(message);
+                queue.bytes += bytes;
+                drop(queue);
+                shared.waker.wake();
+                return true;
+            }
         }
-        shared.frames.push(message);
-        shared.waker.wake();
-        true
+        metrics::counter!(crate::metrics::SLOW_CONSUMERS).increment(1);
+        self.close(close::TOO_SLOW, "you fell too far behind; reconnect and resume");
+        false
     }
 
     /// Asks the connection to close. Frames queued before it are not written.
@@ -160,17 +179,32 @@ impl Outgoing {
         self.pop().map(Next::Frame)
     }
 
+    /// The first frame queued. Finding the queue empty frees its storage: this is where
+    /// a connection that has written everything falls idle.
     fn pop(&self) -> Option<Message> {
-        let frame = self.shared.frames.pop()?;
-        self.shared.queued.fetch_sub(1, Ordering::AcqRel);
-        self.shared.queued_bytes.fetch_sub(frame_len(&frame), Ordering::AcqRel);
+        let mut queue = self.shared.queue();
+        let Some(frame) = queue.frames.pop_front() else {
+            if queue.frames.capacity() > 0 {
+                queue.frames = VecDeque::new();
+            }
+            return None;
+        };
+        queue.bytes -= frame_len(&frame);
         Some(frame)
     }
 }
 
 impl Drop for Outgoing {
     fn drop(&mut self) {
-        self.shared.receiver_gone.store(true, Ordering::Release);
+        // The frames still queued would never be written: free them now rather than
+        // when the session actor lets go of its `Outbox`.
+        let frames = {
+            let mut queue = self.shared.queue();
+            queue.receiver_gone = true;
+            queue.bytes = 0;
+            std::mem::take(&mut queue.frames)
+        };
+        drop(frames);
     }
 }
 
@@ -245,5 +279,22 @@ mod tests {
         assert!(outbox.deliver(&text("queued")));
         drop(outgoing);
         assert!(!outbox.deliver(&text("after")));
+        assert_eq!(outbox.shared.queue().frames.capacity(), 0, "the queued frame was freed");
+    }
+
+    #[tokio::test]
+    async fn a_drained_queue_holds_no_storage() {
+        let (outbox, mut outgoing) = channel(1, 100, 1024);
+        assert_eq!(outbox.shared.queue().frames.capacity(), 0, "a new queue allocates nothing");
+        for body in ["a", "b", "c"] {
+            assert!(outbox.deliver(&text(body)));
+        }
+        assert!(outbox.shared.queue().frames.capacity() >= 3);
+        assert!(matches!(outgoing.next().await, Next::Frame(_)));
+        assert!(outgoing.try_frame().is_some());
+        assert!(outgoing.try_frame().is_some());
+        assert!(outgoing.try_frame().is_none());
+        let queue = outbox.shared.queue();
+        assert_eq!((queue.frames.capacity(), queue.bytes), (0, 0), "found empty, it was freed");
     }
 }

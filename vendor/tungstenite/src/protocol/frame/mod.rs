@@ -188,6 +188,10 @@ impl FrameCodec {
                     // Reserve full message length only once, even for multiple
                     // loops or if WouldBlock errors cause multiple fn calls.
                     self.in_buffer.reserve(len);
+                } else if self.in_buffer.capacity() == 0 {
+                    // Caucus patch: the buffer was freed when the last read would block
+                    // (below); take it back at its configured size, not a header's.
+                    self.in_buffer.reserve(self.in_buf_max_read);
                 } else {
                     self.in_buffer.reserve(FrameHeader::MAX_SIZE);
                 }
@@ -201,7 +205,21 @@ impl FrameCodec {
             }
 
             // Not enough data in buffer.
-            if self.read_in(stream)? == 0 {
+            let read = match self.read_in(stream) {
+                // Caucus patch: give the buffer back when the stream has nothing more
+                // for now and no partial frame is held. Otherwise every connection keeps
+                // its read buffer for its whole life, idle or not.
+                Err(err)
+                    if err.kind() == IoErrorKind::WouldBlock
+                        && self.header.is_none()
+                        && self.in_buffer.is_empty() =>
+                {
+                    self.in_buffer = BytesMut::new();
+                    return Err(err.into());
+                }
+                read => read?,
+            };
+            if read == 0 {
                 trace!("no frame received");
                 return Ok(None);
             }
@@ -358,6 +376,62 @@ mod tests {
         ]);
         let mut sock = FrameSocket::new(raw);
         let _ = sock.read(None); // should not crash
+    }
+
+    /// Caucus patch: a stream that gives its chunks one read at a time, and would block
+    /// before each of them and once they are all read.
+    struct Trickle {
+        chunks: std::collections::VecDeque<Vec<u8>>,
+        block: bool,
+    }
+
+    impl std::io::Read for Trickle {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.block = !self.block;
+            let chunk = if self.block { None } else { self.chunks.pop_front() };
+            let Some(mut chunk) = chunk else {
+                return Err(std::io::ErrorKind::WouldBlock.into());
+            };
+            let len = chunk.len().min(buf.len());
+            buf[..len].copy_from_slice(&chunk[..len]);
+            if len < chunk.len() {
+                self.chunks.push_front(chunk.split_off(len));
+            }
+            Ok(len)
+        }
+    }
+
+    /// Caucus patch: frames split across reads that would block in between come out
+    /// whole; the read buffer is kept while it holds part of a frame and freed once a
+    /// read would block with nothing held.
+    #[test]
+    fn frames_split_across_blocking_reads() {
+        let chunks = [
+            vec![0x82],
+            vec![0x07, 0x01, 0x02],
+            vec![0x03, 0x04, 0x05, 0x06, 0x07, 0x82, 0x03, 0x03],
+            vec![0x02, 0x01],
+        ];
+        let mut sock = FrameSocket::new(Trickle { chunks: chunks.into(), block: false });
+        let mut payloads = Vec::new();
+        let mut blocked_holding_part = 0;
+        while payloads.len() < 2 {
+            match sock.read(None) {
+                Ok(Some(frame)) => payloads.push(frame.into_payload()),
+                Err(Error::Io(err)) if err.kind() == std::io::ErrorKind::WouldBlock => {
+                    if sock.codec.header.is_some() || !sock.codec.in_buffer.is_empty() {
+                        blocked_holding_part += 1;
+                        assert!(sock.codec.in_buffer.capacity() > 0);
+                    }
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(payloads[0], &[0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07][..]);
+        assert_eq!(payloads[1], &[0x03, 0x02, 0x01][..]);
+        assert!(blocked_holding_part >= 3, "every chunk but the last left part of a frame");
+        assert!(matches!(sock.read(None), Err(Error::Io(_))));
+        assert_eq!(sock.codec.in_buffer.capacity(), 0, "idle, the read buffer is freed");
     }
 
     #[test]
