@@ -5,7 +5,7 @@ use anyhow::{Result, ensure};
 use caucus_protocol::{Caucus, Command, ErrorCode, EventBody, Role, Room, ServerMessage, Settings, close};
 use caucus_tests::GuestToken;
 
-use crate::support::Scene;
+use crate::support::{Person, Scene};
 
 #[tokio::test]
 async fn a_broadcast_appears_in_every_room_and_stays_in_its_history() -> Result<()> {
@@ -28,19 +28,26 @@ async fn a_broadcast_appears_in_every_room_and_stays_in_its_history() -> Result<
     Ok(())
 }
 
+/// Waits until `person` hears that they are online: their arrival, and every arrival
+/// before it, has been announced to the session.
+async fn until_announced_online(person: &mut Person) -> Result<()> {
+    let id = person.id.clone();
+    person
+        .client
+        .expect("presence announcing the person online", |message| match message {
+            ServerMessage::Presence { online, .. } => online.contains(&id).then_some(()),
+            _ => None,
+        })
+        .await
+}
+
 #[tokio::test]
 async fn a_removed_member_is_disconnected_and_cannot_come_back() -> Result<()> {
     let mut scene = Scene::new(Settings::default()).await?;
     let mut amara = scene.member("Amara").await?;
     let mut bayo = scene.member("Bayo").await?;
     // Once Bayo's arrival is announced, so is Amara's: she is online for everyone.
-    let bayo_id = bayo.id.clone();
-    bayo.client
-        .expect("Bayo online", |message| match message {
-            ServerMessage::Presence { online, .. } => online.contains(&bayo_id).then_some(()),
-            _ => None,
-        })
-        .await?;
+    until_announced_online(&mut bayo).await?;
     scene.facilitator.client.ok(Command::Remove { member: amara.id.clone() }).await?;
     let closed = amara.client.expect_close().await?;
     assert_eq!(closed.code, Some(close::REMOVED), "{closed:?}");
@@ -100,13 +107,7 @@ async fn a_quick_reconnect_is_not_announced_to_anyone_else() -> Result<()> {
     let amara = scene.member("Amara").await?;
     let mut bayo = scene.member("Bayo").await?;
     // Bayo's own arrival is announced with, or after, Amara's first one.
-    let bayo_id = bayo.id.clone();
-    bayo.client
-        .expect("Bayo online", |message| match message {
-            ServerMessage::Presence { online, .. } => online.contains(&bayo_id).then_some(()),
-            _ => None,
-        })
-        .await?;
+    until_announced_online(&mut bayo).await?;
     let (amara_id, amara_token) = (amara.id.clone(), amara.token.clone());
     amara.client.close().await;
     let mut back = scene.server.client().await;
