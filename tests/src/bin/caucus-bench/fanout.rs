@@ -31,7 +31,12 @@ type Stream = SplitStream<Socket>;
 
 /// One of the compared servers, running in its own process.
 enum Peer {
-    Caucus { server: ServerProcess, _data: tempfile::TempDir },
+    /// `label` tells builds apart when `caucus@PATH` runs another build beside this one.
+    Caucus {
+        server: ServerProcess,
+        _data: tempfile::TempDir,
+        label: &'static str,
+    },
     SocketIo(Child, SocketAddr),
     Ceiling(Child, SocketAddr),
 }
@@ -60,7 +65,16 @@ impl Peer {
         match name {
             "caucus" => {
                 let data = tempfile::tempdir()?;
-                Ok(Peer::Caucus { server: ServerProcess::start(data.path())?, _data: data })
+                Ok(Peer::Caucus { server: ServerProcess::start(data.path())?, _data: data, label: "Caucus" })
+            }
+            // Another build of the binary, to measure a change before and after in one
+            // invocation. The label lives as long as the harness, which prints it at the end.
+            other if other.starts_with("caucus@") => {
+                let binary = std::path::PathBuf::from(&other["caucus@".len()..]);
+                let data = tempfile::tempdir()?;
+                let server = ServerProcess::start_binary(&binary, data.path())?;
+                let label = Box::leak(format!("Caucus@{}", binary.display()).into_boxed_str());
+                Ok(Peer::Caucus { server, _data: data, label })
             }
             "socketio" => {
                 let script = concat!(env!("CARGO_MANIFEST_DIR"), "/peers/socketio/server.js");
@@ -86,7 +100,7 @@ impl Peer {
 
     fn name(&self) -> &'static str {
         match self {
-            Peer::Caucus { .. } => "Caucus",
+            Peer::Caucus { label, .. } => label,
             Peer::SocketIo(..) => "Socket.IO",
             Peer::Ceiling(..) => "ceiling",
         }

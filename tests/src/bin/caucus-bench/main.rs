@@ -142,7 +142,8 @@ enum Scenario {
 /// What `compare` runs.
 #[derive(Debug, Clone, clap::Args)]
 struct CompareArgs {
-    /// Which servers, in order.
+    /// Which servers, in order: `caucus`, `socketio`, `ceiling`, or `caucus@PATH` for
+    /// another build of the binary beside this one (a change measured before and after).
     #[arg(long, value_delimiter = ',', default_value = "caucus,socketio,ceiling")]
     peers: Vec<String>,
     /// Room sizes for fan-out.

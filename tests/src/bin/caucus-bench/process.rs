@@ -30,7 +30,11 @@ impl ServerProcess {
     /// gate's caps on waiting connections are raised too: the harness is one host that
     /// plays thousands of people, who would come from thousands of addresses.
     pub(crate) fn start(data: &Path) -> Result<Self> {
-        let binary = std::env::current_exe()?.with_file_name("caucus");
+        Self::start_binary(&std::env::current_exe()?.with_file_name("caucus"), data)
+    }
+
+    /// Starts the given build of `caucus` the same way.
+    pub(crate) fn start_binary(binary: &Path, data: &Path) -> Result<Self> {
         if !binary.exists() {
             bail!("{} is missing: run `cargo build --release --bin caucus` first", binary.display());
         }
@@ -41,7 +45,7 @@ impl ServerProcess {
              member_frame_burst = 100000\nconnections_per_member = 100\nsessions_per_facilitator = 100000\n\
              max_pending_connections = 100000\nmax_pending_per_address = 100000\n",
         )?;
-        let mut child = Process::new(&binary)
+        let mut child = Process::new(binary)
             .args(["serve", "--config"])
             .arg(&config)
             .env("CAUCUS_LISTEN", "127.0.0.1:0")
