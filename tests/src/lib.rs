@@ -350,13 +350,18 @@ impl Client {
         Ok(())
     }
 
-    /// Reads until the server closes the connection and returns the close.
+    /// Reads until the server closes the connection and returns the close; fails if
+    /// nothing at all arrives for the client's wait, rather than waiting for ever.
     pub async fn expect_close(&mut self) -> Result<Closed> {
         loop {
             if let Some(closed) = &self.closed {
                 return Ok(closed.clone());
             }
-            let _ = self.read().await;
+            if let Err(err) = self.read().await
+                && self.closed.is_none()
+            {
+                return Err(err.context("waiting for the server to close the connection"));
+            }
         }
     }
 
