@@ -122,6 +122,9 @@ pub mod close {
     pub const POLICY_VIOLATION: u16 = 1008;
     /// A frame over the size limit.
     pub const MESSAGE_TOO_BIG: u16 = 1009;
+    /// The session cannot be opened just now: its store cannot be read, or (on a shared
+    /// store) another node still holds it. Reconnect shortly and resume.
+    pub const TRY_AGAIN_LATER: u16 = 1013;
     /// The token is malformed (which includes an empty token or a missing claim),
     /// badly signed, of the wrong algorithm, not yet valid, or for the wrong issuer or
     /// audience. The reason says which.

@@ -171,6 +171,10 @@ pub enum StoreKind {
     Sqlite,
     /// Memory only: everything is lost when the server stops.
     Memory,
+    /// PostgreSQL at `store.database_url` (`CAUCUS_DATABASE_URL`): the store that
+    /// several nodes share. Each session is written by one node at a time, and the
+    /// database refuses the writes of a node that has lost it.
+    Postgres,
 }
 
 /// Storage settings.
@@ -183,11 +187,49 @@ pub struct StoreConfig {
     pub group_commit: bool,
     /// How long a write waits for a locked database before it is refused, in ms.
     pub busy_timeout_ms: u64,
+    /// The PostgreSQL connection string for `kind = "postgres"`, such as
+    /// `postgres://caucus@db.internal/caucus` (`CAUCUS_DATABASE_URL`).
+    pub database_url: Option<SecretText>,
+    /// How long one PostgreSQL call may take before it is given up and the command
+    /// refused with `unavailable`, in ms. A connection that stops answering would
+    /// otherwise hold a session for minutes.
+    pub call_timeout_ms: u64,
+    /// Connections each node keeps to PostgreSQL at most.
+    pub pool_size: usize,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        Self { kind: StoreKind::Sqlite, group_commit: true, busy_timeout_ms: 5000 }
+        Self {
+            kind: StoreKind::Sqlite,
+            group_commit: true,
+            busy_timeout_ms: 5000,
+            database_url: None,
+            call_timeout_ms: 10_000,
+            pool_size: 16,
+        }
+    }
+}
+
+/// How a node holds the sessions it runs when the store is shared (`store.kind =
+/// "postgres"`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// This node's name in the store's table of nodes and in logs; a random suffix is
+    /// added at every start, so that a restarted process never inherits the leases of
+    /// its previous life. Defaults to the host's name.
+    pub node_name: Option<String>,
+    /// How long a node's lease lasts after its last renewal, in ms. Another node may
+    /// take its sessions only once it has run out.
+    pub lease_ttl_ms: u64,
+    /// How often a node renews its lease, in ms.
+    pub lease_renew_ms: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self { node_name: None, lease_ttl_ms: 10_000, lease_renew_ms: 2_000 }
     }
 }
 
@@ -235,6 +277,8 @@ pub struct Config {
     pub conformance_echo: bool,
     /// Storage.
     pub store: StoreConfig,
+    /// Leases, when the store is shared.
+    pub cluster: ClusterConfig,
     /// Retention after a session ends.
     pub retention: Retention,
     /// Accounts and sign-in: lifetimes, admins, email links.
@@ -344,6 +388,7 @@ impl Default for Config {
             log_format: LogFormat::Text,
             conformance_echo: false,
             store: StoreConfig::default(),
+            cluster: ClusterConfig::default(),
             retention: Retention::default(),
             accounts: AccountsConfig::default(),
             oidc: Vec::new(),
@@ -433,17 +478,26 @@ impl Config {
             self.token_ttl_secs = parse("CAUCUS_TOKEN_TTL_SECS", &value)?;
         }
         self.apply_account_env(&var)?;
+        if let Some(value) = var("CAUCUS_DATABASE_URL") {
+            // A database named is the database used, unless CAUCUS_STORE says otherwise.
+            self.store.kind = StoreKind::Postgres;
+            self.store.database_url = Some(SecretText(value));
+        }
         if let Some(value) = var("CAUCUS_STORE") {
             self.store.kind = match value.trim() {
                 "sqlite" => StoreKind::Sqlite,
                 "memory" => StoreKind::Memory,
+                "postgres" => StoreKind::Postgres,
                 _ => {
                     return Err(ConfigError::Variable {
                         name: "CAUCUS_STORE",
-                        message: "use `sqlite` or `memory`".into(),
+                        message: "use `sqlite`, `memory` or `postgres`".into(),
                     });
                 }
             };
+        }
+        if let Some(value) = var("CAUCUS_NODE_NAME") {
+            self.cluster.node_name = Some(value);
         }
         if let Some(value) = var("CAUCUS_RETENTION_DAYS") {
             self.retention.caucus_transcript_days = parse("CAUCUS_RETENTION_DAYS", &value)?;
@@ -616,7 +670,37 @@ impl Config {
         {
             return invalid("public_url must start with http:// or https://");
         }
+        self.validate_shared_store()?;
         self.validate_accounts()
+    }
+
+    /// A shared store needs its address, and a signing key that every node has: a key
+    /// generated in one node's data folder would make its tokens worthless on the rest.
+    fn validate_shared_store(&self) -> Result<(), ConfigError> {
+        let invalid = |message: &str| Err(ConfigError::Invalid(message.to_owned()));
+        if self.store.kind != StoreKind::Postgres {
+            return Ok(());
+        }
+        if self.store.database_url.is_none() {
+            return invalid(
+                "store.kind = \"postgres\" needs the database's address: set CAUCUS_DATABASE_URL \
+                 (or store.database_url), such as postgres://caucus@127.0.0.1/caucus",
+            );
+        }
+        if self.jwt_secret.is_none() && self.jwt_secret_file.is_none() {
+            return invalid(
+                "a shared store needs a signing key that every node has: set CAUCUS_JWT_SECRET_FILE \
+                 (or CAUCUS_JWT_SECRET) to the same key on each node",
+            );
+        }
+        let cluster = &self.cluster;
+        if self.store.call_timeout_ms == 0 || self.store.pool_size == 0 {
+            return invalid("store.call_timeout_ms and store.pool_size must be at least 1");
+        }
+        if cluster.lease_renew_ms == 0 || cluster.lease_ttl_ms < 2 * cluster.lease_renew_ms {
+            return invalid("cluster.lease_ttl_ms must be at least twice cluster.lease_renew_ms");
+        }
+        Ok(())
     }
 
     fn validate_accounts(&self) -> Result<(), ConfigError> {
@@ -668,6 +752,26 @@ impl Config {
         match &self.public_url {
             Some(url) => url.trim_end_matches('/').to_owned(),
             None => format!("http://{bound}"),
+        }
+    }
+
+    /// How to open the shared store. Call only with `store.kind = "postgres"`, which
+    /// `validate` has checked names a database.
+    pub fn postgres_options(&self) -> crate::store::PostgresOptions {
+        let node_name = self.cluster.node_name.clone().unwrap_or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|name| name.trim().to_owned())
+                .ok()
+                .filter(|name| !name.is_empty())
+                .unwrap_or_else(|| "caucus".to_owned())
+        });
+        crate::store::PostgresOptions {
+            url: self.store.database_url.as_ref().map(|url| url.0.clone()).unwrap_or_default(),
+            node_name,
+            call_timeout: std::time::Duration::from_millis(self.store.call_timeout_ms),
+            pool_size: self.store.pool_size,
+            lease_ttl: std::time::Duration::from_millis(self.cluster.lease_ttl_ms),
+            lease_renew: std::time::Duration::from_millis(self.cluster.lease_renew_ms),
         }
     }
 
@@ -745,6 +849,32 @@ mod tests {
         assert!(err.to_string().starts_with("CAUCUS_TRUSTED_PROXIES is not valid"), "{err}");
         config.limits.outbound_queue = 10;
         assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn a_shared_store_needs_its_address_and_a_signing_key_every_node_has() {
+        let mut config = Config::default();
+        config
+            .apply_env(|name| (name == "CAUCUS_DATABASE_URL").then(|| "postgres://caucus@db/caucus".into()))
+            .unwrap();
+        assert_eq!(config.store.kind, StoreKind::Postgres);
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("CAUCUS_JWT_SECRET_FILE"), "{err}");
+        assert!(
+            !format!("{config:?}").contains("postgres://"),
+            "the address, which may hold a password, is not logged"
+        );
+        config.jwt_secret_file = Some(PathBuf::from("/etc/caucus/key"));
+        config.validate().unwrap();
+
+        let mut config: Config = toml::from_str("[store]\nkind = \"postgres\"\n").unwrap();
+        config.jwt_secret = Some(Secret(b"k".repeat(32)));
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("CAUCUS_DATABASE_URL"), "{err}");
+        config.store.database_url = Some(SecretText("postgres://caucus@db/caucus".into()));
+        config.cluster.lease_ttl_ms = config.cluster.lease_renew_ms;
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("lease_ttl_ms"), "{err}");
     }
 
     #[test]

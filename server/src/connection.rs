@@ -360,8 +360,15 @@ impl Connection {
                 (member, claims.exp)
             }
         };
-        let Some(session) = self.hub.session(&session_id).await else {
-            return no_such_session();
+        let session = match self.hub.session(&session_id).await {
+            Ok(session) => session,
+            Err(crate::hub::Unreachable::Unknown) => return no_such_session(),
+            Err(crate::hub::Unreachable::Unavailable) => {
+                return Some(Ending::close(
+                    close::TRY_AGAIN_LATER,
+                    "this session cannot be opened just now; reconnect shortly",
+                ));
+            }
         };
         if let Err(err) = session.connect(member.clone(), resume, self.outbox.clone()).await {
             return Some(Ending::close(err.close_code(), err.to_string()));

@@ -27,7 +27,7 @@ use crate::config::Config;
 use crate::directory::{Directory, Listed};
 use crate::practice::Practice;
 use crate::session::{ActorSettings, JoinError, Listing, Refusal, Session, SessionHandle, SessionSetup};
-use crate::store::{ListedSession, SessionRecord, Store};
+use crate::store::{ListedSession, SessionRecord, Store, StoreErrorKind};
 
 /// How often the hub looks for unloaded sessions whose time has come (a round's end,
 /// an ended session's purge), and how far ahead it starts them.
@@ -99,6 +99,16 @@ pub struct Hub {
     tracker: TaskTracker,
     /// The address invite links point to.
     public_url: String,
+}
+
+/// Why a session could not be had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unreachable {
+    /// There is no such session.
+    Unknown,
+    /// It exists but cannot be run here just now: the store cannot be read, or another
+    /// node still holds it. Trying again shortly may succeed.
+    Unavailable,
 }
 
 fn random_token(length: usize) -> String {
@@ -206,36 +216,59 @@ impl Hub {
     }
 
     /// The handle of session `id`'s actor, starting it from the store if it is not
-    /// running. `None` if there is no such session, or it cannot be read just now (the
-    /// reason is logged).
-    pub async fn session(&self, id: &SessionId) -> Option<SessionHandle> {
+    /// running. On a shared store, a session another node still holds is waited for
+    /// until that node's lease has run out (`cluster.lease_ttl_ms`), so that a client
+    /// reconnecting after its node died is let in as soon as the session can be taken.
+    pub async fn session(&self, id: &SessionId) -> Result<SessionHandle, Unreachable> {
+        let cluster = &self.config.cluster;
+        self.open(id, std::time::Duration::from_millis(cluster.lease_ttl_ms + cluster.lease_renew_ms)).await
+    }
+
+    /// Like [`Hub::session`], waiting at most `wait` for another node's lease.
+    async fn open(&self, id: &SessionId, wait: std::time::Duration) -> Result<SessionHandle, Unreachable> {
         if let Some(handle) = self.directory.live(id) {
-            return Some(handle);
+            return Ok(handle);
         }
-        let listed = self.directory.get(id)?;
-        let _loading = self.loading.lock().await;
-        if let Some(handle) = self.directory.live(id) {
-            return Some(handle);
-        }
-        if self.shutdown.is_cancelled() {
-            return None;
-        }
-        let store = self.store.clone();
-        let wanted = id.clone();
-        let loaded = tokio::task::spawn_blocking(move || store.load_session(&wanted)).await;
-        let stored = match loaded {
-            Ok(Ok(Some(stored))) => stored,
-            Ok(Ok(None)) => {
-                warn!(session = %id, "a listed session is missing from the store");
-                return None;
+        let listed = self.directory.get(id).ok_or(Unreachable::Unknown)?;
+        let give_up = tokio::time::Instant::now() + wait;
+        let (_loading, claim) = loop {
+            let loading = self.loading.lock().await;
+            if let Some(handle) = self.directory.live(id) {
+                return Ok(handle);
             }
-            Ok(Err(err)) => {
-                warn!(session = %id, error = %err, "cannot load a session from the store");
-                return None;
+            if self.shutdown.is_cancelled() {
+                return Err(Unreachable::Unavailable);
+            }
+            // Claimed first, then read: the load sees every write that committed before
+            // the claim, and any later write by an owner before is refused.
+            match self.store.claim(id).await {
+                Ok(claim) => break (loading, claim),
+                Err(err)
+                    if err.kind == StoreErrorKind::HeldElsewhere && tokio::time::Instant::now() < give_up =>
+                {
+                    drop(loading);
+                    debug!(session = %id, "another node holds the session; waiting for its lease");
+                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                }
+                Err(err) if err.kind == StoreErrorKind::HeldElsewhere => {
+                    debug!(session = %id, "another node still holds the session");
+                    return Err(Unreachable::Unavailable);
+                }
+                Err(err) => {
+                    warn!(session = %id, error = %err, "cannot take the session to run it here");
+                    return Err(Unreachable::Unavailable);
+                }
+            }
+        };
+        let stored = match self.store.load_session(id).await {
+            Ok(Some(stored)) => stored,
+            Ok(None) => {
+                warn!(session = %id, "a listed session is missing from the store");
+                return Err(Unreachable::Unknown);
             }
             Err(err) => {
-                warn!(session = %id, error = %err, "loading a session failed");
-                return None;
+                warn!(session = %id, error = %err, "cannot load a session from the store");
+                return Err(Unreachable::Unavailable);
             }
         };
         let started = std::time::Instant::now();
@@ -244,10 +277,10 @@ impl Hub {
         for event in stored.events {
             session.evolve(event);
         }
-        let handle = self.start(session);
+        let handle = self.start(session, claim);
         metrics::counter!(crate::metrics::SESSION_LOADS).increment(1);
         debug!(session = %id, events, title = %listed.title, took = ?started.elapsed(), "session loaded");
-        Some(handle)
+        Ok(handle)
     }
 
     /// Creates a session with its plenary and two caucus rooms, and seats `facilitator`
@@ -285,7 +318,8 @@ impl Hub {
         self.directory.insert(&record, Listing::default());
         let handle = {
             let _loading = self.loading.lock().await;
-            self.start(session)
+            let claim = self.store.claim(&record.id).await.map_err(|_| HubError::Unavailable)?;
+            self.start(session, claim)
         };
         handle.join(facilitator.clone(), name, Role::Facilitator, None).await?;
         let (id, invite_code) = (record.id, record.invite_code);
@@ -310,7 +344,7 @@ impl Hub {
             let listing = match listing {
                 Some(listing) => listing,
                 None => {
-                    let Some(stored) = self.store.load_session(&record.id)? else { continue };
+                    let Some(stored) = self.store.load_session(&record.id).await? else { continue };
                     let mut session = Session::restore(self.setup(&record));
                     for event in stored.events {
                         session.evolve(event);
@@ -344,7 +378,8 @@ impl Hub {
             listed.listing.wake_at(retention).filter(|at| *at <= horizon).map(|_| id.clone())
         });
         for id in due {
-            if self.directory.live(&id).is_none() && self.session(&id).await.is_some() {
+            // A session another node runs is that node's to wake.
+            if self.directory.live(&id).is_none() && self.open(&id, std::time::Duration::ZERO).await.is_ok() {
                 debug!(session = %id, "session woken for its timer or purge");
             }
         }
@@ -371,7 +406,7 @@ impl Hub {
 
     /// Starts a session's actor and puts its handle in the directory. The caller holds
     /// `loading`.
-    fn start(&self, session: Session) -> SessionHandle {
+    fn start(&self, session: Session, claim: u64) -> SessionHandle {
         let settings = ActorSettings {
             connections_per_member: self.config.limits.connections_per_member,
             replay_per_room: self.config.limits.replay_per_room,
@@ -383,6 +418,7 @@ impl Hub {
             max_batch: (self.config.limits.outbound_queue / 8).clamp(1, 256),
             idle_after: std::time::Duration::from_secs(self.config.timeouts.session_idle_secs),
             offline_grace: std::time::Duration::from_secs(self.config.timeouts.offline_grace_secs),
+            claim,
         };
         let id = session.id().clone();
         let handle = SessionHandle::spawn(
@@ -430,7 +466,7 @@ impl Hub {
         name: &str,
     ) -> Result<FacilitatorAdded, HubError> {
         self.facilitating(id, who).await?;
-        let session = self.session(id).await.ok_or(HubError::Unavailable)?;
+        let session = self.session(id).await.map_err(|_| HubError::Unavailable)?;
         if session.role_of(member.clone()).await != Some(Role::Facilitator) {
             session.join(member.clone(), name.to_owned(), Role::Facilitator, None).await?;
             info!(session = %id, facilitator = %member, by = %who, "co-facilitator added");
@@ -560,7 +596,10 @@ impl Hub {
         name: &str,
         role: Role,
     ) -> Result<(), HubError> {
-        let handle = self.session(id).await.ok_or(HubError::NoSuchInvite)?;
+        let handle = self.session(id).await.map_err(|unreachable| match unreachable {
+            Unreachable::Unknown => HubError::NoSuchInvite,
+            Unreachable::Unavailable => HubError::Unavailable,
+        })?;
         if handle.role_of(member.clone()).await.is_none() {
             handle.join(member.clone(), name.to_owned(), role, None).await?;
             info!(session = %id, member = %member, "a community's person entered");
@@ -578,7 +617,10 @@ impl Hub {
     ) -> Result<(), String> {
         let gone = || "the session is gone".to_owned();
         let created_by = self.directory.get(id).ok_or_else(gone)?.created_by;
-        let handle = self.session(id).await.ok_or_else(gone)?;
+        let handle = self.session(id).await.map_err(|unreachable| match unreachable {
+            Unreachable::Unknown => gone(),
+            Unreachable::Unavailable => "the session cannot be opened just now; try again".to_owned(),
+        })?;
         let by = if handle.role_of(asking.clone()).await == Some(Role::Facilitator) {
             asking.clone()
         } else {
@@ -591,7 +633,7 @@ impl Hub {
 
     async fn invited_session(&self, code: &str) -> Result<(SessionId, SessionHandle), HubError> {
         let id = self.directory.by_invite(code.trim()).ok_or(HubError::NoSuchInvite)?;
-        let handle = self.session(&id).await.ok_or(HubError::Unavailable)?;
+        let handle = self.session(&id).await.map_err(|_| HubError::Unavailable)?;
         Ok((id, handle))
     }
 }

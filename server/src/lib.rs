@@ -58,7 +58,7 @@ use crate::auth::{Auth, KeyError};
 use crate::config::{Config, StoreKind};
 use crate::gate::{Caps, Gate};
 use crate::hub::Hub;
-use crate::store::{MemoryStore, SqliteOptions, SqliteStore, Store, StoreError};
+use crate::store::{MemoryStore, PostgresStore, SqliteOptions, SqliteStore, Store, StoreError};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +93,7 @@ impl Server {
                 busy_timeout: Duration::from_millis(config.store.busy_timeout_ms),
             })?),
             StoreKind::Memory => Arc::new(MemoryStore::default()),
+            StoreKind::Postgres => Arc::new(PostgresStore::open(config.postgres_options()).await?),
         };
         Self::bind_with_store(config, store).await
     }
@@ -101,7 +102,7 @@ impl Server {
     pub async fn bind_with_store(config: Config, store: Arc<dyn Store>) -> Result<Self, StartError> {
         let auth = Auth::from_config(&config)?;
         crate::metrics::handle();
-        let stored = store.directory()?;
+        let stored = store.directory().await?;
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| StartError::Bind { address: config.listen, source })?;
@@ -109,7 +110,9 @@ impl Server {
             listener.local_addr().map_err(|source| StartError::Bind { address: config.listen, source })?;
         let public_url = config.public_url(address);
         let account_db = match config.store.kind {
-            StoreKind::Sqlite => AccountDb::open(&config.database_path())?,
+            // Accounts and communities stay in the data folder's SQLite file for now,
+            // even beside a shared store.
+            StoreKind::Sqlite | StoreKind::Postgres => AccountDb::open(&config.database_path())?,
             StoreKind::Memory => AccountDb::in_memory()?,
         };
         let accounts = Accounts::new(&config, account_db, &public_url)?;

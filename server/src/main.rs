@@ -56,6 +56,9 @@ enum Commands {
     },
     /// Ask a running server's /healthz (or /readyz) and exit 0 if it answers 200, else 1.
     Healthcheck(HealthcheckArgs),
+    /// Bring the configured store's schema up to this version, then exit. `serve` does
+    /// the same at start; this lets an upgrade migrate before any node starts.
+    Migrate(ConfigArgs),
 }
 
 #[derive(Debug, Args)]
@@ -178,6 +181,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Commands::Healthcheck(args) => healthcheck(args),
+        Commands::Migrate(args) => migrate(&args.load()?),
         Commands::Token { kind: TokenCommand::Facilitator { name, config } } => {
             let config = config.load()?;
             let auth = Auth::from_config(&config)?;
@@ -217,6 +221,32 @@ fn healthcheck(args: HealthcheckArgs) -> anyhow::Result<()> {
         }
         Err(line) => anyhow::bail!("unhealthy: {line}"),
     }
+}
+
+/// Applies the configured store's pending migrations and says where it stands.
+fn migrate(config: &Config) -> anyhow::Result<()> {
+    use caucus_server::config::StoreKind;
+    match config.store.kind {
+        StoreKind::Memory => {
+            anyhow::bail!("CAUCUS_STORE=memory keeps nothing, so there is nothing to migrate")
+        }
+        StoreKind::Sqlite => {
+            drop(caucus_server::store::SqliteStore::open(caucus_server::store::SqliteOptions {
+                path: config.database_path(),
+                group_commit: config.store.group_commit,
+                busy_timeout: std::time::Duration::from_millis(config.store.busy_timeout_ms),
+            })?);
+            eprintln!("{} is up to date", config.database_path().display());
+        }
+        StoreKind::Postgres => {
+            let options = config.postgres_options();
+            let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            let version = runtime
+                .block_on(caucus_server::store::migrate_postgres(&options.url, options.call_timeout))?;
+            eprintln!("the PostgreSQL schema is at version {version}, as this server expects");
+        }
+    }
+    Ok(())
 }
 
 /// Runs `work` on the accounts in the configured database, for the commands that

@@ -30,6 +30,12 @@ pub const SLOW_CONSUMERS: &str = "caucus_slow_consumer_disconnects_total";
 pub const REFUSALS: &str = "caucus_refusals_total";
 /// How long store appends take, in seconds.
 pub const STORE_COMMIT: &str = "caucus_store_commit_seconds";
+/// Sessions this node took to run from the shared store (PostgreSQL only).
+pub const SESSION_CLAIMS: &str = "caucus_session_claims_total";
+/// Writes the shared store refused because another node owns the session now.
+pub const FENCED_WRITES: &str = "caucus_fenced_writes_total";
+/// Renewals of this node's lease in the shared store.
+pub const LEASE_RENEWALS: &str = "caucus_lease_renewals_total";
 
 /// Installs the process-wide recorder once and returns its handle for rendering.
 pub fn handle() -> &'static PrometheusHandle {
@@ -68,6 +74,9 @@ fn declare() {
     describe_counter!(SLOW_CONSUMERS, "Connections closed 4008 because their queue was full.");
     describe_counter!(REFUSALS, "Commands refused, by error code.");
     describe_histogram!(STORE_COMMIT, Unit::Seconds, "How long store appends take.");
+    describe_counter!(SESSION_CLAIMS, "Sessions this node took to run from the shared store.");
+    describe_counter!(FENCED_WRITES, "Writes refused because another node owns the session now.");
+    describe_counter!(LEASE_RENEWALS, "Renewals of this node's lease in the shared store.");
     metrics::gauge!(CONNECTIONS).set(0.0);
     for state in ["pending", "welcomed"] {
         metrics::gauge!(HTTP_CONNECTIONS, "state" => state).set(0.0);
@@ -81,6 +90,8 @@ fn declare() {
     metrics::gauge!(SESSIONS_KNOWN).set(0.0);
     metrics::counter!(SESSION_LOADS).absolute(0);
     metrics::counter!(HISTORY_READS).absolute(0);
+    metrics::counter!(SESSION_CLAIMS).absolute(0);
+    metrics::counter!(FENCED_WRITES).absolute(0);
     metrics::counter!(FRAMES_IN).absolute(0);
     metrics::counter!(FRAMES_OUT).absolute(0);
     metrics::counter!(SLOW_CONSUMERS).absolute(0);

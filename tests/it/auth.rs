@@ -284,7 +284,7 @@ async fn a_session_whose_creator_cannot_join_is_never_created() -> Result<()> {
     let refused = caucus_tests::create_session(server.address, &token, "Orphan").await;
     let message = refused.expect_err("the session is refused").to_string();
     assert!(message.contains("422") && message.contains("too_long"), "{message}");
-    let stored = server.hub.store().directory()?;
+    let stored = server.hub.store().directory().await?;
     assert!(stored.is_empty(), "a session without a facilitator was left behind: {}", stored.len());
     Ok(())
 }

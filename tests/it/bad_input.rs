@@ -92,7 +92,7 @@ async fn a_malformed_resume_cursor_is_a_bad_frame_and_hello_can_be_retried() -> 
 async fn empty_and_overlong_text_are_refused_and_nothing_is_stored() -> Result<()> {
     let scene = Scene::new(Settings::default()).await?;
     let mut amara = scene.member("Amara").await?;
-    let stored = scene.server.stored_events(&scene.session).len();
+    let stored = scene.server.stored_events(&scene.session).await.len();
     for (text, code) in
         [("", ErrorCode::Empty), ("   ", ErrorCode::Empty), (&"x".repeat(4001)[..], ErrorCode::TooLong)]
     {
@@ -100,7 +100,7 @@ async fn empty_and_overlong_text_are_refused_and_nothing_is_stored() -> Result<(
             amara.client.refused(Command::Say { room: room(Room::Plenary), text: text.to_owned() }).await?;
         assert_eq!(error.code, code);
     }
-    assert_eq!(scene.server.stored_events(&scene.session).len(), stored);
+    assert_eq!(scene.server.stored_events(&scene.session).await.len(), stored);
     amara.client.say(Room::Plenary, &"x".repeat(4000)).await?;
     Ok(())
 }
@@ -110,7 +110,7 @@ async fn members_cannot_run_facilitator_commands_and_nothing_changes() -> Result
     let scene = Scene::new(Settings::default()).await?;
     let mut amara = scene.member("Amara").await?;
     let bayo = scene.member("Bayo").await?;
-    let stored = scene.server.stored_events(&scene.session).len();
+    let stored = scene.server.stored_events(&scene.session).await.len();
     let commands = vec![
         Command::Move { member: bayo.id.clone(), caucus: Some(Caucus::A) },
         Command::OpenCaucuses { duration_secs: Some(60) },
@@ -127,7 +127,7 @@ async fn members_cannot_run_facilitator_commands_and_nothing_changes() -> Result
         assert_eq!(error.code, ErrorCode::Forbidden, "{kind}");
         assert!(error.message.starts_with("only a facilitator can"), "{}", error.message);
     }
-    assert_eq!(scene.server.stored_events(&scene.session).len(), stored);
+    assert_eq!(scene.server.stored_events(&scene.session).await.len(), stored);
     Ok(())
 }
 
@@ -157,7 +157,7 @@ async fn any_command_sent_again_with_its_client_id_is_applied_once() -> Result<(
     scene.facilitator.client.send(&broadcast).await?;
     assert_eq!(scene.facilitator.client.reply_to(&broadcast_id).await?.expect("accepted"), announced);
 
-    let stored = scene.server.stored_events(&scene.session);
+    let stored = scene.server.stored_events(&scene.session).await;
     let points = stored
         .iter()
         .filter(
@@ -200,6 +200,7 @@ async fn a_duplicate_client_id_gets_the_same_ack_and_is_stored_once() -> Result<
     let stored = scene
         .server
         .stored_events(&scene.session)
+        .await
         .into_iter()
         .filter(|event| matches!(&event.body, EventBody::Message { text, .. } if text == "sent twice"))
         .count();
@@ -318,11 +319,11 @@ async fn a_post_to_a_closed_caucus_is_refused_and_not_stored() -> Result<()> {
     amara.client.ok(Command::ChooseCaucus { caucus: Some(Caucus::A) }).await?;
     scene.facilitator.client.ok(Command::OpenCaucuses { duration_secs: None }).await?;
     scene.facilitator.client.ok(Command::Reconvene { round: 1 }).await?;
-    let stored = scene.server.stored_events(&scene.session).len();
+    let stored = scene.server.stored_events(&scene.session).await.len();
     let error =
         amara.client.refused(Command::Say { room: room(Caucus::A.room()), text: "late".into() }).await?;
     assert_eq!(error.code, ErrorCode::CaucusClosed);
-    assert_eq!(scene.server.stored_events(&scene.session).len(), stored);
+    assert_eq!(scene.server.stored_events(&scene.session).await.len(), stored);
     Ok(())
 }
 

@@ -206,7 +206,7 @@ async fn a_locked_database_refuses_with_unavailable_and_the_server_recovers() ->
     let scene = Scene::on(server, Settings::default()).await?;
     let mut amara = scene.member("Amara").await?;
     let mut bayo = scene.member("Bayo").await?;
-    let before = scene.server.stored_events(&scene.session).len();
+    let before = scene.server.stored_events(&scene.session).await.len();
 
     let lock = rusqlite::Connection::open(scene.server.data_dir().join("caucus.db"))?;
     lock.execute_batch("BEGIN EXCLUSIVE;")?;
@@ -219,7 +219,11 @@ async fn a_locked_database_refuses_with_unavailable_and_the_server_recovers() ->
 
     bayo.client.sync().await?;
     assert!(!bayo.client.transcript().contains("while locked"), "a refused message was delivered");
-    assert_eq!(scene.server.stored_events(&scene.session).len(), before, "a refused message was stored");
+    assert_eq!(
+        scene.server.stored_events(&scene.session).await.len(),
+        before,
+        "a refused message was stored"
+    );
     // The same connection carries on once the store is back.
     amara.client.say(Room::Plenary, "after the lock").await?;
     bayo.client

@@ -93,7 +93,7 @@ async fn a_round_timer_fires_while_nobody_is_connected() -> Result<()> {
     // Nobody is there when the round ends, and yet it reconvenes and carries the point.
     let mut stored = Vec::new();
     for _ in 0..500 {
-        stored = server.stored_events(&session);
+        stored = server.stored_events(&session).await;
         if stored.iter().any(|event| matches!(event.body, EventBody::Feedback { .. })) {
             break;
         }

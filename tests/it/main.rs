@@ -23,6 +23,7 @@ mod practice;
 mod privacy;
 mod process;
 mod records;
+mod shared_store;
 mod timer;
 mod web_client;
 mod window;

@@ -109,7 +109,7 @@ async fn errors_reveal_nothing_about_another_caucus() -> Result<()> {
     let [amara, _bayo, dana, _gus] = &mut people[..] else { unreachable!() };
     let seq = amara.client.say(Caucus::A.room(), "SECRET-4").await?;
     amara.client.ok(Command::WritePoint { room: room(Caucus::A.room()), text: "SECRET-5".into() }).await?;
-    let heads_before = scene.server.stored_events(&scene.session).len();
+    let heads_before = scene.server.stored_events(&scene.session).await.len();
 
     // Probing caucus A from caucus B, and probing rooms that do not exist, look alike.
     let say =
@@ -137,7 +137,7 @@ async fn errors_reveal_nothing_about_another_caucus() -> Result<()> {
     assert_eq!(facilitator_post.code, ErrorCode::NoSuchRoom);
 
     // Nothing was stored and nothing was delivered.
-    assert_eq!(scene.server.stored_events(&scene.session).len(), heads_before);
+    assert_eq!(scene.server.stored_events(&scene.session).await.len(), heads_before);
     amara.client.sync().await?;
     assert!(!amara.client.transcript().contains("probe"));
     Ok(())

@@ -138,13 +138,13 @@ async fn a_backup_taken_while_the_server_runs_restores_its_sessions() -> Result<
         busy_timeout: Duration::from_secs(1),
     })?;
     use caucus_server::store::Store;
-    let sessions = restored.directory()?;
+    let sessions = restored.directory().await?;
     assert!(
         sessions
             .iter()
             .any(|stored| stored.record.id == created.session && stored.record.title == "Backed up")
     );
-    let stored = restored.load_session(&created.session)?.expect("the session came with it");
+    let stored = restored.load_session(&created.session).await?.expect("the session came with it");
     assert!(!stored.events.is_empty(), "the facilitator's join came with it");
     Ok(())
 }

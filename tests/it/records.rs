@@ -199,7 +199,7 @@ async fn joining_records_which_ground_rules_were_accepted_and_refuses_without_th
     assert_eq!(ground_rules, Some(caucus_server::session::rules_digest(GROUND_RULES)));
     assert!(ground_rules.is_some_and(|digest| digest.starts_with("sha256:") && digest.len() == 7 + 64));
     // And it is stored: the record survives a restart.
-    let stored = scene.server.stored_events(&scene.session);
+    let stored = scene.server.stored_events(&scene.session).await;
     assert!(stored.iter().any(|event| matches!(&event.body,
         EventBody::Joined { member, ground_rules: Some(_) } if member.id == joined.member)));
     Ok(())

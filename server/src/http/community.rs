@@ -408,7 +408,7 @@ async fn past_sessions(hub: &Hub, id: &str) -> Result<Vec<PastSession>, ApiFailu
     let mut sessions = Vec::new();
     for row in hub.practice().series(id).await? {
         let Ok(session) = SessionId::new(row.session.clone()) else { continue };
-        let Some(handle) = hub.session(&session).await else { continue };
+        let Ok(handle) = hub.session(&session).await else { continue };
         let Some(rounds) = handle.rounds().await else { continue };
         sessions.push(PastSession { session, title: row.title, starts_at: row.starts_at, rounds });
     }

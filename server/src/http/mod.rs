@@ -214,6 +214,8 @@ async fn healthz() -> &'static str {
 async fn readyz(State(hub): State<Arc<Hub>>) -> (StatusCode, &'static str) {
     if hub.shutdown_token().is_cancelled() {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down")
+    } else if !hub.store().ready() {
+        (StatusCode::SERVICE_UNAVAILABLE, "the shared store has not renewed this node's lease in time")
     } else {
         (StatusCode::OK, "ready")
     }
@@ -614,18 +616,18 @@ async fn minutes(
     };
     let id = SessionId::new(id).map_err(|_| refused())?;
     let member = caller.member_in(&hub, &id).await?.ok_or_else(refused)?;
-    let session = hub.session(&id).await.ok_or_else(refused)?;
-    let minutes = session
-        .minutes(member)
-        .await
-        .map_err(|_| {
-            ApiFailure::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                ErrorCode::Unavailable,
-                "the server cannot read the session's record just now; retry",
-            )
-        })?
-        .ok_or_else(refused)?;
+    let unavailable = || {
+        ApiFailure::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
+            "the server cannot read the session's record just now; retry",
+        )
+    };
+    let session = hub.session(&id).await.map_err(|unreachable| match unreachable {
+        crate::hub::Unreachable::Unknown => refused(),
+        crate::hub::Unreachable::Unavailable => unavailable(),
+    })?;
+    let minutes = session.minutes(member).await.map_err(|_| unavailable())?.ok_or_else(refused)?;
     let filename = format!("attachment; filename=\"minutes-{}", minutes.session);
     match query.format.as_deref() {
         None | Some("json") => {

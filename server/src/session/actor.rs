@@ -150,6 +150,7 @@ impl SessionHandle {
             listing,
             idle_since: tokio::time::Instant::now(),
             purge_retry_at: 0,
+            fenced: false,
             deferred: None,
             presence: BTreeMap::new(),
             presence_due: None,
@@ -256,6 +257,8 @@ impl SessionHandle {
 /// Limits the actor enforces.
 #[derive(Debug, Clone, Copy)]
 pub struct ActorSettings {
+    /// The store's claim the actor runs under, given back when it stops.
+    pub claim: u64,
     /// Open connections per person.
     pub connections_per_member: usize,
     /// Events replayed per room without a usable cursor.
@@ -297,6 +300,9 @@ struct SessionActor {
     idle_since: tokio::time::Instant,
     /// After a failed purge, when to try again, in Unix milliseconds.
     purge_retry_at: u64,
+    /// The store refused a write because another node claimed the session: this actor
+    /// must stop and its people reconnect to the new owner.
+    fenced: bool,
     /// A request taken from the inbox while gathering a batch, to handle next.
     deferred: Option<Request>,
     /// Presence changes not yet announced: each person's latest state, and when it may
@@ -402,9 +408,34 @@ impl SessionActor {
                 }
                 () = shutdown.cancelled() => break,
             }
+            if self.fenced {
+                self.step_down();
+                break;
+            }
         }
         self.report_phase(None);
+        if !self.fenced
+            && let Err(err) = self.store.release(self.session.id(), self.settings.claim).await
+        {
+            warn!(error = %err, "could not release the session; another node may take it once this one's lease runs out");
+        }
         debug!("session actor stopped");
+    }
+
+    /// Notes a refused write. A fenced one means another node owns the session now.
+    fn refused(&mut self, err: &StoreError) {
+        self.fenced |= err.is_fenced();
+    }
+
+    /// Stops serving a session that another node has claimed: nothing more is read or
+    /// written here, and everyone connected is told to reconnect, which brings them to
+    /// the new owner with their cursors.
+    fn step_down(&mut self) {
+        warn!("another node owns this session now; closing its connections here");
+        self.directory.retire(self.session.id(), || true);
+        for outbox in self.connections.drain().flat_map(|(_, outboxes)| outboxes) {
+            outbox.close(close::GOING_AWAY, "this session moved to another server; reconnect shortly");
+        }
     }
 
     /// When the actor may stop, if nothing happens before: once nobody is connected,
@@ -662,8 +693,8 @@ impl SessionActor {
                     self.apply_effect(effect);
                 }
             }
-        } else {
-            self.rebuild();
+        } else if !self.fenced {
+            self.rebuild().await;
         }
         for (member, connection, reply) in replies {
             let message = match reply {
@@ -716,6 +747,7 @@ impl SessionActor {
             }
             Err(err) => {
                 warn!(error = %err, events = events.len(), "store refused events; rebuilding from what is stored");
+                self.refused(&err);
                 false
             }
         }
@@ -728,8 +760,8 @@ impl SessionActor {
     }
 
     /// Puts the state back to exactly what the store holds.
-    fn rebuild(&mut self) {
-        match self.store.load_session(self.session.id()) {
+    async fn rebuild(&mut self) {
+        match self.store.load_session(self.session.id()).await {
             Ok(Some(stored)) => {
                 let mut session = Session::restore(self.session.setup());
                 for event in stored.events {
@@ -831,7 +863,7 @@ impl SessionActor {
             Session::erasure_rewrites(member, self.session.held_events())
         } else {
             // Older events are only in the store: read the session's rows once.
-            let stored = self.read_store(|store, id| store.load_session(id)).await;
+            let stored = self.store.load_session(self.session.id()).await;
             match stored {
                 Ok(Some(stored)) => Session::erasure_rewrites(member, &stored.events),
                 Ok(None) => Session::erasure_rewrites(member, self.session.held_events()),
@@ -842,6 +874,7 @@ impl SessionActor {
             }
         };
         if let Err(err) = self.store.rewrite(self.session.id(), &rewrites).await {
+            self.refused(&err);
             // The rewrite may have committed with its scrub failing: memory still holds
             // the text, and sending the erasure again finishes it.
             warn!(error = %err, "could not finish an erasure; it can be sent again");
@@ -850,6 +883,7 @@ impl SessionActor {
         info!(member = %member, events = rewrites.len(), "erased a person's data");
         self.session.apply_rewrites(rewrites);
         if let Err(err) = self.store.record_erasure(member, self.session.id(), now).await {
+            self.refused(&err);
             warn!(error = %err, "erased, but could not record the erasure; erasing again completes it");
             return Err(());
         }
@@ -864,7 +898,7 @@ impl SessionActor {
             return Ok(events);
         }
         metrics::counter!(crate::metrics::HISTORY_READS).increment(1);
-        self.read_store(move |store, id| store.room_events(id, room, start..end)).await
+        self.store.room_events(self.session.id(), room, start..end).await
     }
 
     /// Every event of `room`: from memory when it holds them all, otherwise from the
@@ -874,19 +908,7 @@ impl SessionActor {
         if let Some(events) = self.session.held(room, 1, head + 1) {
             return Ok(events);
         }
-        self.read_store(move |store, id| store.room_events(id, room, 1..head + 1)).await
-    }
-
-    /// Runs a read of this session's rows off the async threads.
-    async fn read_store<T: Send + 'static>(
-        &self,
-        read: impl FnOnce(&dyn Store, &SessionId) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        let store = self.store.clone();
-        let id = self.session.id().clone();
-        tokio::task::spawn_blocking(move || read(&*store, &id))
-            .await
-            .map_err(|err| StoreError::new(format!("a read of the store stopped: {err}")))?
+        self.store.room_events(self.session.id(), room, 1..head + 1).await
     }
 
     async fn tick(&mut self) {
@@ -924,6 +946,7 @@ impl SessionActor {
                 }
             }
             Err(err) => {
+                self.refused(&err);
                 warn!(error = %err, "could not purge an ended session; retrying in a minute");
                 self.purge_retry_at = now + 60_000;
             }

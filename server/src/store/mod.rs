@@ -3,6 +3,8 @@
 //!
 //! - [`SqliteStore`] is the default: one SQLite file in the data folder, one writer
 //!   thread with group commit, WAL and `synchronous=FULL`.
+//! - [`PostgresStore`] is shared by several nodes: each session is written by the node
+//!   that claimed it last, and the database refuses the writes of any other.
 //! - [`MemoryStore`] keeps everything in memory, for tests that need no disk.
 //!
 //! Start-up reads only each session's record and [`Listing`]. A session's events are
@@ -11,6 +13,7 @@
 //! events are read here again, a page at a time, for `history`, the minutes and
 //! erasure.
 
+pub(crate) mod postgres;
 pub(crate) mod sqlite;
 
 use std::collections::HashMap;
@@ -23,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::session::Listing;
 
+pub use postgres::{PostgresOptions, PostgresStore, migrate as migrate_postgres};
 pub use sqlite::{SqliteOptions, SqliteStore, backup};
 
 /// Why the store could not take a write. The command is refused with `unavailable`.
@@ -31,11 +35,39 @@ pub use sqlite::{SqliteOptions, SqliteStore, backup};
 pub struct StoreError {
     /// What went wrong, for the operator's log. Never contains message text.
     pub reason: String,
+    /// What kind of refusal it is.
+    pub kind: StoreErrorKind,
+}
+
+/// Why a store refused, where the answer differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreErrorKind {
+    /// The store cannot be reached or refused the write; it may work again later.
+    Unavailable,
+    /// A write refused because this node no longer owns the session: another node has
+    /// claimed it. The session must stop here; retrying cannot succeed.
+    Fenced,
+    /// A claim refused because another node holds the session and its lease has not
+    /// run out. Once it has, the claim can succeed.
+    HeldElsewhere,
 }
 
 impl StoreError {
     pub(crate) fn new(reason: impl std::fmt::Display) -> Self {
-        Self { reason: reason.to_string() }
+        Self { reason: reason.to_string(), kind: StoreErrorKind::Unavailable }
+    }
+
+    /// A write refused because another node owns the session now.
+    pub(crate) fn fenced(session: &SessionId) -> Self {
+        Self {
+            reason: format!("session {session} is owned by another node now"),
+            kind: StoreErrorKind::Fenced,
+        }
+    }
+
+    /// Whether another node owns the session now.
+    pub fn is_fenced(&self) -> bool {
+        self.kind == StoreErrorKind::Fenced
     }
 }
 
@@ -143,22 +175,46 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         done()
     }
 
+    /// Whether this node can take sessions now. A shared store says no while it has
+    /// not renewed the node's lease for longer than the lease lasts.
+    fn ready(&self) -> bool {
+        true
+    }
+
     /// Every stored session's record and listing, for start-up. Reads no events.
-    fn directory(&self) -> Result<Vec<ListedSession>, StoreError>;
+    fn directory(&self) -> BoxFuture<'_, Result<Vec<ListedSession>, StoreError>>;
+
+    /// Makes this process the one that writes `session`, before it runs here (created
+    /// or loaded), and returns the claim's number. A store shared by several nodes
+    /// fences the writes of any owner before: they are refused from the moment this
+    /// claim commits. A store of one process has nothing to do and answers 0.
+    fn claim<'a>(&'a self, _session: &'a SessionId) -> BoxFuture<'a, Result<u64, StoreError>> {
+        ready(Ok(0))
+    }
+
+    /// Gives up claim number `claim` on `session` when the session stops running here,
+    /// so that another node may take it without waiting for this one's lease to run
+    /// out. A later claim by this node is left alone.
+    fn release<'a>(&'a self, _session: &'a SessionId, _claim: u64) -> BoxFuture<'a, Result<(), StoreError>> {
+        done()
+    }
 
     /// One stored session with its events: what a session is started from when someone
     /// enters it, and rebuilt from when a batch it had applied could not be stored.
     /// Reads that session's rows only.
-    fn load_session(&self, id: &SessionId) -> Result<Option<StoredSession>, StoreError>;
+    fn load_session<'a>(
+        &'a self,
+        id: &'a SessionId,
+    ) -> BoxFuture<'a, Result<Option<StoredSession>, StoreError>>;
 
     /// `room`'s events numbered `seqs` in `session`, oldest first: the events a live
     /// session no longer holds in memory, read one page at a time.
-    fn room_events(
-        &self,
-        session: &SessionId,
+    fn room_events<'a>(
+        &'a self,
+        session: &'a SessionId,
         room: Room,
         seqs: Range<u64>,
-    ) -> Result<Vec<RoomEvent>, StoreError>;
+    ) -> BoxFuture<'a, Result<Vec<RoomEvent>, StoreError>>;
 }
 
 /// Keeps everything in memory, for as long as the process lives.
@@ -187,7 +243,11 @@ impl MemoryStore {
 }
 
 fn done<'a>() -> BoxFuture<'a, Result<(), StoreError>> {
-    Box::pin(std::future::ready(Ok(())))
+    ready(Ok(()))
+}
+
+fn ready<'a, T: Send + 'a>(value: T) -> BoxFuture<'a, T> {
+    Box::pin(std::future::ready(value))
 }
 
 impl Store for MemoryStore {
@@ -268,32 +328,35 @@ impl Store for MemoryStore {
         done()
     }
 
-    fn directory(&self) -> Result<Vec<ListedSession>, StoreError> {
+    fn directory(&self) -> BoxFuture<'_, Result<Vec<ListedSession>, StoreError>> {
         let inner = self.lock();
-        Ok(inner
+        ready(Ok(inner
             .sessions
             .iter()
             .map(|record| ListedSession {
                 record: record.clone(),
                 listing: inner.listings.get(&record.id).cloned(),
             })
-            .collect())
+            .collect()))
     }
 
-    fn load_session(&self, id: &SessionId) -> Result<Option<StoredSession>, StoreError> {
+    fn load_session<'a>(
+        &'a self,
+        id: &'a SessionId,
+    ) -> BoxFuture<'a, Result<Option<StoredSession>, StoreError>> {
         let inner = self.lock();
-        Ok(inner.sessions.iter().find(|record| record.id == *id).map(|record| StoredSession {
+        ready(Ok(inner.sessions.iter().find(|record| record.id == *id).map(|record| StoredSession {
             record: record.clone(),
             events: inner.events.get(id).cloned().unwrap_or_default(),
-        }))
+        })))
     }
 
-    fn room_events(
-        &self,
-        session: &SessionId,
+    fn room_events<'a>(
+        &'a self,
+        session: &'a SessionId,
         room: Room,
         seqs: Range<u64>,
-    ) -> Result<Vec<RoomEvent>, StoreError> {
+    ) -> BoxFuture<'a, Result<Vec<RoomEvent>, StoreError>> {
         let inner = self.lock();
         let mut events: Vec<RoomEvent> = inner
             .events
@@ -304,6 +367,6 @@ impl Store for MemoryStore {
             .cloned()
             .collect();
         events.sort_by_key(|event| event.seq);
-        Ok(events)
+        ready(Ok(events))
     }
 }

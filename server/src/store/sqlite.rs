@@ -13,6 +13,7 @@
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use caucus_protocol::{EventBody, MemberId, Room, RoomEvent, SessionId};
@@ -83,7 +84,7 @@ pub struct SqliteStore {
     writes: mpsc::Sender<Write>,
     path: PathBuf,
     /// A read connection, opened on first use: the writer thread owns its own.
-    reader: std::sync::Mutex<Option<Connection>>,
+    reader: Arc<std::sync::Mutex<Option<Connection>>>,
 }
 
 #[derive(Debug)]
@@ -176,20 +177,31 @@ impl SqliteStore {
             .name("caucus-store".into())
             .spawn(move || run_writer(connection, queue, batch))
             .map_err(|err| StoreError::new(format!("cannot start the store's writer: {err}")))?;
-        Ok(Self { writes, path: options.path, reader: std::sync::Mutex::new(None) })
+        Ok(Self { writes, path: options.path, reader: Arc::default() })
     }
 
-    /// The read connection, opened if need be. Reads are short (one session's rows),
-    /// so they take turns.
-    fn read<T>(&self, query: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
-        let mut guard = self.reader.lock().unwrap_or_else(|poison| poison.into_inner());
-        let connection = match guard.take() {
-            Some(connection) => connection,
-            None => open_connection(&self.path, Duration::from_secs(5))?,
-        };
-        let result = query(&connection).map_err(StoreError::new);
-        *guard = Some(connection);
-        result
+    /// Runs `query` on the read connection, opened if need be, on a thread where
+    /// blocking is allowed. Reads are short (one session's rows), so they take turns.
+    fn read<T: Send + 'static>(
+        &self,
+        query: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> BoxFuture<'_, Result<T, StoreError>> {
+        let reader = Arc::clone(&self.reader);
+        let path = self.path.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let mut guard = reader.lock().unwrap_or_else(|poison| poison.into_inner());
+                let connection = match guard.take() {
+                    Some(connection) => connection,
+                    None => open_connection(&path, Duration::from_secs(5))?,
+                };
+                let result = query(&connection).map_err(StoreError::new);
+                *guard = Some(connection);
+                result
+            })
+            .await
+            .map_err(|err| StoreError::new(format!("a store read stopped: {err}")))?
+        })
     }
 
     /// The database file.
@@ -533,21 +545,26 @@ impl Store for SqliteStore {
         self.submit(Work::Scrub)
     }
 
-    fn directory(&self) -> Result<Vec<ListedSession>, StoreError> {
+    fn directory(&self) -> BoxFuture<'_, Result<Vec<ListedSession>, StoreError>> {
         self.read(load_directory)
     }
 
-    fn load_session(&self, id: &SessionId) -> Result<Option<StoredSession>, StoreError> {
-        self.read(|connection| load_one(connection, id))
+    fn load_session<'a>(
+        &'a self,
+        id: &'a SessionId,
+    ) -> BoxFuture<'a, Result<Option<StoredSession>, StoreError>> {
+        let id = id.clone();
+        self.read(move |connection| load_one(connection, &id))
     }
 
-    fn room_events(
-        &self,
-        session: &SessionId,
+    fn room_events<'a>(
+        &'a self,
+        session: &'a SessionId,
         room: Room,
         seqs: Range<u64>,
-    ) -> Result<Vec<RoomEvent>, StoreError> {
-        self.read(|connection| load_room(connection, session, room, seqs))
+    ) -> BoxFuture<'a, Result<Vec<RoomEvent>, StoreError>> {
+        let session = session.clone();
+        self.read(move |connection| load_room(connection, &session, room, seqs))
     }
 }
 
@@ -605,8 +622,8 @@ mod tests {
         store.append(&session.id, &[message(Room::Plenary, 2, "three")], None).await.unwrap();
         drop(store);
         let store = open(&dir);
-        assert_eq!(store.directory().unwrap().len(), 1);
-        let loaded = store.load_session(&session.id).unwrap().expect("stored");
+        assert_eq!(store.directory().await.unwrap().len(), 1);
+        let loaded = store.load_session(&session.id).await.unwrap().expect("stored");
         assert_eq!(loaded.record, session);
         let texts: Vec<_> = loaded
             .events
@@ -628,7 +645,7 @@ mod tests {
         store.append(&session.id, &[message(Room::Plenary, 1, "one")], None).await.unwrap();
         let again = [message(Room::Plenary, 2, "two"), message(Room::Plenary, 1, "dup")];
         assert!(store.append(&session.id, &again, None).await.is_err());
-        assert_eq!(store.load_session(&session.id).unwrap().unwrap().events.len(), 1);
+        assert_eq!(store.load_session(&session.id).await.unwrap().unwrap().events.len(), 1);
     }
 
     #[tokio::test]

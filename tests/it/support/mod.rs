@@ -2,6 +2,7 @@
 //! members connected to it.
 
 pub mod binary;
+pub mod postgres;
 
 use caucus_tests::GuestToken;
 use std::net::SocketAddr;
@@ -104,8 +105,8 @@ impl TestServer {
     }
 
     /// Every event the store holds for `session`, read back from the store itself.
-    pub fn stored_events(&self, session: &SessionId) -> Vec<RoomEvent> {
-        let stored = self.hub.store().load_session(session).expect("the store reads");
+    pub async fn stored_events(&self, session: &SessionId) -> Vec<RoomEvent> {
+        let stored = self.hub.store().load_session(session).await.expect("the store reads");
         stored.map(|stored| stored.events).unwrap_or_default()
     }
 
