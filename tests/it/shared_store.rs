@@ -19,7 +19,7 @@ use caucus_server::store::{
 use caucus_tests::{Client, GuestToken, fresh_client_id, http, room};
 
 use crate::support::binary::{caucus_binary, serve};
-use crate::support::postgres::{connect, postgres};
+use crate::support::postgres::{PrivatePostgres, connect, postgres};
 use crate::support::{Scene, TestServer};
 
 /// Sets `config` to keep its sessions in the database at `url`, as node `name`. The
@@ -274,25 +274,32 @@ async fn caucus_migrate_brings_a_new_database_up_to_date_even_from_two_nodes_at_
     Ok(())
 }
 
+/// A configuration file for `caucus serve` on the database at `url`, in `folder`, with a
+/// shared signing key, leases of `lease_ms`, and limits raised for bursts.
+fn node_config(folder: &std::path::Path, url: &str, lease_ms: u64) -> Result<std::path::PathBuf> {
+    let key = folder.join("signing-key");
+    std::fs::write(&key, "a-shared-signing-key-of-at-least-32-bytes")?;
+    let config = folder.join("caucus.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "jwt_secret_file = {key:?}\n[store]\nkind = \"postgres\"\ndatabase_url = {url:?}\n\
+             [cluster]\nlease_ttl_ms = {lease_ms}\nlease_renew_ms = 500\n\
+             [limits]\nframes_per_sec = 100000\nframe_burst = 100000\n\
+             member_frames_per_sec = 100000\nmember_frame_burst = 100000\nreplay_per_room = 1024\n\
+             outbound_queue = 8192\noutbound_bytes = 16777216\n"
+        ),
+    )?;
+    Ok(config)
+}
+
 #[tokio::test]
 async fn when_the_node_running_a_session_is_killed_mid_burst_another_takes_it_with_every_acknowledged_message()
 -> Result<()> {
     let Some(postgres) = postgres() else { return Ok(()) };
     let url = postgres.database().await?;
     let folder = tempfile::tempdir()?;
-    let key = folder.path().join("signing-key");
-    std::fs::write(&key, "a-shared-signing-key-of-at-least-32-bytes")?;
-    let config = folder.path().join("caucus.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "jwt_secret_file = {key:?}\n[store]\nkind = \"postgres\"\ndatabase_url = {url:?}\n\
-             [cluster]\nlease_ttl_ms = 2000\nlease_renew_ms = 500\n\
-             [limits]\nframes_per_sec = 100000\nframe_burst = 100000\n\
-             member_frames_per_sec = 100000\nmember_frame_burst = 100000\nreplay_per_room = 1024\n\
-             outbound_queue = 8192\noutbound_bytes = 16777216\n"
-        ),
-    )?;
+    let config = node_config(folder.path(), &url, 2000)?;
     let (data_a, data_b) = (tempfile::tempdir()?, tempfile::tempdir()?);
     let mut first = serve(data_a.path(), Some(&config))?;
     let created = caucus_tests::create_session(first.address, &first.sign_in, "Killed mid-burst").await?;
@@ -332,10 +339,9 @@ async fn when_the_node_running_a_session_is_killed_mid_burst_another_takes_it_wi
     let mut again = Client::connect(second.address).await?;
     let (_, replay) = again.hello_resume(&created.session, joined.guest_token(), seen.clone()).await?;
     let took = killed_at.elapsed();
-    let mut next = seen.get("plenary").copied().unwrap_or(0) + 1;
-    for event in replay.iter().filter(|event| event.room == Room::Plenary) {
-        ensure!(event.seq == next, "the replay skipped from {next} to {}", event.seq);
-        next += 1;
+    let first = seen.get("plenary").copied().unwrap_or(0) + 1;
+    for (expected, event) in (first..).zip(replay.iter().filter(|event| event.room == Room::Plenary)) {
+        ensure!(event.seq == expected, "the replay skipped from {expected} to {}", event.seq);
     }
     let rows = stored_rows(&url, &created.session).await?;
     for id in &acked {
@@ -397,5 +403,91 @@ async fn a_node_whose_lease_cannot_be_renewed_says_it_is_not_ready() -> Result<(
     let alive = http(server.address, "GET", "/healthz", &[], None).await?;
     ensure!(alive.status == 200, "the process is alive, only not ready");
     server.stop().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_node_stopped_with_sigterm_hands_its_sessions_over_without_waiting_for_its_lease() -> Result<()> {
+    let Some(postgres) = postgres() else { return Ok(()) };
+    let url = postgres.database().await?;
+    let folder = tempfile::tempdir()?;
+    // Leases of ten minutes: the session can move within this test only if the stopping
+    // node gives it up.
+    let config = node_config(folder.path(), &url, 600_000)?;
+    let (data_a, data_b) = (tempfile::tempdir()?, tempfile::tempdir()?);
+    let mut first = serve(data_a.path(), Some(&config))?;
+    let created = caucus_tests::create_session(first.address, &first.sign_in, "Drained").await?;
+    let body = serde_json::json!({ "invite_code": created.invite_code, "name": "Bea" }).to_string();
+    let joined: Joined = http(first.address, "POST", "/api/join", &[], Some(&body)).await?.json()?;
+    let mut bea = Client::connect(first.address).await?;
+    bea.hello(&created.session, joined.guest_token()).await?;
+    bea.say(Room::Plenary, "said before the drain").await?;
+    let second = serve(data_b.path(), Some(&config))?;
+
+    let status = Process::new("kill").args(["-TERM", &first.child.id().to_string()]).status()?;
+    ensure!(status.success());
+    let closed = bea.expect_close().await?;
+    ensure!(closed.code == Some(close::GOING_AWAY), "{closed:?}");
+    let exit = tokio::task::spawn_blocking(move || first.child.wait()).await??;
+    ensure!(exit.success(), "the stopping node exits cleanly: {exit:?}");
+
+    let mut again = Client::connect(second.address).await?;
+    again.hello_resume(&created.session, joined.guest_token(), bea.resume_cursors()).await?;
+    again.say(Room::Plenary, "said after the drain").await?;
+    let rows = stored_rows(&url, &created.session).await?;
+    ensure!(contiguous(&rows), "{rows:?}");
+    for text in ["said before the drain", "said after the drain"] {
+        let copies = rows.iter().filter(|(_, _, _, body)| body.contains(text)).count();
+        ensure!(copies == 1, "{text}: stored {copies} times");
+    }
+    ensure!(rows.last().is_some_and(|(_, _, epoch, _)| *epoch == 2), "the second node claimed it: {rows:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_postgres_restart_loses_nothing_acknowledged_and_keeps_everyone_connected() -> Result<()> {
+    let Some(postgres) = PrivatePostgres::start() else { return Ok(()) };
+    let url = postgres.url();
+    let server = TestServer::start_with(|config| {
+        on_postgres(config, &url, "steady");
+        config.store.call_timeout_ms = 2000;
+    })
+    .await;
+    let scene = Scene::on(server, Settings::default()).await?;
+    let mut bea = scene.member("Bea").await?;
+    bea.client.say(Room::Plenary, "said before the restart").await?;
+
+    let _postgres = tokio::task::spawn_blocking(move || postgres.restart().map(|()| postgres)).await??;
+    // The first write after the restart may find a cut connection and be refused with
+    // `unavailable`; the client sends it again, as it would.
+    let mut answers = Vec::new();
+    let id = fresh_client_id();
+    let say = Command::Say { room: room(Room::Plenary), text: "said after the restart".into() };
+    for _ in 0..5 {
+        bea.client.send(&ClientFrame::with_id(id.clone(), say.clone())).await?;
+        let answer = bea.client.reply_to(&id).await?;
+        let done = answer.is_ok();
+        answers.push(answer);
+        if done {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    ensure!(answers.last().is_some_and(Result::is_ok), "never stored: {answers:?}");
+    ensure!(
+        answers
+            .iter()
+            .filter_map(|answer| answer.as_ref().err())
+            .all(|error| error.code == caucus_protocol::ErrorCode::Unavailable),
+        "{answers:?}"
+    );
+    let rows = stored_rows(&url, &scene.session).await?;
+    ensure!(contiguous(&rows), "{rows:?}");
+    for text in ["said before the restart", "said after the restart"] {
+        let copies = rows.iter().filter(|(_, _, _, body)| body.contains(text)).count();
+        ensure!(copies == 1, "{text}: stored {copies} times");
+    }
+    ensure!(rows.iter().all(|(_, _, epoch, _)| *epoch == 1), "nobody took the session over: {rows:?}");
+    scene.server.stop().await?;
     Ok(())
 }

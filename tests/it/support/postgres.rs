@@ -149,3 +149,81 @@ pub async fn connect(url: &str) -> Result<tokio_postgres::Client> {
     tokio::spawn(connection);
     Ok(client)
 }
+
+/// A PostgreSQL of one test's own, which it may restart: managed with `pg_ctl`, and
+/// stopped when dropped.
+pub struct PrivatePostgres {
+    bin: PathBuf,
+    data: PathBuf,
+    port: u16,
+    _folder: tempfile::TempDir,
+}
+
+impl PrivatePostgres {
+    /// Starts one, or `None` where PostgreSQL is not installed and this is not CI.
+    pub fn start() -> Option<Self> {
+        match Self::try_start() {
+            Ok(server) => Some(server),
+            Err(err) if std::env::var("CI").is_ok_and(|value| value == "true") => {
+                panic!("PostgreSQL is needed on CI: {err:#}")
+            }
+            Err(err) => {
+                eprintln!("skipping a PostgreSQL test: {err:#}");
+                None
+            }
+        }
+    }
+
+    fn try_start() -> Result<Self> {
+        let bin = bin_dir()?;
+        let folder = tempfile::Builder::new().prefix("caucus-postgres").tempdir()?;
+        if is_root() {
+            let status = Command::new("chown").arg("postgres").arg(folder.path()).status()?;
+            ensure!(status.success(), "cannot give {} to the postgres user", folder.path().display());
+        }
+        let data = folder.path().join("data");
+        let initdb = as_postgres(&bin.join("initdb"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync"])
+            .stdout(Stdio::null())
+            .output()?;
+        ensure!(initdb.status.success(), "initdb failed: {}", String::from_utf8_lossy(&initdb.stderr));
+        let server = Self { bin, data, port: free_port()?, _folder: folder };
+        server.pg_ctl("start")?;
+        Ok(server)
+    }
+
+    fn pg_ctl(&self, action: &str) -> Result<()> {
+        let options = format!("-k {} -h 127.0.0.1 -p {}", self._folder.path().display(), self.port);
+        let output = as_postgres(&self.bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-o", &options, "-m", "fast", "-w", "-l"])
+            .arg(self._folder.path().join("postgres.log"))
+            .arg(action)
+            .output()?;
+        ensure!(
+            output.status.success(),
+            "pg_ctl {action} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Ok(())
+    }
+
+    /// Restarts it: every connection to it is cut.
+    pub fn restart(&self) -> Result<()> {
+        self.pg_ctl("restart")
+    }
+
+    /// The connection string of its `postgres` database.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let _ = self.pg_ctl("stop");
+    }
+}
