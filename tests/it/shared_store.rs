@@ -375,23 +375,25 @@ async fn when_the_node_running_a_session_is_killed_mid_burst_another_takes_it_wi
 }
 
 #[tokio::test]
-async fn a_node_whose_lease_cannot_be_renewed_says_it_is_not_ready() -> Result<()> {
+async fn a_node_whose_lease_cannot_be_renewed_says_it_is_not_ready_and_answers_no_reads() -> Result<()> {
     let Some(postgres) = postgres() else { return Ok(()) };
     let url = postgres.database().await?;
     let server = TestServer::start_with(|config| {
         on_postgres(config, &url, "lapsed");
-        config.cluster.lease_renew_ms = 100;
-        config.cluster.lease_ttl_ms = 400;
+        config.cluster.lease_renew_ms = 200;
+        config.cluster.lease_ttl_ms = 2000;
     })
     .await;
     let ready = http(server.address, "GET", "/readyz", &[], None).await?;
     ensure!(ready.status == 200, "{} {}", ready.status, ready.body);
+    let mut scene = Scene::on(server, Settings::default()).await?;
+    scene.facilitator.client.say(Room::Plenary, "said while the lease held").await?;
 
     // The node's row is gone (a janitor, an operator): renewals find nothing to renew.
     connect(&url).await?.execute("DELETE FROM nodes WHERE node_id LIKE 'lapsed-%'", &[]).await?;
     let mut answer = None;
     for _ in 0..100 {
-        let response = http(server.address, "GET", "/readyz", &[], None).await?;
+        let response = http(scene.server.address, "GET", "/readyz", &[], None).await?;
         if response.status == 503 {
             answer = Some(response.body);
             break;
@@ -400,9 +402,20 @@ async fn a_node_whose_lease_cannot_be_renewed_says_it_is_not_ready() -> Result<(
     }
     let body = answer.context("/readyz still answered 200 ten seconds after the lease lapsed")?;
     ensure!(body.contains("lease"), "{body}");
-    let alive = http(server.address, "GET", "/healthz", &[], None).await?;
+    let alive = http(scene.server.address, "GET", "/healthz", &[], None).await?;
     ensure!(alive.status == 200, "the process is alive, only not ready");
-    server.stop().await?;
+
+    // Another node may run the session now, so this one answers no reads from what it
+    // holds: no history, and no welcome.
+    let history = Command::History { room: room(Room::Plenary), before: None, limit: 50 };
+    let refused = scene.facilitator.client.refused(history).await?;
+    ensure!(refused.code == caucus_protocol::ErrorCode::Unavailable, "{refused:?}");
+    let mut late = scene.server.client().await;
+    let greeted = late.hello(&scene.session, &scene.facilitator.token).await;
+    ensure!(greeted.is_err(), "welcomed past the lease");
+    let closed = late.expect_close().await?;
+    ensure!(closed.code == Some(close::TRY_AGAIN_LATER), "{closed:?}");
+    scene.server.stop().await?;
     Ok(())
 }
 

@@ -55,6 +55,8 @@ pub enum ConnectError {
     TooManyConnections,
     #[error("the server is shutting down")]
     ShuttingDown,
+    #[error("this session cannot be opened here just now; reconnect shortly")]
+    NotHeld,
 }
 
 impl ConnectError {
@@ -65,6 +67,7 @@ impl ConnectError {
             ConnectError::Removed => close::REMOVED,
             ConnectError::TooManyConnections => close::TOO_MANY_CONNECTIONS,
             ConnectError::ShuttingDown => close::GOING_AWAY,
+            ConnectError::NotHeld => close::TRY_AGAIN_LATER,
         }
     }
 }
@@ -526,6 +529,11 @@ impl SessionActor {
         resume: &BTreeMap<String, u64>,
         outbox: Outbox,
     ) -> Result<(), ConnectError> {
+        // Past this node's lease another node may run the session, and this state may be
+        // stale: who may read what must not be answered from it.
+        if !self.store.ready() {
+            return Err(ConnectError::NotHeld);
+        }
         if self.session.role_of(&member).is_none() {
             return Err(if self.session.is_removed(&member) {
                 ConnectError::Removed
@@ -819,6 +827,7 @@ impl SessionActor {
                 self.send_typing(member, room);
                 ServerMessage::Ack(Ack { client_id, room: None, seq: None })
             }
+            Ok(Decision::History { .. }) if !self.store.ready() => unavailable(client_id),
             Ok(Decision::History { room, start, end, more }) => {
                 match self.history_page(room, start, end).await {
                     Ok(events) => {

@@ -175,8 +175,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         done()
     }
 
-    /// Whether this node can take sessions now. A shared store says no while it has
-    /// not renewed the node's lease for longer than the lease lasts.
+    /// Whether this node holds its sessions now. A shared store says no once the node
+    /// has not renewed its lease for nearly as long as the lease lasts: other nodes may
+    /// take its sessions then, so it must not answer who may read what from its state.
     fn ready(&self) -> bool {
         true
     }

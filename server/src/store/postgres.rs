@@ -248,10 +248,13 @@ impl PostgresStore {
         })
     }
 
-    /// Whether the lease was renewed within its length: past that, other nodes may
-    /// take this node's sessions.
+    /// Whether the lease certainly still holds. It runs on the database's clock from a
+    /// moment after the renewal was sent; this node counts from the sending, on its own
+    /// monotonic clock, and keeps a tenth of the lease as a margin for the two clocks'
+    /// rates, so it gives up before any other node may claim.
     fn lease_holds(&self) -> bool {
-        self.renewed.lock().unwrap_or_else(|poison| poison.into_inner()).elapsed() < self.lease_ttl
+        let renewed = *self.renewed.lock().unwrap_or_else(|poison| poison.into_inner());
+        renewed.elapsed() < self.lease_ttl - self.lease_ttl / 10
     }
 
     /// This node's name in the table of nodes, suffix included.
