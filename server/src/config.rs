@@ -190,6 +190,9 @@ pub struct StoreConfig {
     /// The PostgreSQL connection string for `kind = "postgres"`, such as
     /// `postgres://caucus@db.internal/caucus` (`CAUCUS_DATABASE_URL`).
     pub database_url: Option<SecretText>,
+    /// A PEM file of certificate authorities to trust for PostgreSQL's certificate,
+    /// besides the public ones (`CAUCUS_DATABASE_CA_FILE`).
+    pub database_ca_file: Option<PathBuf>,
     /// How long one PostgreSQL call may take before it is given up and the command
     /// refused with `unavailable`, in ms. A connection that stops answering would
     /// otherwise hold a session for minutes.
@@ -205,6 +208,7 @@ impl Default for StoreConfig {
             group_commit: true,
             busy_timeout_ms: 5000,
             database_url: None,
+            database_ca_file: None,
             call_timeout_ms: 10_000,
             pool_size: 16,
         }
@@ -482,6 +486,9 @@ impl Config {
             // A database named is the database used, unless CAUCUS_STORE says otherwise.
             self.store.kind = StoreKind::Postgres;
             self.store.database_url = Some(SecretText(value));
+        }
+        if let Some(value) = var("CAUCUS_DATABASE_CA_FILE") {
+            self.store.database_ca_file = Some(PathBuf::from(value));
         }
         if let Some(value) = var("CAUCUS_STORE") {
             self.store.kind = match value.trim() {
@@ -767,6 +774,7 @@ impl Config {
         });
         crate::store::PostgresOptions {
             url: self.store.database_url.as_ref().map(|url| url.0.clone()).unwrap_or_default(),
+            ca_file: self.store.database_ca_file.clone(),
             node_name,
             call_timeout: std::time::Duration::from_millis(self.store.call_timeout_ms),
             pool_size: self.store.pool_size,

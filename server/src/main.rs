@@ -241,8 +241,11 @@ fn migrate(config: &Config) -> anyhow::Result<()> {
         StoreKind::Postgres => {
             let options = config.postgres_options();
             let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-            let version = runtime
-                .block_on(caucus_server::store::migrate_postgres(&options.url, options.call_timeout))?;
+            let version = runtime.block_on(caucus_server::store::migrate_postgres(
+                &options.url,
+                options.ca_file.as_deref(),
+                options.call_timeout,
+            ))?;
             eprintln!("the PostgreSQL schema is at version {version}, as this server expects");
         }
     }

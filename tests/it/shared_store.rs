@@ -137,6 +137,7 @@ fn said(seq: u64, text: &str) -> RoomEvent {
 async fn open_store(url: &str, name: &str) -> Result<PostgresStore> {
     Ok(PostgresStore::open(PostgresOptions {
         url: url.to_owned(),
+        ca_file: None,
         node_name: name.to_owned(),
         call_timeout: Duration::from_secs(10),
         pool_size: 4,
@@ -502,5 +503,35 @@ async fn a_postgres_restart_loses_nothing_acknowledged_and_keeps_everyone_connec
     }
     ensure!(rows.iter().all(|(_, _, epoch, _)| *epoch == 1), "nobody took the session over: {rows:?}");
     scene.server.stop().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_store_reaches_postgres_over_tls_and_checks_its_certificate() -> Result<()> {
+    let Some((postgres, ca)) = PrivatePostgres::start_with_tls() else { return Ok(()) };
+    let url = format!("{}?sslmode=require", postgres.url());
+    let open = |url: String, ca_file: Option<std::path::PathBuf>| {
+        PostgresStore::open(PostgresOptions {
+            url,
+            ca_file,
+            node_name: "tls".into(),
+            call_timeout: Duration::from_secs(10),
+            pool_size: 2,
+            lease_ttl: Duration::from_secs(60),
+            lease_renew: Duration::from_secs(10),
+        })
+    };
+    // Trusting the database's authority, the store connects and migrates over TLS.
+    let store = open(url.clone(), Some(ca.clone())).await?;
+    store.create_session(&record("s-over-tls")).await?;
+    // The server takes TLS only, so that connection was encrypted.
+    let plain = open(format!("{}?sslmode=disable", postgres.url()), Some(ca)).await;
+    ensure!(plain.is_err(), "the server took a connection without TLS");
+    // Without that authority the certificate is refused, and the error says why.
+    let untrusted = open(url, None).await.expect_err("an unknown authority is refused");
+    ensure!(
+        untrusted.reason.contains("certificate") || untrusted.reason.contains("Unknown"),
+        "{untrusted:?}"
+    );
     Ok(())
 }

@@ -24,8 +24,8 @@ use std::time::Duration;
 use caucus_protocol::{EventBody, MemberId, Room, RoomEvent, SessionId};
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use futures::future::BoxFuture;
-use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
+use tokio_postgres_rustls::MakeRustlsConnect;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::{error, info, warn};
 
@@ -84,6 +84,9 @@ const MIGRATION_LOCK: i64 = 0x6361_7563_7573_0001;
 pub struct PostgresOptions {
     /// The connection string.
     pub url: String,
+    /// A PEM file of certificate authorities to trust for the database's certificate,
+    /// besides the public ones (a private CA, a cloud provider's).
+    pub ca_file: Option<std::path::PathBuf>,
     /// This node's name; a random suffix is added.
     pub node_name: String,
     /// How long one call may take.
@@ -119,8 +122,55 @@ pub struct PostgresStore {
     _renewing: DropGuard,
 }
 
-fn failed(err: impl std::fmt::Display) -> StoreError {
-    StoreError::new(format!("PostgreSQL: {err}"))
+fn failed(err: impl std::error::Error) -> StoreError {
+    StoreError::new(format!("PostgreSQL: {}", explained(&err)))
+}
+
+/// An error with its causes: the client's errors put the telling part (which
+/// certificate was refused, why a connection failed) in their sources.
+fn explained(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// TLS for the database's connections, used whenever the connection string's `sslmode`
+/// asks for or allows it (`prefer`, the default, falls back to plain text on a server
+/// without TLS; `require` does not). The server's certificate and name are always
+/// checked, against the public authorities and `ca_file`'s.
+fn tls(ca_file: Option<&std::path::Path>) -> Result<MakeRustlsConnect, StoreError> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    if let Some(path) = ca_file {
+        let unreadable = |err: &dyn std::fmt::Display| {
+            StoreError::new(format!("cannot read the database's CA file {}: {err}", path.display()))
+        };
+        let mut added = 0;
+        for certificate in CertificateDer::pem_file_iter(path).map_err(|err| unreadable(&err))? {
+            roots.add(certificate.map_err(|err| unreadable(&err))?).map_err(|err| unreadable(&err))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(unreadable(&"it holds no PEM certificate"));
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(failed)?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(config))
 }
 
 fn pool(options: &PostgresOptions) -> Result<Pool, StoreError> {
@@ -136,8 +186,11 @@ fn pool(options: &PostgresOptions) -> Result<Pool, StoreError> {
         .keepalives_idle(Duration::from_secs(10))
         .tcp_user_timeout(options.call_timeout)
         .application_name("caucus");
-    let manager =
-        Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    let manager = Manager::from_config(
+        config,
+        tls(options.ca_file.as_deref())?,
+        ManagerConfig { recycling_method: RecyclingMethod::Fast },
+    );
     Pool::builder(manager)
         .max_size(options.pool_size)
         .runtime(Runtime::Tokio1)
@@ -150,9 +203,14 @@ fn pool(options: &PostgresOptions) -> Result<Pool, StoreError> {
 
 /// Applies the migrations this database lacks, and says which version it is at. Safe
 /// to run from several nodes at once.
-pub async fn migrate(url: &str, call_timeout: Duration) -> Result<usize, StoreError> {
+pub async fn migrate(
+    url: &str,
+    ca_file: Option<&std::path::Path>,
+    call_timeout: Duration,
+) -> Result<usize, StoreError> {
     let options = PostgresOptions {
         url: url.to_owned(),
+        ca_file: ca_file.map(std::path::Path::to_owned),
         node_name: String::new(),
         call_timeout,
         pool_size: 1,
@@ -216,7 +274,7 @@ impl PostgresStore {
             let mut client = tokio::time::timeout(options.call_timeout, pool.get())
                 .await
                 .map_err(|_| StoreError::new("PostgreSQL did not answer in time"))?
-                .map_err(|err| StoreError::new(format!("cannot reach PostgreSQL: {err}")))?;
+                .map_err(|err| StoreError::new(format!("cannot reach PostgreSQL: {}", explained(&err))))?;
             let version = migrate_with(&mut client).await?;
             client
                 .execute(

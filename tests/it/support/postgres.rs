@@ -174,7 +174,31 @@ impl PrivatePostgres {
         }
     }
 
+    /// Like [`PrivatePostgres::start`], accepting TLS connections only, with a
+    /// certificate for 127.0.0.1 from a certificate authority made for it, whose PEM
+    /// file it returns.
+    pub fn start_with_tls() -> Option<(Self, PathBuf)> {
+        let started = Self::try_start_with(true).map(|server| {
+            let ca = server._folder.path().join("ca.pem");
+            (server, ca)
+        });
+        match started {
+            Ok(started) => Some(started),
+            Err(err) if std::env::var("CI").is_ok_and(|value| value == "true") => {
+                panic!("PostgreSQL is needed on CI: {err:#}")
+            }
+            Err(err) => {
+                eprintln!("skipping a PostgreSQL test: {err:#}");
+                None
+            }
+        }
+    }
+
     fn try_start() -> Result<Self> {
+        Self::try_start_with(false)
+    }
+
+    fn try_start_with(tls: bool) -> Result<Self> {
         let bin = bin_dir()?;
         let folder = tempfile::Builder::new().prefix("caucus-postgres").tempdir()?;
         if is_root() {
@@ -189,6 +213,21 @@ impl PrivatePostgres {
             .stdout(Stdio::null())
             .output()?;
         ensure!(initdb.status.success(), "initdb failed: {}", String::from_utf8_lossy(&initdb.stderr));
+        if tls {
+            make_certificates(folder.path())?;
+            let conf = data.join("postgresql.conf");
+            let mut settings = std::fs::read_to_string(&conf)?;
+            settings.push_str(&format!(
+                "\nssl = on\nssl_cert_file = '{0}/server.pem'\nssl_key_file = '{0}/server.key'\n",
+                folder.path().display()
+            ));
+            std::fs::write(&conf, settings)?;
+            // TLS or nothing, from anywhere on loopback.
+            std::fs::write(
+                data.join("pg_hba.conf"),
+                "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+            )?;
+        }
         let server = Self { bin, data, port: free_port()?, _folder: folder };
         server.pg_ctl("start")?;
         Ok(server)
@@ -226,4 +265,72 @@ impl Drop for PrivatePostgres {
     fn drop(&mut self) {
         let _ = self.pg_ctl("stop");
     }
+}
+
+/// A certificate authority and a certificate for 127.0.0.1 signed by it, made with
+/// `openssl` in `folder`; the key readable by PostgreSQL only.
+fn make_certificates(folder: &Path) -> Result<()> {
+    let run = |args: &[&str]| -> Result<()> {
+        let output = Command::new("openssl").args(args).current_dir(folder).output()?;
+        ensure!(output.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        Ok(())
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=Caucus test CA",
+    ])?;
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ])?;
+    std::fs::write(
+        folder.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
+    )?;
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-set_serial",
+        "4242",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+    ])?;
+    for file in ["server.key", "server.pem"] {
+        if is_root() {
+            let status = Command::new("chown").arg("postgres").arg(folder.join(file)).status()?;
+            ensure!(status.success(), "cannot give {file} to the postgres user");
+        }
+    }
+    let status = Command::new("chmod").arg("600").arg(folder.join("server.key")).status()?;
+    ensure!(status.success());
+    Ok(())
 }
