@@ -32,6 +32,10 @@ pub const REFUSALS: &str = "caucus_refusals_total";
 pub const STORE_COMMIT: &str = "caucus_store_commit_seconds";
 /// Sessions this node took to run from the shared store (PostgreSQL only).
 pub const SESSION_CLAIMS: &str = "caucus_session_claims_total";
+/// Claims that took a session from another node (whose lease had run out).
+pub const TAKEOVERS: &str = "caucus_session_takeovers_total";
+/// Sessions this node holds in the shared store now.
+pub const SESSIONS_OWNED: &str = "caucus_sessions_owned";
 /// Writes the shared store refused because another node owns the session now.
 pub const FENCED_WRITES: &str = "caucus_fenced_writes_total";
 /// Renewals of this node's lease in the shared store.
@@ -75,6 +79,8 @@ fn declare() {
     describe_counter!(REFUSALS, "Commands refused, by error code.");
     describe_histogram!(STORE_COMMIT, Unit::Seconds, "How long store appends take.");
     describe_counter!(SESSION_CLAIMS, "Sessions this node took to run from the shared store.");
+    describe_counter!(TAKEOVERS, "Claims that took a session from another node whose lease had run out.");
+    describe_gauge!(SESSIONS_OWNED, "Sessions this node holds in the shared store now.");
     describe_counter!(FENCED_WRITES, "Writes refused because another node owns the session now.");
     describe_counter!(LEASE_RENEWALS, "Renewals of this node's lease in the shared store.");
     metrics::gauge!(CONNECTIONS).set(0.0);
@@ -92,6 +98,8 @@ fn declare() {
     metrics::counter!(HISTORY_READS).absolute(0);
     metrics::counter!(SESSION_CLAIMS).absolute(0);
     metrics::counter!(FENCED_WRITES).absolute(0);
+    metrics::counter!(TAKEOVERS).absolute(0);
+    metrics::gauge!(SESSIONS_OWNED).set(0.0);
     metrics::counter!(FRAMES_IN).absolute(0);
     metrics::counter!(FRAMES_OUT).absolute(0);
     metrics::counter!(SLOW_CONSUMERS).absolute(0);

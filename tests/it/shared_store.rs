@@ -367,6 +367,10 @@ async fn when_the_node_running_a_session_is_killed_mid_burst_another_takes_it_wi
         let copies = rows.iter().filter(|(_, _, _, body)| body.contains(&text)).count();
         ensure!(copies == 1, "message {n} is stored {copies} times");
     }
+    let metrics = http(second.address, "GET", "/metrics", &[], None).await?.body;
+    for line in ["caucus_session_takeovers_total 1", "caucus_sessions_owned 1"] {
+        ensure!(metrics.lines().any(|shown| shown == line), "no `{line}` in the second node's metrics");
+    }
     eprintln!(
         "takeover: {} acknowledged before kill -9, the second node welcomed Bea {} ms after it",
         acked.len(),

@@ -384,6 +384,7 @@ impl PostgresStore {
             if err.is_fenced() {
                 error!(session = %session, epoch = owned.get(session).map(|held| held.epoch), "a write was fenced: another node owns the session now");
                 owned.remove(session);
+                metrics::gauge!(crate::metrics::SESSIONS_OWNED).set(owned.len() as f64);
                 metrics::counter!(crate::metrics::FENCED_WRITES).increment(1);
             } else if let Some(held) = owned.get_mut(session) {
                 // The write may have committed before the error: read the position again.
@@ -677,24 +678,27 @@ impl Store for PostgresStore {
 
     fn claim<'a>(&'a self, session: &'a SessionId) -> BoxFuture<'a, Result<u64, StoreError>> {
         Box::pin(async move {
-            let epoch = self
+            let claimed = self
                 .call(async |client| {
+                    // `before` is the owner as locked, so that a takeover is counted as one.
                     let row = client
                         .query_opt(
                             "UPDATE session_owners o \
                              SET owner_node = $2, epoch = o.epoch + 1, claimed_at = now() \
-                             WHERE o.session_id = $1 AND (o.owner_node IS NULL OR o.owner_node = $2 \
+                             FROM (SELECT session_id, owner_node AS before FROM session_owners \
+                                   WHERE session_id = $1 FOR UPDATE) b \
+                             WHERE o.session_id = b.session_id AND (o.owner_node IS NULL OR o.owner_node = $2 \
                                OR NOT EXISTS (SELECT 1 FROM nodes n \
                                               WHERE n.node_id = o.owner_node AND n.expires_at > now())) \
-                             RETURNING o.epoch",
+                             RETURNING o.epoch, b.before",
                             &[&session.as_str(), &self.node],
                         )
                         .await
                         .map_err(failed)?;
-                    Ok(row.map(|row| row.get::<_, i64>(0)))
+                    Ok(row.map(|row| (row.get::<_, i64>(0), row.get::<_, Option<String>>(1))))
                 })
                 .await?;
-            let Some(epoch) = epoch else {
+            let Some((epoch, before)) = claimed else {
                 return Err(StoreError {
                     reason: format!(
                         "session {session} is running on another node whose lease has not run out"
@@ -702,9 +706,16 @@ impl Store for PostgresStore {
                     kind: StoreErrorKind::HeldElsewhere,
                 });
             };
-            info!(session = %session, epoch, "claimed the session");
+            let takeover = before.as_ref().is_some_and(|before| *before != self.node);
+            info!(session = %session, epoch, from = before.as_deref().unwrap_or("nobody"), "claimed the session");
             metrics::counter!(crate::metrics::SESSION_CLAIMS).increment(1);
-            self.owned().insert(session.clone(), Owned { epoch, next_pos: None });
+            if takeover {
+                metrics::counter!(crate::metrics::TAKEOVERS).increment(1);
+            }
+            let mut owned = self.owned();
+            owned.insert(session.clone(), Owned { epoch, next_pos: None });
+            metrics::gauge!(crate::metrics::SESSIONS_OWNED).set(owned.len() as f64);
+            drop(owned);
             Ok(u64::try_from(epoch).unwrap_or_default())
         })
     }
@@ -720,6 +731,7 @@ impl Store for PostgresStore {
                 if owned.get(session).is_some_and(|held| held.epoch == epoch) {
                     owned.remove(session);
                 }
+                metrics::gauge!(crate::metrics::SESSIONS_OWNED).set(owned.len() as f64);
             }
             self.call(async |client| {
                 client
