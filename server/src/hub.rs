@@ -91,6 +91,8 @@ pub struct Hub {
     directory: Arc<Directory>,
     /// Held while a session is being loaded, so that it is loaded once.
     loading: tokio::sync::Mutex<()>,
+    /// Sessions another node held at the last claim, and when to ask again.
+    held_elsewhere: DashMap<SessionId, tokio::time::Instant>,
     /// Each person's rate limiter, shared by all their connections.
     member_rates: DashMap<MemberId, Arc<governor::DefaultDirectRateLimiter>>,
     /// Cancelled once, at shutdown; every actor and connection watches it.
@@ -100,6 +102,9 @@ pub struct Hub {
     /// The address invite links point to.
     public_url: String,
 }
+
+/// How long to wait before asking again for a session another node holds.
+const CLAIM_RETRY: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Why a session could not be had.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,6 +143,7 @@ impl Hub {
             clock: Clock::start(),
             directory: Arc::default(),
             loading: tokio::sync::Mutex::new(()),
+            held_elsewhere: DashMap::new(),
             member_rates: DashMap::new(),
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
@@ -232,6 +238,16 @@ impl Hub {
         let listed = self.directory.get(id).ok_or(Unreachable::Unknown)?;
         let give_up = tokio::time::Instant::now() + wait;
         let (_loading, claim) = loop {
+            // People waiting for the same session ask the store once per wait between
+            // them, not each: their claims would queue behind the loading lock.
+            let retry_at = self.held_elsewhere.get(id).map(|entry| *entry.value());
+            if let Some(retry_at) = retry_at.filter(|at| *at > tokio::time::Instant::now()) {
+                if retry_at >= give_up {
+                    return Err(Unreachable::Unavailable);
+                }
+                tokio::time::sleep_until(retry_at).await;
+                continue;
+            }
             let loading = self.loading.lock().await;
             if let Some(handle) = self.directory.live(id) {
                 return Ok(handle);
@@ -242,13 +258,16 @@ impl Hub {
             // Claimed first, then read: the load sees every write that committed before
             // the claim, and any later write by an owner before is refused.
             match self.store.claim(id).await {
-                Ok(claim) => break (loading, claim),
+                Ok(claim) => {
+                    self.held_elsewhere.remove(id);
+                    break (loading, claim);
+                }
                 Err(err)
                     if err.kind == StoreErrorKind::HeldElsewhere && tokio::time::Instant::now() < give_up =>
                 {
                     drop(loading);
+                    self.held_elsewhere.insert(id.clone(), tokio::time::Instant::now() + CLAIM_RETRY);
                     debug!(session = %id, "another node holds the session; waiting for its lease");
-                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
                 }
                 Err(err) if err.kind == StoreErrorKind::HeldElsewhere => {
                     debug!(session = %id, "another node still holds the session");

@@ -182,12 +182,17 @@ fn the_report_runs_every_scenario_on_every_peer_and_writes_its_files() -> Result
         );
         assert!(report.contains(&format!("| {server} | ")), "no slow-consumer row for {server}:\n{report}");
     }
-    for section in ["## Targets", "## Idle connections", "## Fan-out", "## Slow consumer", "## Reconvene"] {
+    for section in
+        ["## Targets", "## Idle connections", "## Fan-out", "## Slow consumer", "## Reconvene", "## Takeover"]
+    {
         assert!(report.contains(section), "no {section}:\n{report}");
     }
     assert!(report.contains("until the last of 20 members has reconvened"), "{report}");
     assert!(report.contains("| 1 | group | 16 × 2 × 5 |"), "{report}");
     assert!(report.contains("| 10 | 10 | 0 | 0 |"), "the storm's row:\n{report}");
+    for row in ["| killed (kill -9) | 2 × 3 | 2000 ms |", "| stopped (SIGTERM) | 2 × 3 | 2000 ms |"] {
+        assert!(report.contains(row), "no takeover row {row}:\n{report}");
+    }
     let plot = std::fs::read_to_string(folder.path().join("benchmarks.svg"))?;
     assert!(plot.starts_with("<svg") && plot.contains("Caucus") && plot.contains("<polyline"), "{plot}");
     Ok(())

@@ -1,13 +1,15 @@
 //! # caucus-tests
 //!
 //! What the end-to-end tests and the benchmark harness use to talk to a real Caucus
-//! server: a typed WebSocket [`Client`] and a minimal HTTP helper; and, in [`fuzzing`],
-//! the properties the fuzz targets check.
+//! server: a typed WebSocket [`Client`] and a minimal HTTP helper; in [`postgres`], a
+//! private PostgreSQL for the shared store; and, in [`fuzzing`], the properties the fuzz
+//! targets check.
 //!
 //! Every wait has a timeout that fails loudly with what was expected and what arrived
 //! instead, so a broken server fails a test rather than hanging it.
 
 pub mod fuzzing;
+pub mod postgres;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};

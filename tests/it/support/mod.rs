@@ -2,7 +2,7 @@
 //! members connected to it.
 
 pub mod binary;
-pub mod postgres;
+pub use caucus_tests::postgres;
 
 use caucus_tests::GuestToken;
 use std::net::SocketAddr;

@@ -18,6 +18,9 @@
 //!   to `/healthz`, memory before anyone connects, and the first welcome of a session
 //!   loaded from the store.
 //!
+//! - `takeover`: sessions kept in a shared PostgreSQL, run by one node that is killed or
+//!   stopped; how long until every member is welcomed again by a second node.
+//!
 //! - `report`: all of the above but the soak, written to `docs/benchmarks.md` with a
 //!   plot in `docs/benchmarks.svg`.
 //!
@@ -31,6 +34,7 @@ mod load;
 mod process;
 mod reconvene;
 mod report;
+mod takeover;
 
 use caucus_tests::GuestToken;
 use std::net::SocketAddr;
@@ -103,6 +107,22 @@ enum Scenario {
         /// Events per session.
         #[arg(long, default_value_t = 300)]
         per_session: usize,
+    },
+    /// Sessions on a shared PostgreSQL whose node is killed or stopped: how long until
+    /// every member is welcomed again by a second node.
+    Takeover {
+        /// Sessions, all run by the first node.
+        #[arg(long, default_value_t = 10)]
+        sessions: usize,
+        /// Members per session, each connected to the first node.
+        #[arg(long, default_value_t = 30)]
+        members: usize,
+        /// The nodes' lease, in milliseconds (renewed every quarter of it).
+        #[arg(long, default_value_t = 2000)]
+        lease_ms: u64,
+        /// Runs of each way of losing the node.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
     },
     /// The ceiling server itself (started by `compare`).
     Ceiling {
@@ -209,6 +229,10 @@ async fn main() -> Result<()> {
             print!("{}", history::run(&events, per_session).await?);
             Ok(())
         }
+        Scenario::Takeover { sessions, members, lease_ms, runs } => {
+            print!("{}", takeover::run(sessions, members, lease_ms, runs).await?);
+            Ok(())
+        }
         Scenario::Ceiling { listen } => ceiling::serve(listen).await,
         Scenario::Soak { minutes, sessions, members } => load::soak(minutes, sessions, members).await,
     }
@@ -246,6 +270,9 @@ async fn report(args: &CompareArgs, reconvene_runs: usize, quick: bool, out: &st
     let (history_events, per_session): (&[usize], usize) =
         if quick { (&[300], 30) } else { (&[10_000, 100_000, 300_000, 1_000_000], 300) };
     let history = history::run(history_events, per_session).await?;
+    eprintln!("report: takeover");
+    let (takeover_sessions, takeover_members, takeover_runs) = if quick { (2, 3, 1) } else { (10, 30, 3) };
+    let takeover = takeover::run(takeover_sessions, takeover_members, 2000, takeover_runs).await?;
     let plot = out.with_extension("svg");
     report::plot(&comparison, &plan, &plot)?;
     let today = std::process::Command::new("date").arg("+%Y-%m-%d").output()?;
@@ -281,7 +308,17 @@ async fn report(args: &CompareArgs, reconvene_runs: usize, quick: bool, out: &st
          loaded from the store when someone enters it. \"ready\" is the time from starting the \
          process to the first answer from `/healthz`; the welcomes are of one session of \
          {per_session} events in the folder, first loaded from the store, then already \
-         loaded.\n\n{history}",
+         loaded.\n\n{history}\n\
+         ## Takeover\n\n\
+         Two nodes on one PostgreSQL (a private server on loopback, `fsync` on), leases of \
+         2,000 ms renewed every 500 ms. {takeover_sessions} sessions of {takeover_members} \
+         members, all run by the first node and all its members connected to it; the first \
+         node is killed with `kill -9`, or stopped with SIGTERM, and every member reconnects \
+         to the second node at once with its cursors. Times run from the kill or the signal \
+         to each member's welcome. After a kill the second node waits for the first one's \
+         lease to run out; a stopping node gives its sessions up. Nodes do not yet forward \
+         to each other, so this is the whole of what a node's loss costs today; on two \
+         cores it shows the lease and the load, not scale-out.\n\n{takeover}",
         storm_clients = storm_sessions * storm_members,
         date = String::from_utf8_lossy(&today.stdout).trim(),
         minutes = started.elapsed().as_secs_f64() / 60.0,

@@ -35,13 +35,24 @@ impl ServerProcess {
 
     /// Starts the given build of `caucus` the same way.
     pub(crate) fn start_binary(binary: &Path, data: &Path) -> Result<Self> {
+        Self::start_with(binary, data, "")
+    }
+
+    /// Starts the release `caucus` with `settings` (TOML: top-level keys first, then
+    /// tables) before the harness's raised limits.
+    pub(crate) fn start_configured(data: &Path, settings: &str) -> Result<Self> {
+        Self::start_with(&std::env::current_exe()?.with_file_name("caucus"), data, settings)
+    }
+
+    fn start_with(binary: &Path, data: &Path, settings: &str) -> Result<Self> {
         if !binary.exists() {
             bail!("{} is missing: run `cargo build --release --bin caucus` first", binary.display());
         }
         let config = data.join("bench.toml");
         std::fs::write(
             &config,
-            "[limits]\nframes_per_sec = 100000\nframe_burst = 100000\nmember_frames_per_sec = 100000\n\
+            settings.to_owned()
+                + "[limits]\nframes_per_sec = 100000\nframe_burst = 100000\nmember_frames_per_sec = 100000\n\
              member_frame_burst = 100000\nconnections_per_member = 100\nsessions_per_facilitator = 100000\n\
              max_pending_connections = 100000\nmax_pending_per_address = 100000\n",
         )?;

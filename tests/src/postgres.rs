@@ -1,6 +1,6 @@
-//! A private PostgreSQL server for the tests of the shared store: started once per test
-//! run on a free loopback port, from Debian's packages, in a throwaway folder; each test
-//! gets a database of its own.
+//! A private PostgreSQL server for the tests of the shared store and the benchmark
+//! harness: started once per process on a free loopback port, from Debian's packages, in
+//! a throwaway folder; each test gets a database of its own.
 //!
 //! Where PostgreSQL is not installed the tests that need it say so and pass, except
 //! under `CI=true`, where they fail: `scripts/test` installs it.
@@ -15,6 +15,7 @@ use anyhow::{Context, Result, bail, ensure};
 
 /// The running server. It stops when the test process ends: its watcher shell reads
 /// our end of a pipe and stops PostgreSQL when that pipe closes.
+#[derive(Debug)]
 pub struct Postgres {
     port: u16,
     _watcher: Mutex<(Child, ChildStdin)>,
@@ -152,6 +153,7 @@ pub async fn connect(url: &str) -> Result<tokio_postgres::Client> {
 
 /// A PostgreSQL of one test's own, which it may restart: managed with `pg_ctl`, and
 /// stopped when dropped.
+#[derive(Debug)]
 pub struct PrivatePostgres {
     bin: PathBuf,
     data: PathBuf,
