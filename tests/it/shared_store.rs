@@ -7,7 +7,7 @@ use std::process::Command as Process;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use caucus_protocol::api::Joined;
+use caucus_protocol::api::{Joined, SessionCreated};
 use caucus_protocol::{
     Ack, Caucus, CaucusLabels, ClientFrame, ClientId, Command, EventBody, MemberId, Room, RoomEvent,
     ServerMessage, SessionId, Settings, close,
@@ -18,7 +18,7 @@ use caucus_server::store::{
 };
 use caucus_tests::{Client, GuestToken, fresh_client_id, http, room};
 
-use crate::support::binary::{caucus_binary, serve};
+use crate::support::binary::{Running, caucus_binary, serve};
 use crate::support::postgres::{PrivatePostgres, connect, postgres};
 use crate::support::{Scene, TestServer};
 
@@ -294,6 +294,21 @@ fn node_config(folder: &std::path::Path, url: &str, lease_ms: u64) -> Result<std
     Ok(config)
 }
 
+/// `caucus serve` on `data` with `config`, running a new session that Bea has joined
+/// and is connected to.
+async fn first_node_with_bea(
+    data: &std::path::Path,
+    config: &std::path::Path,
+) -> Result<(Running, SessionCreated, Joined, Client)> {
+    let node = serve(data, Some(config))?;
+    let created = caucus_tests::create_session(node.address, &node.sign_in, "Moving").await?;
+    let body = serde_json::json!({ "invite_code": created.invite_code, "name": "Bea" }).to_string();
+    let joined: Joined = http(node.address, "POST", "/api/join", &[], Some(&body)).await?.json()?;
+    let mut bea = Client::connect(node.address).await?;
+    bea.hello(&created.session, joined.guest_token()).await?;
+    Ok((node, created, joined, bea))
+}
+
 #[tokio::test]
 async fn when_the_node_running_a_session_is_killed_mid_burst_another_takes_it_with_every_acknowledged_message()
 -> Result<()> {
@@ -302,12 +317,7 @@ async fn when_the_node_running_a_session_is_killed_mid_burst_another_takes_it_wi
     let folder = tempfile::tempdir()?;
     let config = node_config(folder.path(), &url, 2000)?;
     let (data_a, data_b) = (tempfile::tempdir()?, tempfile::tempdir()?);
-    let mut first = serve(data_a.path(), Some(&config))?;
-    let created = caucus_tests::create_session(first.address, &first.sign_in, "Killed mid-burst").await?;
-    let body = serde_json::json!({ "invite_code": created.invite_code, "name": "Bea" }).to_string();
-    let joined: Joined = http(first.address, "POST", "/api/join", &[], Some(&body)).await?.json()?;
-    let mut bea = Client::connect(first.address).await?;
-    bea.hello(&created.session, joined.guest_token()).await?;
+    let (mut first, created, joined, mut bea) = first_node_with_bea(data_a.path(), &config).await?;
     // The second node starts once the session exists: nodes do not yet tell each other
     // of new sessions.
     let second = serve(data_b.path(), Some(&config))?;
@@ -433,12 +443,7 @@ async fn a_node_stopped_with_sigterm_hands_its_sessions_over_without_waiting_for
     // node gives it up.
     let config = node_config(folder.path(), &url, 600_000)?;
     let (data_a, data_b) = (tempfile::tempdir()?, tempfile::tempdir()?);
-    let mut first = serve(data_a.path(), Some(&config))?;
-    let created = caucus_tests::create_session(first.address, &first.sign_in, "Drained").await?;
-    let body = serde_json::json!({ "invite_code": created.invite_code, "name": "Bea" }).to_string();
-    let joined: Joined = http(first.address, "POST", "/api/join", &[], Some(&body)).await?.json()?;
-    let mut bea = Client::connect(first.address).await?;
-    bea.hello(&created.session, joined.guest_token()).await?;
+    let (mut first, created, joined, mut bea) = first_node_with_bea(data_a.path(), &config).await?;
     bea.say(Room::Plenary, "said before the drain").await?;
     let second = serve(data_b.path(), Some(&config))?;
 

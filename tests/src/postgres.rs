@@ -27,18 +27,42 @@ static SERVER: OnceLock<Option<Postgres>> = OnceLock::new();
 /// The test run's PostgreSQL, started on first use; `None` (after saying why) where it
 /// is not installed and this is not CI.
 pub fn postgres() -> Option<&'static Postgres> {
-    SERVER
-        .get_or_init(|| match Postgres::start() {
-            Ok(server) => Some(server),
-            Err(err) if std::env::var("CI").is_ok_and(|value| value == "true") => {
-                panic!("PostgreSQL is needed on CI: {err:#}")
-            }
-            Err(err) => {
-                eprintln!("skipping the PostgreSQL tests: {err:#} (scripts/test installs it)");
-                None
-            }
-        })
-        .as_ref()
+    SERVER.get_or_init(|| needed(Postgres::start())).as_ref()
+}
+
+/// What started, or `None` after saying why not; on CI, where `scripts/test` installs
+/// PostgreSQL, a failure to start fails the test instead.
+fn needed<T>(started: Result<T>) -> Option<T> {
+    match started {
+        Ok(server) => Some(server),
+        Err(err) if std::env::var("CI").is_ok_and(|value| value == "true") => {
+            panic!("PostgreSQL is needed on CI: {err:#}")
+        }
+        Err(err) => {
+            eprintln!("skipping a PostgreSQL test: {err:#} (scripts/test installs it)");
+            None
+        }
+    }
+}
+
+/// A new database cluster in a throwaway folder that the `postgres` user owns: the
+/// programs' folder, the folder, and the cluster's data folder inside it.
+fn new_cluster() -> Result<(PathBuf, tempfile::TempDir, PathBuf)> {
+    let bin = bin_dir()?;
+    let folder = tempfile::Builder::new().prefix("caucus-postgres").tempdir()?;
+    if is_root() {
+        let status = Command::new("chown").arg("postgres").arg(folder.path()).status()?;
+        ensure!(status.success(), "cannot give {} to the postgres user", folder.path().display());
+    }
+    let data = folder.path().join("data");
+    let initdb = as_postgres(&bin.join("initdb"))
+        .arg("-D")
+        .arg(&data)
+        .args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync"])
+        .stdout(Stdio::null())
+        .output()?;
+    ensure!(initdb.status.success(), "initdb failed: {}", String::from_utf8_lossy(&initdb.stderr));
+    Ok((bin, folder, data))
 }
 
 /// The newest installed PostgreSQL's programs.
@@ -76,20 +100,7 @@ fn free_port() -> Result<u16> {
 
 impl Postgres {
     fn start() -> Result<Self> {
-        let bin = bin_dir()?;
-        let folder = tempfile::Builder::new().prefix("caucus-postgres").tempdir()?;
-        if is_root() {
-            let status = Command::new("chown").arg("postgres").arg(folder.path()).status()?;
-            ensure!(status.success(), "cannot give {} to the postgres user", folder.path().display());
-        }
-        let data = folder.path().join("data");
-        let initdb = as_postgres(&bin.join("initdb"))
-            .arg("-D")
-            .arg(&data)
-            .args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync"])
-            .stdout(Stdio::null())
-            .output()?;
-        ensure!(initdb.status.success(), "initdb failed: {}", String::from_utf8_lossy(&initdb.stderr));
+        let (bin, folder, data) = new_cluster()?;
         let port = free_port()?;
         let log = folder.path().join("postgres.log");
         // The shell starts PostgreSQL, then waits for its standard input to close (this
@@ -164,57 +175,21 @@ pub struct PrivatePostgres {
 impl PrivatePostgres {
     /// Starts one, or `None` where PostgreSQL is not installed and this is not CI.
     pub fn start() -> Option<Self> {
-        match Self::try_start() {
-            Ok(server) => Some(server),
-            Err(err) if std::env::var("CI").is_ok_and(|value| value == "true") => {
-                panic!("PostgreSQL is needed on CI: {err:#}")
-            }
-            Err(err) => {
-                eprintln!("skipping a PostgreSQL test: {err:#}");
-                None
-            }
-        }
+        needed(Self::try_start(false))
     }
 
     /// Like [`PrivatePostgres::start`], accepting TLS connections only, with a
     /// certificate for 127.0.0.1 from a certificate authority made for it, whose PEM
     /// file it returns.
     pub fn start_with_tls() -> Option<(Self, PathBuf)> {
-        let started = Self::try_start_with(true).map(|server| {
+        needed(Self::try_start(true).map(|server| {
             let ca = server._folder.path().join("ca.pem");
             (server, ca)
-        });
-        match started {
-            Ok(started) => Some(started),
-            Err(err) if std::env::var("CI").is_ok_and(|value| value == "true") => {
-                panic!("PostgreSQL is needed on CI: {err:#}")
-            }
-            Err(err) => {
-                eprintln!("skipping a PostgreSQL test: {err:#}");
-                None
-            }
-        }
+        }))
     }
 
-    fn try_start() -> Result<Self> {
-        Self::try_start_with(false)
-    }
-
-    fn try_start_with(tls: bool) -> Result<Self> {
-        let bin = bin_dir()?;
-        let folder = tempfile::Builder::new().prefix("caucus-postgres").tempdir()?;
-        if is_root() {
-            let status = Command::new("chown").arg("postgres").arg(folder.path()).status()?;
-            ensure!(status.success(), "cannot give {} to the postgres user", folder.path().display());
-        }
-        let data = folder.path().join("data");
-        let initdb = as_postgres(&bin.join("initdb"))
-            .arg("-D")
-            .arg(&data)
-            .args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync"])
-            .stdout(Stdio::null())
-            .output()?;
-        ensure!(initdb.status.success(), "initdb failed: {}", String::from_utf8_lossy(&initdb.stderr));
+    fn try_start(tls: bool) -> Result<Self> {
+        let (bin, folder, data) = new_cluster()?;
         if tls {
             make_certificates(folder.path())?;
             let conf = data.join("postgresql.conf");
