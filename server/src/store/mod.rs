@@ -71,6 +71,18 @@ impl StoreError {
     }
 }
 
+/// How many of a store's `known` migrations a database says it has applied, refused if
+/// it is newer than this server.
+pub(crate) fn migrations_applied(applied: i64, known: usize) -> Result<usize, StoreError> {
+    let applied = usize::try_from(applied).unwrap_or(usize::MAX);
+    if applied > known {
+        return Err(StoreError::new(format!(
+            "the database has schema version {applied}, newer than this server knows ({known}); run a newer caucus"
+        )));
+    }
+    Ok(applied)
+}
+
 /// A session as created: everything needed to rebuild it before its events.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionRecord {

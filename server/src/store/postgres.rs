@@ -240,13 +240,7 @@ async fn migrate_with(client: &mut Object) -> Result<usize, StoreError> {
                 0
             }
         };
-    let applied = usize::try_from(applied).unwrap_or(usize::MAX);
-    if applied > MIGRATIONS.len() {
-        return Err(StoreError::new(format!(
-            "the database has schema version {applied}, newer than this server knows ({}); run a newer caucus",
-            MIGRATIONS.len()
-        )));
-    }
+    let applied = super::migrations_applied(applied.into(), MIGRATIONS.len())?;
     for (index, migration) in MIGRATIONS.iter().enumerate().skip(applied) {
         transaction.batch_execute(migration).await.map_err(failed)?;
         let version = i32::try_from(index + 1).expect("few migrations");

@@ -143,13 +143,7 @@ pub(crate) fn open_connection(path: &Path, busy_timeout: Duration) -> Result<Con
 fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
     let applied: i64 =
         connection.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(StoreError::new)?;
-    let applied = usize::try_from(applied).unwrap_or(usize::MAX);
-    if applied > MIGRATIONS.len() {
-        return Err(StoreError::new(format!(
-            "the database has schema version {applied}, newer than this server knows ({}); run a newer caucus",
-            MIGRATIONS.len()
-        )));
-    }
+    let applied = super::migrations_applied(applied, MIGRATIONS.len())?;
     for (index, migration) in MIGRATIONS.iter().enumerate().skip(applied) {
         let transaction = connection.transaction().map_err(StoreError::new)?;
         transaction.execute_batch(migration).map_err(StoreError::new)?;
