@@ -229,11 +229,15 @@ pub struct ClusterConfig {
     pub lease_ttl_ms: u64,
     /// How often a node renews its lease, in ms.
     pub lease_renew_ms: u64,
+    /// The NATS server (or servers, comma-separated) that nodes reach each other
+    /// through, such as `nats://127.0.0.1:4222` (`CAUCUS_NATS_URL`). Without it, a
+    /// session is served only by the node running it.
+    pub nats_url: Option<SecretText>,
 }
 
 impl Default for ClusterConfig {
     fn default() -> Self {
-        Self { node_name: None, lease_ttl_ms: 10_000, lease_renew_ms: 2_000 }
+        Self { node_name: None, lease_ttl_ms: 10_000, lease_renew_ms: 2_000, nats_url: None }
     }
 }
 
@@ -503,6 +507,9 @@ impl Config {
                 }
             };
         }
+        if let Some(value) = var("CAUCUS_NATS_URL") {
+            self.cluster.nats_url = Some(SecretText(value));
+        }
         if let Some(value) = var("CAUCUS_NODE_NAME") {
             self.cluster.node_name = Some(value);
         }
@@ -686,6 +693,12 @@ impl Config {
     fn validate_shared_store(&self) -> Result<(), ConfigError> {
         let invalid = |message: &str| Err(ConfigError::Invalid(message.to_owned()));
         if self.store.kind != StoreKind::Postgres {
+            if self.cluster.nats_url.is_some() {
+                return invalid(
+                    "cluster.nats_url (CAUCUS_NATS_URL) joins nodes that share a store: set \
+                     CAUCUS_DATABASE_URL too, or leave the bus out",
+                );
+            }
             return Ok(());
         }
         if self.store.database_url.is_none() {

@@ -14,7 +14,6 @@
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
@@ -29,11 +28,9 @@ use tracing::{Instrument, debug, info_span};
 use crate::accounts::{SignedIn, Watch};
 use crate::auth::{TokenError, TokenKind};
 use crate::gate::Ticket;
-use crate::hub::Hub;
+use crate::hub::{Hub, SessionRef};
 use crate::outbox::{self, ConnectionId, Next, Outbox, Outgoing};
-use crate::session::{SessionHandle, encode};
-
-static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
+use crate::session::{ConnectError, encode};
 
 /// How many queued frames one flush writes at most, so that a busy connection still
 /// notices pings and closes between batches.
@@ -63,7 +60,7 @@ impl Ending {
 
 /// A welcomed connection's place in a session.
 struct Entered {
-    session: SessionHandle,
+    session: SessionRef,
     member: caucus_protocol::MemberId,
     expires_at: Instant,
     /// Shared by all of this person's connections.
@@ -96,7 +93,7 @@ pub fn serve(
     mode: Mode,
     signed: Option<SignedIn>,
 ) -> impl Future<Output = ()> + Send + 'static {
-    let id = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
+    let id = outbox::next_connection_id();
     let span = info_span!(
         "connection",
         connection = id,
@@ -308,7 +305,7 @@ impl Connection {
             }
             (Some(entered), command) => {
                 let frame = ClientFrame { client_id: frame.client_id, command };
-                if entered.session.command(entered.member.clone(), self.id, frame).await.is_err() {
+                if entered.session.command(entered.member.clone(), self.id, frame, text).await.is_err() {
                     return Some(Ending::close(
                         close::GOING_AWAY,
                         "the server is shutting down; reconnect shortly",
@@ -360,19 +357,29 @@ impl Connection {
                 (member, claims.exp)
             }
         };
-        let session = match self.hub.session(&session_id).await {
-            Ok(session) => session,
-            Err(crate::hub::Unreachable::Unknown) => return no_such_session(),
-            Err(crate::hub::Unreachable::Unavailable) => {
-                return Some(Ending::close(
-                    close::TRY_AGAIN_LATER,
-                    "this session cannot be opened just now; reconnect shortly",
-                ));
+        let try_again_later = || {
+            Some(Ending::close(
+                close::TRY_AGAIN_LATER,
+                "this session cannot be opened just now; reconnect shortly",
+            ))
+        };
+        // A session on another node may stop answering as this one reaches it (its node
+        // died or handed it on): look again until it can have been taken over.
+        let give_up = Instant::now() + self.hub.takeover_wait();
+        let session = loop {
+            let session = match self.hub.session(&session_id).await {
+                Ok(session) => session,
+                Err(crate::hub::Unreachable::Unknown) => return no_such_session(),
+                Err(crate::hub::Unreachable::Unavailable) => return try_again_later(),
+            };
+            match session.connect(member.clone(), resume.clone(), self.outbox.clone()).await {
+                Ok(()) => break session,
+                Err(ConnectError::NotHeld) if session.is_remote() && Instant::now() < give_up => {
+                    tokio::time::sleep(crate::hub::CLAIM_RETRY).await;
+                }
+                Err(err) => return Some(Ending::close(err.close_code(), err.to_string())),
             }
         };
-        if let Err(err) = session.connect(member.clone(), resume, self.outbox.clone()).await {
-            return Some(Ending::close(err.close_code(), err.to_string()));
-        }
         let span = tracing::Span::current();
         span.record("session", tracing::field::display(&session_id));
         span.record("member", tracing::field::display(&member));

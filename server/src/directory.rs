@@ -44,7 +44,7 @@ impl Directory {
     /// Adds a session.
     pub fn insert(&self, record: &SessionRecord, listing: Listing) {
         self.invites.insert(record.invite_code.clone(), record.id.clone());
-        self.listed.insert(
+        let before = self.listed.insert(
             record.id.clone(),
             Listed {
                 title: record.title.clone(),
@@ -55,6 +55,11 @@ impl Directory {
                 listing,
             },
         );
+        // Read again from a shared store, a session may have a new invite: the old one
+        // must stop leading to it.
+        if let Some(before) = before.filter(|before| before.invite_code != record.invite_code) {
+            self.invites.remove_if(&before.invite_code, |_, id| *id == record.id);
+        }
         metrics::gauge!(crate::metrics::SESSIONS_KNOWN).set(self.listed.len() as f64);
     }
 

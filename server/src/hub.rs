@@ -22,11 +22,15 @@ use tracing::{debug, info, warn};
 
 use crate::accounts::Accounts;
 use crate::auth::Auth;
+use crate::bus::{Bus, RemoteSession};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::directory::{Directory, Listed};
+use crate::outbox::{ConnectionId, Outbox};
 use crate::practice::Practice;
-use crate::session::{ActorSettings, JoinError, Listing, Refusal, Session, SessionHandle, SessionSetup};
+use crate::session::{
+    ActorSettings, ConnectError, JoinError, Listing, Refusal, Session, SessionHandle, SessionSetup,
+};
 use crate::store::{ListedSession, SessionRecord, Store, StoreErrorKind};
 
 /// How often the hub looks for unloaded sessions whose time has come (a round's end,
@@ -52,6 +56,9 @@ pub enum HubError {
     ShuttingDown,
     #[error("this session does not take guests; sign in to join it")]
     SignInRequired,
+    /// Refused by the session running on another node.
+    #[error("{1}")]
+    RefusedThere(ErrorCode, String),
 }
 
 impl HubError {
@@ -64,6 +71,7 @@ impl HubError {
             HubError::TooManySessions(_) => ErrorCode::LimitReached,
             HubError::Unavailable | HubError::ShuttingDown => ErrorCode::Unavailable,
             HubError::SignInRequired => ErrorCode::SignInRequired,
+            HubError::RefusedThere(code, _) => *code,
         }
     }
 }
@@ -72,6 +80,7 @@ impl From<JoinError> for HubError {
     fn from(err: JoinError) -> Self {
         match err {
             JoinError::Refused(refusal) => HubError::Refused(refusal),
+            JoinError::RefusedThere(code, message) => HubError::RefusedThere(code, message),
             JoinError::Unavailable => HubError::Unavailable,
             JoinError::ShuttingDown => HubError::ShuttingDown,
         }
@@ -101,10 +110,115 @@ pub struct Hub {
     tracker: TaskTracker,
     /// The address invite links point to.
     public_url: String,
+    /// The bus to the other nodes, in cluster mode.
+    bus: std::sync::OnceLock<Arc<Bus>>,
+}
+
+/// A session as a connection or a call reaches it: its actor on this node, or the node
+/// running it, over the bus. Not shared: a connection's remote session numbers the
+/// frames that connection sends.
+#[derive(Debug)]
+pub enum SessionRef {
+    /// It runs here.
+    Local(SessionHandle),
+    /// It runs on another node.
+    Remote(RemoteSession),
+}
+
+impl SessionRef {
+    /// Whether it runs on another node.
+    pub fn is_remote(&self) -> bool {
+        matches!(self, SessionRef::Remote(_))
+    }
+
+    /// Admits a new person with `role`; see [`SessionHandle::join`].
+    pub async fn join(
+        &self,
+        member: MemberId,
+        name: String,
+        role: Role,
+        accepted_rules: Option<String>,
+    ) -> Result<(), JoinError> {
+        match self {
+            SessionRef::Local(handle) => handle.join(member, name, role, accepted_rules).await,
+            SessionRef::Remote(remote) => remote.join(member, name, role, accepted_rules).await,
+        }
+    }
+
+    /// Enters a connection; see [`SessionHandle::connect`].
+    pub async fn connect(
+        &self,
+        member: MemberId,
+        resume: std::collections::BTreeMap<String, u64>,
+        outbox: Outbox,
+    ) -> Result<(), ConnectError> {
+        match self {
+            SessionRef::Local(handle) => handle.connect(member, resume, outbox).await,
+            SessionRef::Remote(remote) => remote.connect(member, resume, outbox).await,
+        }
+    }
+
+    /// Passes a command on: decoded here, or as the client sent it (`text`) to the node
+    /// running the session, which decodes it again.
+    pub async fn command(
+        &self,
+        member: MemberId,
+        connection: ConnectionId,
+        frame: caucus_protocol::ClientFrame,
+        text: &str,
+    ) -> Result<(), ()> {
+        match self {
+            SessionRef::Local(handle) => handle.command(member, connection, frame).await,
+            SessionRef::Remote(remote) => remote.command(connection, text).await,
+        }
+    }
+
+    /// Tells the session a connection is gone.
+    pub async fn disconnect(&self, member: MemberId, connection: ConnectionId) {
+        match self {
+            SessionRef::Local(handle) => handle.disconnect(member, connection).await,
+            SessionRef::Remote(remote) => remote.disconnect(connection).await,
+        }
+    }
+
+    /// The minutes; see [`SessionHandle::minutes`].
+    pub async fn minutes(
+        &self,
+        member: MemberId,
+    ) -> Result<Option<caucus_protocol::api::Minutes>, crate::store::StoreError> {
+        match self {
+            SessionRef::Local(handle) => handle.minutes(member).await,
+            SessionRef::Remote(remote) => remote.minutes(member).await,
+        }
+    }
+
+    /// Each round's topic and carried points; see [`SessionHandle::rounds`].
+    pub async fn rounds(&self) -> Option<Vec<caucus_protocol::api::MinutesRound>> {
+        match self {
+            SessionRef::Local(handle) => handle.rounds().await,
+            SessionRef::Remote(remote) => remote.rounds().await,
+        }
+    }
+
+    /// Erases a person; see [`SessionHandle::erase`].
+    pub async fn erase(&self, by: MemberId, member: MemberId) -> Result<(), String> {
+        match self {
+            SessionRef::Local(handle) => handle.erase(by, member).await,
+            SessionRef::Remote(remote) => remote.erase(by, member).await,
+        }
+    }
+
+    /// A person's role; see [`SessionHandle::role_of`].
+    pub async fn role_of(&self, member: MemberId) -> Option<Role> {
+        match self {
+            SessionRef::Local(handle) => handle.role_of(member).await,
+            SessionRef::Remote(remote) => remote.role_of(member).await,
+        }
+    }
 }
 
 /// How long to wait before asking again for a session another node holds.
-const CLAIM_RETRY: std::time::Duration = std::time::Duration::from_millis(250);
+pub const CLAIM_RETRY: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Why a session could not be had.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,7 +262,80 @@ impl Hub {
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
             public_url,
+            bus: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Joins the bus to the other nodes: sessions running elsewhere are reached through
+    /// it from then on.
+    pub fn attach_bus(&self, bus: Arc<Bus>) {
+        let _ = self.bus.set(bus);
+    }
+
+    /// The bus to the other nodes, in cluster mode.
+    pub fn bus(&self) -> Option<&Arc<Bus>> {
+        self.bus.get()
+    }
+
+    /// The actor of session `id` if it runs on this node now.
+    pub fn running_here(&self, id: &SessionId) -> Option<SessionHandle> {
+        self.directory.live(id)
+    }
+
+    /// Whether other nodes share the store, and so change what this node's directory
+    /// holds: their sessions, listings and invites are read from the store.
+    fn shared(&self) -> bool {
+        self.store.node_id().is_some()
+    }
+
+    /// What is known of session `id`, read again from a shared store unless it runs
+    /// here (then this node's listing is the newest): a facilitator added or an invite
+    /// replaced on another node counts at once.
+    async fn fresh(&self, id: &SessionId) -> Option<Listed> {
+        if self.shared() && self.directory.live(id).is_none() {
+            match self.store.listed(id).await {
+                Ok(Some(stored)) => self.directory.insert(&stored.record, stored.listing.unwrap_or_default()),
+                Ok(None) => return None,
+                Err(err) => debug!(session = %id, error = %err, "answering from the listing held here"),
+            }
+        }
+        self.directory.get(id)
+    }
+
+    /// What is known of session `id`, from the store if this node has not seen it: a
+    /// session created on another node since this one started.
+    async fn known(&self, id: &SessionId) -> Option<Listed> {
+        match self.directory.get(id) {
+            Some(listed) => Some(listed),
+            None => self.fresh(id).await,
+        }
+    }
+
+    /// The session invite `code` leads to now.
+    async fn by_invite(&self, code: &str) -> Option<SessionId> {
+        let code = code.trim();
+        if self.shared() {
+            match self.store.listed_by_invite(code).await {
+                Ok(Some(stored)) => {
+                    let id = stored.record.id.clone();
+                    if self.directory.live(&id).is_none() {
+                        self.directory.insert(&stored.record, stored.listing.unwrap_or_default());
+                    }
+                    return Some(id);
+                }
+                Ok(None) => return None,
+                Err(err) => debug!(error = %err, "answering an invite from the directory held here"),
+            }
+        }
+        self.directory.by_invite(code)
+    }
+
+    /// The node that runs session `id` elsewhere, if it is alive and the bus reaches it.
+    async fn remote(&self, id: &SessionId) -> Option<RemoteSession> {
+        let bus = self.bus.get()?;
+        let holder = self.store.holder(id).await.ok()??;
+        (holder != bus.node() && bus.alive(&holder))
+            .then(|| RemoteSession::new(Arc::clone(bus), holder, id.clone()))
     }
 
     /// The configuration the server runs with.
@@ -225,17 +412,23 @@ impl Hub {
     /// running. On a shared store, a session another node still holds is waited for
     /// until that node's lease has run out (`cluster.lease_ttl_ms`), so that a client
     /// reconnecting after its node died is let in as soon as the session can be taken.
-    pub async fn session(&self, id: &SessionId) -> Result<SessionHandle, Unreachable> {
+    pub async fn session(&self, id: &SessionId) -> Result<SessionRef, Unreachable> {
+        self.open(id, self.takeover_wait()).await
+    }
+
+    /// How long a session held by a node that stopped answering may take to be free:
+    /// its lease, and the renewal that may have just begun it.
+    pub fn takeover_wait(&self) -> std::time::Duration {
         let cluster = &self.config.cluster;
-        self.open(id, std::time::Duration::from_millis(cluster.lease_ttl_ms + cluster.lease_renew_ms)).await
+        std::time::Duration::from_millis(cluster.lease_ttl_ms + cluster.lease_renew_ms)
     }
 
     /// Like [`Hub::session`], waiting at most `wait` for another node's lease.
-    async fn open(&self, id: &SessionId, wait: std::time::Duration) -> Result<SessionHandle, Unreachable> {
+    async fn open(&self, id: &SessionId, wait: std::time::Duration) -> Result<SessionRef, Unreachable> {
         if let Some(handle) = self.directory.live(id) {
-            return Ok(handle);
+            return Ok(SessionRef::Local(handle));
         }
-        let listed = self.directory.get(id).ok_or(Unreachable::Unknown)?;
+        let listed = self.known(id).await.ok_or(Unreachable::Unknown)?;
         let give_up = tokio::time::Instant::now() + wait;
         let (_loading, claim) = loop {
             // People waiting for the same session ask the store once per wait between
@@ -250,7 +443,7 @@ impl Hub {
             }
             let loading = self.loading.lock().await;
             if let Some(handle) = self.directory.live(id) {
-                return Ok(handle);
+                return Ok(SessionRef::Local(handle));
             }
             if self.shutdown.is_cancelled() {
                 return Err(Unreachable::Unavailable);
@@ -262,16 +455,18 @@ impl Hub {
                     self.held_elsewhere.remove(id);
                     break (loading, claim);
                 }
-                Err(err)
-                    if err.kind == StoreErrorKind::HeldElsewhere && tokio::time::Instant::now() < give_up =>
-                {
+                Err(err) if err.kind == StoreErrorKind::HeldElsewhere => {
                     drop(loading);
+                    // A node that is alive runs it: reach it over the bus.
+                    if let Some(remote) = self.remote(id).await {
+                        return Ok(SessionRef::Remote(remote));
+                    }
+                    if tokio::time::Instant::now() >= give_up {
+                        debug!(session = %id, "another node still holds the session");
+                        return Err(Unreachable::Unavailable);
+                    }
                     self.held_elsewhere.insert(id.clone(), tokio::time::Instant::now() + CLAIM_RETRY);
                     debug!(session = %id, "another node holds the session; waiting for its lease");
-                }
-                Err(err) if err.kind == StoreErrorKind::HeldElsewhere => {
-                    debug!(session = %id, "another node still holds the session");
-                    return Err(Unreachable::Unavailable);
                 }
                 Err(err) => {
                     warn!(session = %id, error = %err, "cannot take the session to run it here");
@@ -299,7 +494,7 @@ impl Hub {
         let handle = self.start(session, claim);
         metrics::counter!(crate::metrics::SESSION_LOADS).increment(1);
         debug!(session = %id, events, title = %listed.title, took = ?started.elapsed(), "session loaded");
-        Ok(handle)
+        Ok(SessionRef::Local(handle))
     }
 
     /// Creates a session with its plenary and two caucus rooms, and seats `facilitator`
@@ -503,7 +698,7 @@ impl Hub {
     pub async fn seated_sessions(&self, seats: Vec<(SessionId, MemberId)>) -> Vec<MySession> {
         let mut listed = Vec::new();
         for (id, member) in seats {
-            let Some(session) = self.directory.get(&id) else { continue };
+            let Some(session) = self.fresh(&id).await else { continue };
             let Some(role) = session.listing.role_of(&member) else { continue };
             listed.push(MySession {
                 invite_url: (!session.listing.ended() && role == Role::Facilitator)
@@ -527,7 +722,7 @@ impl Hub {
     /// The current invite of session `id`, for one of its facilitators.
     pub async fn invite_link(&self, id: &SessionId, who: &MemberId) -> Result<InviteLink, HubError> {
         self.facilitating(id, who).await?;
-        let code = self.directory.get(id).ok_or(HubError::NotItsFacilitator)?.invite_code;
+        let code = self.fresh(id).await.ok_or(HubError::NotItsFacilitator)?.invite_code;
         Ok(self.link(id, code))
     }
 
@@ -546,7 +741,7 @@ impl Hub {
     /// Refuses unless `who` is a facilitator of session `id`; a session that does not
     /// exist gets the same refusal.
     async fn facilitating(&self, id: &SessionId, who: &MemberId) -> Result<(), HubError> {
-        let session = self.directory.get(id).ok_or(HubError::NotItsFacilitator)?;
+        let session = self.fresh(id).await.ok_or(HubError::NotItsFacilitator)?;
         if session.listing.facilitators.contains(who) { Ok(()) } else { Err(HubError::NotItsFacilitator) }
     }
 
@@ -560,7 +755,7 @@ impl Hub {
 
     /// What an invite leads to, for the page people see before joining.
     pub async fn invite(&self, code: &str) -> Result<InviteInfo, HubError> {
-        let id = self.directory.by_invite(code.trim()).ok_or(HubError::NoSuchInvite)?;
+        let id = self.by_invite(code).await.ok_or(HubError::NoSuchInvite)?;
         let session = self.directory.get(&id).ok_or(HubError::NoSuchInvite)?;
         if session.listing.ended() {
             return Err(HubError::NoSuchInvite);
@@ -575,7 +770,7 @@ impl Hub {
         name: &str,
         accepted_rules: Option<String>,
     ) -> Result<Joined, HubError> {
-        let id = self.directory.by_invite(code.trim()).ok_or(HubError::NoSuchInvite)?;
+        let id = self.by_invite(code).await.ok_or(HubError::NoSuchInvite)?;
         if self.directory.get(&id).is_some_and(|session| !session.allow_guests) {
             return Err(HubError::SignInRequired);
         }
@@ -597,7 +792,8 @@ impl Hub {
         if handle.role_of(member.clone()).await.is_none() {
             handle.join(member.clone(), name.to_owned(), Role::Member, accepted_rules).await.map_err(
                 |err| match err {
-                    JoinError::Refused(Refusal::SessionEnded) => HubError::NoSuchInvite,
+                    JoinError::Refused(Refusal::SessionEnded)
+                    | JoinError::RefusedThere(ErrorCode::SessionEnded, _) => HubError::NoSuchInvite,
                     other => other.into(),
                 },
             )?;
@@ -635,7 +831,7 @@ impl Hub {
         asking: &MemberId,
     ) -> Result<(), String> {
         let gone = || "the session is gone".to_owned();
-        let created_by = self.directory.get(id).ok_or_else(gone)?.created_by;
+        let created_by = self.known(id).await.ok_or_else(gone)?.created_by;
         let handle = self.session(id).await.map_err(|unreachable| match unreachable {
             Unreachable::Unknown => gone(),
             Unreachable::Unavailable => "the session cannot be opened just now; try again".to_owned(),
@@ -650,8 +846,8 @@ impl Hub {
         Ok(())
     }
 
-    async fn invited_session(&self, code: &str) -> Result<(SessionId, SessionHandle), HubError> {
-        let id = self.directory.by_invite(code.trim()).ok_or(HubError::NoSuchInvite)?;
+    async fn invited_session(&self, code: &str) -> Result<(SessionId, SessionRef), HubError> {
+        let id = self.by_invite(code).await.ok_or(HubError::NoSuchInvite)?;
         let handle = self.session(&id).await.map_err(|_| HubError::Unavailable)?;
         Ok((id, handle))
     }

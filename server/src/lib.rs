@@ -30,6 +30,7 @@
 
 pub mod accounts;
 pub mod auth;
+pub mod bus;
 pub mod clock;
 pub mod config;
 pub mod connection;
@@ -69,6 +70,8 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error("sign-in settings: {0}")]
     Accounts(#[from] crate::accounts::AccountError),
+    #[error(transparent)]
+    Bus(#[from] crate::bus::BusError),
     #[error("cannot listen on {address}: {source}")]
     Bind { address: SocketAddr, source: std::io::Error },
 }
@@ -118,6 +121,12 @@ impl Server {
         let accounts = Accounts::new(&config, account_db, &public_url)?;
         let hub = Arc::new(Hub::new(config, auth, store, accounts, public_url));
         let listed = hub.restore(stored).await?;
+        if let (Some(url), Some(node)) = (&hub.config().cluster.nats_url, hub.store().node_id()) {
+            let wait = Duration::from_millis(hub.config().store.call_timeout_ms);
+            let bus = crate::bus::Bus::connect(&url.0, node, wait).await?;
+            bus.serve(Arc::clone(&hub)).await?;
+            hub.attach_bus(bus);
+        }
         if listed > 0 {
             let (_, loaded) = hub.session_counts();
             info!(sessions = listed, loaded, "listed the stored sessions; each loads when it is used");

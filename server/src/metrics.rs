@@ -40,6 +40,14 @@ pub const SESSIONS_OWNED: &str = "caucus_sessions_owned";
 pub const FENCED_WRITES: &str = "caucus_fenced_writes_total";
 /// Renewals of this node's lease in the shared store.
 pub const LEASE_RENEWALS: &str = "caucus_lease_renewals_total";
+/// Connections of other nodes in sessions this node runs, relayed over the bus.
+pub const BUS_RELAYS: &str = "caucus_bus_relayed_connections";
+/// Gaps found in a relayed connection's traffic, each closing that connection.
+pub const BUS_GAPS: &str = "caucus_bus_gaps_total";
+/// Connections closed because the node running their session went silent on the bus.
+pub const BUS_SILENT_CLOSES: &str = "caucus_bus_silent_owner_closes_total";
+/// How long other nodes take to answer requests on the bus.
+pub const BUS_REQUEST: &str = "caucus_bus_request_seconds";
 
 /// Installs the process-wide recorder once and returns its handle for rendering.
 pub fn handle() -> &'static PrometheusHandle {
@@ -83,6 +91,23 @@ fn declare() {
     describe_gauge!(SESSIONS_OWNED, "Sessions this node holds in the shared store now.");
     describe_counter!(FENCED_WRITES, "Writes refused because another node owns the session now.");
     describe_counter!(LEASE_RENEWALS, "Renewals of this node's lease in the shared store.");
+    describe_gauge!(
+        BUS_RELAYS,
+        "Connections of other nodes in sessions this node runs, relayed over the bus."
+    );
+    describe_counter!(
+        BUS_GAPS,
+        "Gaps found in relayed traffic; each closes that connection so that it resumes."
+    );
+    describe_counter!(
+        BUS_SILENT_CLOSES,
+        "Connections closed because their session's node went silent on the bus."
+    );
+    describe_histogram!(
+        BUS_REQUEST,
+        Unit::Seconds,
+        "How long other nodes take to answer requests on the bus."
+    );
     metrics::gauge!(CONNECTIONS).set(0.0);
     for state in ["pending", "welcomed"] {
         metrics::gauge!(HTTP_CONNECTIONS, "state" => state).set(0.0);
@@ -100,6 +125,9 @@ fn declare() {
     metrics::counter!(FENCED_WRITES).absolute(0);
     metrics::counter!(TAKEOVERS).absolute(0);
     metrics::gauge!(SESSIONS_OWNED).set(0.0);
+    metrics::gauge!(BUS_RELAYS).set(0.0);
+    metrics::counter!(BUS_GAPS).absolute(0);
+    metrics::counter!(BUS_SILENT_CLOSES).absolute(0);
     metrics::counter!(FRAMES_IN).absolute(0);
     metrics::counter!(FRAMES_OUT).absolute(0);
     metrics::counter!(SLOW_CONSUMERS).absolute(0);

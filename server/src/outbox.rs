@@ -14,8 +14,10 @@
 //! held only to push or pop one frame, by the session actor on one side and the
 //! connection's task on the other; a frame pushed to an empty queue allocates again.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::future::poll_fn;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::task::Poll;
 
@@ -25,6 +27,18 @@ use futures::task::AtomicWaker;
 
 /// Numbers connections for logs and for the actor's bookkeeping.
 pub type ConnectionId = u64;
+
+static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
+
+/// A number no other connection of this process has: a WebSocket, or a connection on
+/// another node that this node's session serves over the bus.
+pub fn next_connection_id() -> ConnectionId {
+    NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Why a connection must close, as its close frame gives it. Most reasons are fixed
+/// text; one relayed from another node is not.
+pub type Reason = Cow<'static, str>;
 
 /// A frame's payload size in bytes, which is what the byte bound counts.
 pub fn frame_len(message: &Message) -> usize {
@@ -56,7 +70,7 @@ struct Shared {
     /// The most bytes `queue` holds, unless it holds one frame only.
     max_bytes: usize,
     /// Why the connection must close. The first reason wins.
-    close: OnceLock<(u16, &'static str)>,
+    close: OnceLock<(u16, Reason)>,
     /// The connection task, waiting for a frame or a close.
     waker: AtomicWaker,
 }
@@ -82,7 +96,7 @@ impl Shared {
 #[derive(Debug)]
 pub enum Next {
     /// Close with this code and reason.
-    Close(u16, &'static str),
+    Close(u16, Reason),
     /// Write this frame.
     Frame(Message),
 }
@@ -143,8 +157,8 @@ impl Outbox {
     }
 
     /// Asks the connection to close. Frames queued before it are not written.
-    pub fn close(&self, code: u16, reason: &'static str) {
-        let _ = self.shared.close.set((code, reason));
+    pub fn close(&self, code: u16, reason: impl Into<Reason>) {
+        let _ = self.shared.close.set((code, reason.into()));
         self.shared.waker.wake();
     }
 }
@@ -173,8 +187,8 @@ impl Outgoing {
     }
 
     fn ready(&self) -> Option<Next> {
-        if let Some(&(code, reason)) = self.shared.close.get() {
-            return Some(Next::Close(code, reason));
+        if let Some((code, reason)) = self.shared.close.get() {
+            return Some(Next::Close(*code, reason.clone()));
         }
         self.pop().map(Next::Frame)
     }

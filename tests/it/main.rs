@@ -8,6 +8,7 @@ mod support;
 mod accounts;
 mod auth;
 mod bad_input;
+mod cluster;
 mod conformance;
 mod crash;
 mod disk;

@@ -1,6 +1,7 @@
 //! The model-based privacy test's second target: shorter random sequences over real
-//! sockets against the running server. A simple model tracks who sits where; after
-//! the run, every frame each client received is checked against it.
+//! sockets against the running server, and against a cluster of three nodes with people
+//! spread over them. A simple model tracks who sits where; after the run, every frame
+//! each client received is checked against it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -10,7 +11,8 @@ use caucus_tests::room;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
-use crate::support::{Person, Scene};
+use crate::cluster::{join_on, three_nodes};
+use crate::support::{Person, Scene, TestServer};
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -41,11 +43,33 @@ fn ops() -> impl Strategy<Value = Vec<Op>> {
 /// Who sat in each caucus when each caucus message was stored.
 type Entitled = BTreeMap<(Room, u64), BTreeSet<MemberId>>;
 
-async fn run(ops: Vec<Op>) -> Result<()> {
-    let mut scene = Scene::new(Settings::default()).await?;
+/// Runs `ops` on one server, or on three nodes of a cluster (`None` where the cluster's
+/// servers are not installed, outside CI).
+async fn run(ops: Vec<Op>, cluster: bool) -> Result<()> {
+    let (mut scene, _others): (Scene, Vec<TestServer>) = if cluster {
+        let Some((mut nodes, _)) = three_nodes(None).await? else { return Ok(()) };
+        let first = nodes.remove(0);
+        (Scene::on(first, Settings::default()).await?, nodes)
+    } else {
+        (Scene::new(Settings::default()).await?, Vec::new())
+    };
+    // Where people connect: in a cluster, each to a node of their own, moving on to the
+    // next when they reconnect; the facilitator to a node that does not run the session.
+    let nodes: Vec<std::net::SocketAddr> =
+        std::iter::once(scene.server.address).chain(_others.iter().map(|node| node.address)).collect();
+    if nodes.len() > 1 {
+        let mut client = caucus_tests::Client::connect(nodes[nodes.len() - 1]).await?;
+        client.hello(&scene.session, &scene.facilitator.token).await?;
+        std::mem::replace(&mut scene.facilitator.client, client).close().await;
+    }
     let mut people: Vec<Person> = Vec::new();
+    let mut places: Vec<usize> = Vec::new();
     for n in 0..MEMBERS {
-        people.push(scene.member(&format!("P{n}")).await?);
+        let place = n % nodes.len();
+        let (joined, client) = join_on(nodes[place], &scene.session, &scene.invite, &format!("P{n}")).await?;
+        let token = caucus_tests::GuestToken::guest_token(&joined).to_owned();
+        people.push(Person { id: joined.member, token, client });
+        places.push(place);
     }
     let mut seats: BTreeMap<MemberId, Caucus> = BTreeMap::new();
     let mut entitled = Entitled::new();
@@ -102,7 +126,8 @@ async fn run(ops: Vec<Op>) -> Result<()> {
             Op::Reconnect(who) => {
                 let person = &mut people[*who];
                 let cursors = person.client.resume_cursors();
-                let mut fresh = scene.server.client().await;
+                places[*who] = (places[*who] + 1) % nodes.len();
+                let mut fresh = caucus_tests::Client::connect(nodes[places[*who]]).await?;
                 fresh.hello_resume(&scene.session, &person.token, cursors).await?;
                 let old = std::mem::replace(&mut person.client, fresh);
                 retired.push((person.id.clone(), old.raw.clone()));
@@ -142,13 +167,23 @@ async fn run(ops: Vec<Op>) -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn random_sessions_over_real_sockets_keep_caucuses_private() {
-    let mut runner = TestRunner::new(Config { cases: 24, failure_persistence: None, ..Config::default() });
+fn run_cases(cases: u32, cluster: bool) {
+    let mut runner = TestRunner::new(Config { cases, failure_persistence: None, ..Config::default() });
     runner
         .run(&ops(), |ops| {
             let runtime = tokio::runtime::Runtime::new().expect("a runtime");
-            runtime.block_on(run(ops)).map_err(|err| TestCaseError::fail(format!("{err:#}")))
+            runtime.block_on(run(ops, cluster)).map_err(|err| TestCaseError::fail(format!("{err:#}")))
         })
         .unwrap();
+}
+
+#[test]
+fn random_sessions_over_real_sockets_keep_caucuses_private() {
+    run_cases(24, false);
+}
+
+#[test]
+fn random_sessions_with_people_spread_over_three_nodes_keep_caucuses_private() {
+    // Fewer cases: each starts three nodes on a database of its own.
+    run_cases(8, true);
 }

@@ -9,6 +9,7 @@
 //! instead, so a broken server fails a test rather than hanging it.
 
 pub mod fuzzing;
+pub mod nats;
 pub mod postgres;
 
 use std::collections::BTreeMap;

@@ -128,11 +128,12 @@ impl From<HubError> for ApiFailure {
                 StatusCode::FORBIDDEN
             }
             HubError::NoSuchInvite => StatusCode::NOT_FOUND,
-            HubError::Refused(refusal) if refusal.code() == ErrorCode::Forbidden => StatusCode::FORBIDDEN,
-            HubError::Refused(refusal) if refusal.code() == ErrorCode::LimitReached => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
-            HubError::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            // Refused here or on the node running the session: the same answer.
+            HubError::Refused(_) | HubError::RefusedThere(..) => match err.code() {
+                ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+                ErrorCode::LimitReached => StatusCode::TOO_MANY_REQUESTS,
+                _ => StatusCode::UNPROCESSABLE_ENTITY,
+            },
             HubError::TooManySessions(_) => StatusCode::TOO_MANY_REQUESTS,
             HubError::Unavailable | HubError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
         };
@@ -216,6 +217,8 @@ async fn readyz(State(hub): State<Arc<Hub>>) -> (StatusCode, &'static str) {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down")
     } else if !hub.store().ready() {
         (StatusCode::SERVICE_UNAVAILABLE, "the shared store has not renewed this node's lease in time")
+    } else if hub.bus().is_some_and(|bus| !bus.connected()) {
+        (StatusCode::SERVICE_UNAVAILABLE, "this node cannot reach the bus to the other nodes")
     } else {
         (StatusCode::OK, "ready")
     }

@@ -57,6 +57,9 @@ pub enum ConnectError {
     ShuttingDown,
     #[error("this session cannot be opened here just now; reconnect shortly")]
     NotHeld,
+    /// Refused by the session running on another node, with its close code.
+    #[error("{reason}")]
+    Relayed { code: u16, reason: String },
 }
 
 impl ConnectError {
@@ -68,6 +71,7 @@ impl ConnectError {
             ConnectError::TooManyConnections => close::TOO_MANY_CONNECTIONS,
             ConnectError::ShuttingDown => close::GOING_AWAY,
             ConnectError::NotHeld => close::TRY_AGAIN_LATER,
+            ConnectError::Relayed { code, .. } => *code,
         }
     }
 }
@@ -120,6 +124,9 @@ enum Request {
 pub enum JoinError {
     #[error(transparent)]
     Refused(#[from] Refusal),
+    /// Refused by the session running on another node.
+    #[error("{1}")]
+    RefusedThere(ErrorCode, String),
     #[error("cannot store the join just now; retry")]
     Unavailable,
     #[error("the server is shutting down")]

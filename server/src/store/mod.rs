@@ -197,6 +197,36 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Every stored session's record and listing, for start-up. Reads no events.
     fn directory(&self) -> BoxFuture<'_, Result<Vec<ListedSession>, StoreError>>;
 
+    /// This process's name in a store shared by several nodes, new at every start;
+    /// `None` for a store of one process.
+    fn node_id(&self) -> Option<&str> {
+        None
+    }
+
+    /// Renews this node's lease in a shared store, or stops renewing it (while the node
+    /// cannot reach the other nodes) so that they may take its sessions.
+    fn renew(&self, _on: bool) {}
+
+    /// The node running `session` now, if a shared store names one.
+    fn holder<'a>(&'a self, _session: &'a SessionId) -> BoxFuture<'a, Result<Option<String>, StoreError>> {
+        ready(Ok(None))
+    }
+
+    /// Session `id`'s record and listing as stored now. A shared store is read again,
+    /// because other nodes change listings and invites; a store of one process has
+    /// nothing the directory does not already hold, and answers `None`.
+    fn listed<'a>(&'a self, _id: &'a SessionId) -> BoxFuture<'a, Result<Option<ListedSession>, StoreError>> {
+        ready(Ok(None))
+    }
+
+    /// Like [`Store::listed`], for the session that invite `code` leads to now.
+    fn listed_by_invite<'a>(
+        &'a self,
+        _code: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ListedSession>, StoreError>> {
+        ready(Ok(None))
+    }
+
     /// Makes this process the one that writes `session`, before it runs here (created
     /// or loaded), and returns the claim's number. A store shared by several nodes
     /// fences the writes of any owner before: they are refused from the moment this

@@ -118,6 +118,9 @@ pub struct PostgresStore {
     /// When the lease was last renewed (or taken), and how long it lasts.
     renewed: Arc<Mutex<std::time::Instant>>,
     lease_ttl: Duration,
+    /// Whether the lease is renewed: not while this node is cut off from the bus, so
+    /// that others may take the sessions nobody can reach here.
+    renewing: Arc<std::sync::atomic::AtomicBool>,
     /// Stops the lease's renewals when the store goes.
     _renewing: DropGuard,
 }
@@ -282,11 +285,12 @@ impl PostgresStore {
         }
         let stop = CancellationToken::new();
         let renewed = Arc::new(Mutex::new(std::time::Instant::now()));
+        let renewing = Arc::new(std::sync::atomic::AtomicBool::new(true));
         tokio::spawn(renew_lease(
             pool.clone(),
             node.clone(),
             options.clone(),
-            Arc::clone(&renewed),
+            Lease { renewed: Arc::clone(&renewed), renewing: Arc::clone(&renewing) },
             stop.clone(),
         ));
         Ok(Self {
@@ -296,6 +300,7 @@ impl PostgresStore {
             owned: Mutex::new(HashMap::new()),
             renewed,
             lease_ttl: options.lease_ttl,
+            renewing,
             _renewing: stop.drop_guard(),
         })
     }
@@ -401,11 +406,19 @@ impl PostgresStore {
 }
 
 /// Pushes this node's lease forward on the database's clock until `stop`.
+/// What the renewing task shares with the store.
+struct Lease {
+    /// When the lease was last renewed.
+    renewed: Arc<Mutex<std::time::Instant>>,
+    /// Whether to renew it.
+    renewing: Arc<std::sync::atomic::AtomicBool>,
+}
+
 async fn renew_lease(
     pool: Pool,
     node: String,
     options: PostgresOptions,
-    renewed: Arc<Mutex<std::time::Instant>>,
+    lease: Lease,
     stop: CancellationToken,
 ) {
     let ttl = options.lease_ttl.as_secs_f64();
@@ -413,6 +426,9 @@ async fn renew_lease(
         tokio::select! {
             () = stop.cancelled() => break,
             () = tokio::time::sleep(options.lease_renew) => {}
+        }
+        if !lease.renewing.load(std::sync::atomic::Ordering::Relaxed) {
+            continue;
         }
         let sent = std::time::Instant::now();
         let renewal = tokio::time::timeout(options.call_timeout, async {
@@ -430,7 +446,7 @@ async fn renew_lease(
         match renewal {
             Ok(Ok(Some(_))) => {
                 // Counted from before the request: the lease runs from a moment after it.
-                *renewed.lock().unwrap_or_else(|poison| poison.into_inner()) = sent;
+                *lease.renewed.lock().unwrap_or_else(|poison| poison.into_inner()) = sent;
                 metrics::counter!(crate::metrics::LEASE_RENEWALS).increment(1);
             }
             Ok(Ok(None)) => {
@@ -657,16 +673,58 @@ impl Store for PostgresStore {
                 .query("SELECT record, listing FROM sessions ORDER BY created_at, id", &[])
                 .await
                 .map_err(failed)?;
-            rows.iter()
-                .map(|row| {
-                    let record: SessionRecord = serde_json::from_str(row.get(0))
-                        .map_err(|err| StoreError::new(format!("a stored session does not decode: {err}")))?;
-                    let listing = row
-                        .get::<_, Option<&str>>(1)
-                        .and_then(|json| serde_json::from_str::<Listing>(json).ok());
-                    Ok(ListedSession { record, listing })
-                })
-                .collect()
+            rows.iter().map(listed_row).collect()
+        }))
+    }
+
+    fn node_id(&self) -> Option<&str> {
+        Some(&self.node)
+    }
+
+    fn renew(&self, on: bool) {
+        let was = self.renewing.swap(on, std::sync::atomic::Ordering::Relaxed);
+        if was != on {
+            if on {
+                info!("renewing this node's lease again");
+            } else {
+                warn!("stopped renewing this node's lease: other nodes will take its sessions");
+            }
+        }
+    }
+
+    fn holder<'a>(&'a self, session: &'a SessionId) -> BoxFuture<'a, Result<Option<String>, StoreError>> {
+        Box::pin(self.call(async |client| {
+            let row = client
+                .query_opt(
+                    "SELECT owner_node FROM session_owners WHERE session_id = $1",
+                    &[&session.as_str()],
+                )
+                .await
+                .map_err(failed)?;
+            Ok(row.and_then(|row| row.get::<_, Option<String>>(0)))
+        }))
+    }
+
+    fn listed<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<Option<ListedSession>, StoreError>> {
+        Box::pin(self.call(async |client| {
+            let row = client
+                .query_opt("SELECT record, listing FROM sessions WHERE id = $1", &[&id.as_str()])
+                .await
+                .map_err(failed)?;
+            row.as_ref().map(listed_row).transpose()
+        }))
+    }
+
+    fn listed_by_invite<'a>(
+        &'a self,
+        code: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ListedSession>, StoreError>> {
+        Box::pin(self.call(async move |client| {
+            let row = client
+                .query_opt("SELECT record, listing FROM sessions WHERE invite_code = $1", &[&code])
+                .await
+                .map_err(failed)?;
+            row.as_ref().map(listed_row).transpose()
         }))
     }
 
@@ -789,4 +847,12 @@ impl Store for PostgresStore {
             rows.iter().map(|row| decode_event(room.as_str(), row.get(0), row.get(1), row.get(2))).collect()
         }))
     }
+}
+
+/// A row of `record, listing` from `sessions`.
+fn listed_row(row: &tokio_postgres::Row) -> Result<ListedSession, StoreError> {
+    let record: SessionRecord = serde_json::from_str(row.get(0))
+        .map_err(|err| StoreError::new(format!("a stored session does not decode: {err}")))?;
+    let listing = row.get::<_, Option<&str>>(1).and_then(|json| serde_json::from_str::<Listing>(json).ok());
+    Ok(ListedSession { record, listing })
 }

@@ -2,7 +2,7 @@
 //! members connected to it.
 
 pub mod binary;
-pub use caucus_tests::postgres;
+pub use caucus_tests::{nats, postgres};
 
 use caucus_tests::GuestToken;
 use std::net::SocketAddr;
