@@ -195,6 +195,9 @@ impl Connection {
                     if !matches!(timeout(write_timeout, socket.send(Message::Ping(Default::default()))).await, Ok(Ok(()))) {
                         break Ending::Gone;
                     }
+                    if let Some(entered) = &self.entered {
+                        entered.session.keep_in_step(self.id).await;
+                    }
                 }
                 incoming = socket.recv() => {
                     last_heard = Instant::now();

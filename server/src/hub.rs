@@ -173,6 +173,14 @@ impl SessionRef {
         }
     }
 
+    /// Tells a session on another node how many frames this connection has sent, if it
+    /// sent any since it last said: a lost last frame is found even if no other follows.
+    pub async fn keep_in_step(&self, connection: ConnectionId) {
+        if let SessionRef::Remote(remote) = self {
+            remote.keep_in_step(connection).await;
+        }
+    }
+
     /// Tells the session a connection is gone.
     pub async fn disconnect(&self, member: MemberId, connection: ConnectionId) {
         match self {
@@ -585,18 +593,39 @@ impl Hub {
     }
 
     /// Starts every unloaded session whose time comes before the next look.
-    async fn wake_due(&self) {
+    ///
+    /// On a shared store this is also run when another node goes silent on the bus, so
+    /// that its sessions' timers fire here as soon as its lease has run out.
+    pub async fn wake_due(&self) {
+        // On a shared store, sessions are created and changed by every node: read the
+        // listings again, so that a session whose node died runs again here when its
+        // time comes, even if nobody reconnects to it.
+        if self.shared() {
+            match self.store.directory().await {
+                Ok(stored) => {
+                    for ListedSession { record, listing } in stored {
+                        if self.directory.live(&record.id).is_none() {
+                            self.directory.insert(&record, listing.unwrap_or_default());
+                        }
+                    }
+                }
+                Err(err) => warn!(error = %err, "cannot read the sessions' listings from the shared store"),
+            }
+        }
         let horizon = self.clock.now_ms() + WAKE_EVERY.as_millis() as u64;
         let retention = self.retention_ms();
         let due = self.directory.collect(|id, listed| {
             listed.listing.wake_at(retention).filter(|at| *at <= horizon).map(|_| id.clone())
         });
-        for id in due {
-            // A session another node runs is that node's to wake.
-            if self.directory.live(&id).is_none() && self.open(&id, std::time::Duration::ZERO).await.is_ok() {
+        // A session another node runs is that node's to wake; one whose node has died
+        // is waited for, until its lease has run out, all of them at once.
+        let wait = if self.shared() { self.takeover_wait() } else { std::time::Duration::ZERO };
+        let waking = due.iter().filter(|id| self.directory.live(id).is_none()).map(|id| async move {
+            if let Ok(SessionRef::Local(_)) = self.open(id, wait).await {
                 debug!(session = %id, "session woken for its timer or purge");
             }
-        }
+        });
+        futures::future::join_all(waking).await;
     }
 
     fn retention_ms(&self) -> u64 {

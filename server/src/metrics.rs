@@ -46,6 +46,8 @@ pub const BUS_RELAYS: &str = "caucus_bus_relayed_connections";
 pub const BUS_GAPS: &str = "caucus_bus_gaps_total";
 /// Connections closed because the node running their session went silent on the bus.
 pub const BUS_SILENT_CLOSES: &str = "caucus_bus_silent_owner_closes_total";
+/// How long this node's last heartbeat took to come back to it through the bus.
+pub const BUS_LAG: &str = "caucus_bus_lag_seconds";
 /// How long other nodes take to answer requests on the bus.
 pub const BUS_REQUEST: &str = "caucus_bus_request_seconds";
 
@@ -102,6 +104,11 @@ fn declare() {
     describe_counter!(
         BUS_SILENT_CLOSES,
         "Connections closed because their session's node went silent on the bus."
+    );
+    describe_gauge!(
+        BUS_LAG,
+        Unit::Seconds,
+        "How long this node's last heartbeat took to come back through the bus."
     );
     describe_histogram!(
         BUS_REQUEST,

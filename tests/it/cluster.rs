@@ -432,3 +432,35 @@ async fn restarting_nats_loses_nothing_acknowledged() -> Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn a_timed_round_whose_node_died_ends_on_time_on_another_node_though_nobody_reconnects() -> Result<()> {
+    let Some(mut cluster) = three_processes(2_000).await? else { return Ok(()) };
+    let mut ada = Client::connect(cluster.nodes[0].address).await?;
+    ada.hello(&cluster.created.session, &cluster.nodes[0].sign_in).await?;
+    cluster.bea.ok(Command::ChooseCaucus { caucus: Some(Caucus::A) }).await?;
+    ada.ok(Command::OpenCaucuses { duration_secs: Some(5) }).await?;
+    // The node running the session dies, and everyone goes away.
+    cluster.nodes[0].kill_9();
+    let ThreeProcesses { url, created, bea, .. } = cluster;
+    bea.drop_connection();
+    ada.drop_connection();
+
+    // Another node finds the round due, takes the session once the dead node's lease
+    // has run out, and ends the round: everyone is told time is up.
+    let started = Instant::now();
+    let ended = loop {
+        let rows = stored_rows(&url, &created.session).await?;
+        if let Some(row) =
+            rows.iter().find(|(room, _, _, body)| room == "caucus_a" && body.contains("\"kind\":\"time_up\""))
+        {
+            break row.clone();
+        }
+        ensure!(started.elapsed() < Duration::from_secs(60), "the round never ended: {rows:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    ensure!(ended.3.contains("\"round\":1"), "{ended:?}");
+    ensure!(ended.2 == 2, "a second node ended it: {ended:?}");
+    eprintln!("the round ended on another node {} ms after its node died", started.elapsed().as_millis());
+    Ok(())
+}

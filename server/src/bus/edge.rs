@@ -29,12 +29,14 @@ pub struct RemoteSession {
     session: SessionId,
     /// The sequence number of the last frame this connection sent up.
     sent: AtomicU64,
+    /// The sequence number of the last frame the owner was told of.
+    told: AtomicU64,
 }
 
 impl RemoteSession {
     /// Session `session`, run by node `owner`.
     pub fn new(bus: Arc<Bus>, owner: String, session: SessionId) -> Self {
-        Self { bus, owner, session, sent: AtomicU64::new(0) }
+        Self { bus, owner, session, sent: AtomicU64::new(0), told: AtomicU64::new(0) }
     }
 
     /// The node running it.
@@ -81,6 +83,19 @@ impl RemoteSession {
             frame: Bytes::copy_from_slice(text.as_bytes()),
         };
         if self.bus.send(&self.owner, traffic).await { Ok(()) } else { Err(()) }
+    }
+
+    /// Sends an empty frame with the next number if frames were sent since the last
+    /// time: the owner closes the connection if the one before it never came.
+    pub async fn keep_in_step(&self, connection: ConnectionId) {
+        let sent = self.sent.load(Ordering::Relaxed);
+        if sent > self.told.load(Ordering::Relaxed) {
+            let seq = self.sent.fetch_add(1, Ordering::Relaxed) + 1;
+            self.told.store(seq, Ordering::Relaxed);
+            let traffic =
+                Traffic::Up { edge: self.bus.node.clone(), conn: connection, seq, frame: Bytes::new() };
+            self.bus.send(&self.owner, traffic).await;
+        }
     }
 
     /// Tells the owner a connection is gone.

@@ -58,6 +58,9 @@ pub struct Bus {
     relays: DashMap<(String, ConnectionId), owner::Relay>,
     /// When each other node was last heard from.
     heard: DashMap<String, Instant>,
+    /// When this node's last heartbeat was sent: its own copy coming back measures
+    /// how long the bus takes.
+    beat_sent: std::sync::Mutex<Instant>,
 }
 
 /// A connection of this node in a session another node runs.
@@ -87,6 +90,7 @@ impl Bus {
             attached: DashMap::new(),
             relays: DashMap::new(),
             heard: DashMap::new(),
+            beat_sent: std::sync::Mutex::new(Instant::now()),
         }))
     }
 
@@ -103,6 +107,15 @@ impl Bus {
     /// Whether `node` has been heard from lately.
     pub fn alive(&self, node: &str) -> bool {
         self.heard.get(node).is_some_and(|at| at.elapsed() < SILENT_AFTER)
+    }
+
+    /// The other nodes heard from lately.
+    fn alive_nodes(&self) -> Vec<String> {
+        self.heard
+            .iter()
+            .filter(|entry| *entry.key() != self.node && entry.value().elapsed() < SILENT_AFTER)
+            .map(|entry| entry.key().clone())
+            .collect()
     }
 
     /// Starts answering: other nodes' requests and traffic for `hub`'s sessions, this
@@ -164,12 +177,14 @@ impl Bus {
         let bus = Arc::clone(self);
         tokio::spawn(async move {
             let mut last_connected = Instant::now();
+            let mut alive: Vec<String> = Vec::new();
             let mut beat = tokio::time::interval(HEARTBEAT_EVERY);
             beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     () = shutdown.cancelled() => break,
                     _ = beat.tick() => {
+                        *bus.beat_sent.lock().unwrap_or_else(|poison| poison.into_inner()) = Instant::now();
                         let _ = bus.client.publish(wire::HEARTBEAT, Bytes::from(bus.node.clone())).await;
                         bus.drop_silent();
                         // Cut off from the others, this node lets its lease run out, so
@@ -178,12 +193,23 @@ impl Bus {
                             last_connected = Instant::now();
                         }
                         hub.store().renew(last_connected.elapsed() < SILENT_AFTER);
+                        // A node gone silent may have died with sessions whose time
+                        // comes: look for them now rather than at the next round.
+                        let now_alive = bus.alive_nodes();
+                        if alive.iter().any(|node| !now_alive.contains(node)) {
+                            let hub = Arc::clone(&hub);
+                            tokio::spawn(async move { hub.wake_due().await });
+                        }
+                        alive = now_alive;
                     }
                     message = heartbeats.next() => {
                         let Some(message) = message else { break };
-                        if let Ok(node) = std::str::from_utf8(&message.payload) {
-                            bus.heard.insert(node.to_owned(), Instant::now());
+                        let Ok(node) = std::str::from_utf8(&message.payload) else { continue };
+                        if node == bus.node {
+                            let sent = *bus.beat_sent.lock().unwrap_or_else(|poison| poison.into_inner());
+                            metrics::gauge!(crate::metrics::BUS_LAG).set(sent.elapsed().as_secs_f64());
                         }
+                        bus.heard.insert(node.to_owned(), Instant::now());
                     }
                 }
             }

@@ -122,6 +122,10 @@ impl Bus {
         if !in_order {
             metrics::counter!(crate::metrics::BUS_GAPS).increment(1);
         }
+        // An empty frame only says how many came before it.
+        if in_order && frame.is_empty() {
+            return;
+        }
         // Out of order or flooding: the client resumes rather than lose a frame silently.
         if !in_order || relay.ups.try_send(frame).is_err() {
             relay.end.cancel();
