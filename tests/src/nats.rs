@@ -99,6 +99,19 @@ impl Nats {
         self.run()
     }
 
+    /// The `nats-server` process's id, for reading the CPU it uses.
+    pub fn pid(&self) -> Option<u32> {
+        let wanted = format!("-p\0{}\0", self.port);
+        let pids = std::fs::read_dir("/proc")
+            .ok()?
+            .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok());
+        pids.into_iter().find(|pid: &u32| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            cmdline.contains("nats-server\0") && cmdline.contains(&wanted)
+        })
+    }
+
     /// Its address for `CAUCUS_NATS_URL`.
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)

@@ -175,7 +175,12 @@ impl RelayTask {
                     self.close(close::GOING_AWAY, GAP.to_owned()).await;
                     break;
                 }
-                () = shutdown.cancelled() => break,
+                () = shutdown.cancelled() => {
+                    // The node is stopping: its sessions are handed over, so the client
+                    // is sent to resume at once rather than when its edge notices.
+                    self.close(close::GOING_AWAY, "the server is shutting down; reconnect shortly".to_owned()).await;
+                    break;
+                }
                 _ = sync.tick() => {
                     // An empty message with the next number: the edge closes the client
                     // if the one before it never came.

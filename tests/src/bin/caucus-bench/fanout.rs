@@ -212,7 +212,7 @@ fn next_source() -> std::net::IpAddr {
 /// Lets every connection fall quiet, so that what comes next measures its own
 /// messages and not the set-up. Joins have no reply in Socket.IO or the ceiling, and
 /// Caucus sends a welcome, a replay and presence.
-async fn settle(connections: Vec<(Sink, Stream)>) -> Result<Vec<(Sink, Stream)>> {
+pub(crate) async fn settle(connections: Vec<(Sink, Stream)>) -> Result<Vec<(Sink, Stream)>> {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let quiet = connections.into_iter().map(|(sink, mut stream)| {
         tokio::spawn(async move {
@@ -241,15 +241,15 @@ fn stamp(text: &str) -> Option<u64> {
 
 /// What one receiver saw, and its connection, handed back so that closing it happens
 /// outside the measured window.
-struct Received {
-    latency: Histogram<u64>,
-    count: u64,
+pub(crate) struct Received {
+    pub(crate) latency: Histogram<u64>,
+    pub(crate) count: u64,
     _connection: (Stream, Option<Sink>),
 }
 
 /// Reads one connection until it falls quiet, recording each stamped message's latency.
 /// Socket.IO's pings are answered on `pong`, when given.
-async fn receive(mut stream: Stream, mut pong: Option<Sink>, base: Instant) -> Received {
+pub(crate) async fn receive(mut stream: Stream, mut pong: Option<Sink>, base: Instant) -> Received {
     let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
     let mut count = 0;
     while let Ok(Some(Ok(message))) = tokio::time::timeout(Duration::from_secs(2), stream.next()).await {

@@ -28,6 +28,7 @@
 //! in its own process: build it first with `cargo build --release --bin caucus`.
 
 mod ceiling;
+mod cluster;
 mod fanout;
 mod history;
 mod load;
@@ -122,6 +123,29 @@ enum Scenario {
         lease_ms: u64,
         /// Runs of each way of losing the node.
         #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
+    /// Three nodes on PostgreSQL and NATS against one: CPU per delivery summed over all
+    /// processes and latency with members spread over the nodes; takeover with members
+    /// on all three when the node running their sessions is killed or stopped.
+    Cluster {
+        /// Room sizes, members spread round-robin over the nodes.
+        #[arg(long, value_delimiter = ',', default_value = "30,300")]
+        members: Vec<usize>,
+        /// Messages a second published into each room.
+        #[arg(long, value_delimiter = ',', default_value = "100,500")]
+        rates: Vec<u64>,
+        /// Seconds each rate is held.
+        #[arg(long, default_value_t = 3)]
+        seconds: u64,
+        /// Sessions in the takeover part, all run by the first node.
+        #[arg(long, default_value_t = 10)]
+        sessions: usize,
+        /// Members per session in the takeover part, spread over the three nodes.
+        #[arg(long, default_value_t = 30)]
+        per_session: usize,
+        /// Runs of each way of losing the node.
+        #[arg(long, default_value_t = 2)]
         runs: usize,
     },
     /// The ceiling server itself (started by `compare`).
@@ -231,6 +255,10 @@ async fn main() -> Result<()> {
         }
         Scenario::Takeover { sessions, members, lease_ms, runs } => {
             print!("{}", takeover::run(sessions, members, lease_ms, runs).await?);
+            Ok(())
+        }
+        Scenario::Cluster { members, rates, seconds, sessions, per_session, runs } => {
+            print!("{}", cluster::run(&members, &rates, seconds, sessions, per_session, runs).await?);
             Ok(())
         }
         Scenario::Ceiling { listen } => ceiling::serve(listen).await,
