@@ -253,6 +253,9 @@ pub(crate) async fn run(
         "| nodes | members | messages/s | delivered | CPU µs per delivery (all processes) | p50 ms | p99 ms |\n\
          | --- | --- | --- | --- | --- | --- | --- |\n",
     );
+    // The costliest three-node run per delivery, for a cautious arithmetic of how many
+    // nodes a load needs.
+    let mut costliest: Option<f64> = None;
     for &size in members {
         for &rate in rates {
             for count in [1, 3] {
@@ -263,6 +266,10 @@ pub(crate) async fn run(
                     row.delivered, row.expected
                 );
                 let ms = |q: f64| row.latency.value_at_quantile(q) as f64 / 1000.0;
+                let per_delivery = row.cpu.as_secs_f64() * 1e6 / row.delivered.max(1) as f64;
+                if count > 1 && costliest.is_none_or(|cost| per_delivery > cost) {
+                    costliest = Some(per_delivery);
+                }
                 out.push_str(&format!(
                     "| {} | {} | {} | {} of {} | {:.2} | {:.2} | {:.2} |\n",
                     row.nodes,
@@ -270,12 +277,27 @@ pub(crate) async fn run(
                     row.rate,
                     row.delivered,
                     row.expected,
-                    row.cpu.as_secs_f64() * 1e6 / row.delivered.max(1) as f64,
+                    per_delivery,
                     ms(0.5),
                     ms(0.99),
                 ));
             }
         }
+    }
+    if let Some(per_delivery) = costliest {
+        // A core kept at half its time leaves room for bursts and a node's loss.
+        let per_core = 0.5e6 / per_delivery;
+        out.push_str(&format!(
+            "\nHow many nodes a load needs, from the costliest three-node run above ({per_delivery:.2} µs of CPU per \
+             delivery, every process counted): a core kept half busy delivers about {per_core:.0} messages a \
+             second, so a load of D deliveries a second needs D ÷ {per_core:.0} cores, plus one node's worth \
+             to lose one. For example 200 sessions of 30 people each hearing 2 messages a second is \
+             12,000 deliveries a second: {cores:.1} cores, so two nodes of two cores and a third to spare.\n",
+            cores = 12_000.0 / per_core,
+        ));
+    }
+    if runs == 0 {
+        return Ok(out);
     }
     out.push_str(
         "\n| first node | sessions × members | lease | first welcomed | p50 | p99 | all welcomed |\n\

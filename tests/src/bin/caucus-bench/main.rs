@@ -301,6 +301,12 @@ async fn report(args: &CompareArgs, reconvene_runs: usize, quick: bool, out: &st
     eprintln!("report: takeover");
     let (takeover_sessions, takeover_members, takeover_runs) = if quick { (2, 3, 1) } else { (10, 30, 3) };
     let takeover = takeover::run(takeover_sessions, takeover_members, 2000, takeover_runs).await?;
+    eprintln!("report: cluster");
+    let cluster = if quick {
+        cluster::run(&[6], &[50], 1, 2, 3, 1).await?
+    } else {
+        cluster::run(&[30, 300], &[100, 500], 3, 10, 30, 2).await?
+    };
     let plot = out.with_extension("svg");
     report::plot(&comparison, &plan, &plot)?;
     let today = std::process::Command::new("date").arg("+%Y-%m-%d").output()?;
@@ -344,9 +350,21 @@ async fn report(args: &CompareArgs, reconvene_runs: usize, quick: bool, out: &st
          node is killed with `kill -9`, or stopped with SIGTERM, and every member reconnects \
          to the second node at once with its cursors. Times run from the kill or the signal \
          to each member's welcome. After a kill the second node waits for the first one's \
-         lease to run out; a stopping node gives its sessions up. Nodes do not yet forward \
-         to each other, so this is the whole of what a node's loss costs today; on two \
-         cores it shows the lease and the load, not scale-out.\n\n{takeover}",
+         lease to run out; a stopping node gives its sessions up. On two cores it shows the \
+         lease and the load, not scale-out.\n\n{takeover}\n\
+         ## Cluster mode\n\n\
+         Three nodes sharing PostgreSQL and a NATS server (`caucus-bench cluster`), against one \
+         node on the same PostgreSQL. First, one room: its members joined through and \
+         connected to the three nodes in turn; the session runs on the first node and the \
+         publisher is on the second, so each message crosses the bus to the session and back \
+         to two thirds of its readers. CPU is summed over every process that works for it \
+         (the nodes, and `nats-server` on three nodes); latency is from each message's \
+         intended send time. Two cores run all three nodes, NATS, PostgreSQL and the load \
+         generator: this shows what the bus costs, not scale-out. Then takeover: sessions run \
+         by the first node with their members spread over all three; the first node is \
+         killed or stopped; its members reconnect at once to the other two in turn, and the \
+         others' members are closed by their node when it notices (within 3 s of the last \
+         heartbeat) and reconnect to it. Leases of 2,000 ms.\n\n{cluster}",
         storm_clients = storm_sessions * storm_members,
         date = String::from_utf8_lossy(&today.stdout).trim(),
         minutes = started.elapsed().as_secs_f64() / 60.0,
