@@ -319,6 +319,25 @@ impl Hub {
         }
     }
 
+    /// On a shared store, where every node creates and changes sessions, reads every
+    /// session's listing again, but for those running here (whose listing here is the
+    /// newest). Reads the whole table: fine for thousands of sessions.
+    async fn refresh_all(&self) {
+        if !self.shared() {
+            return;
+        }
+        match self.store.directory().await {
+            Ok(stored) => {
+                for ListedSession { record, listing } in stored {
+                    if self.directory.live(&record.id).is_none() {
+                        self.directory.insert(&record, listing.unwrap_or_default());
+                    }
+                }
+            }
+            Err(err) => warn!(error = %err, "cannot read the sessions' listings from the shared store"),
+        }
+    }
+
     /// The session invite `code` leads to now.
     async fn by_invite(&self, code: &str) -> Option<SessionId> {
         let code = code.trim();
@@ -514,6 +533,8 @@ impl Hub {
         request: CreateSession,
     ) -> Result<SessionCreated, HubError> {
         let cap = self.config.limits.sessions_per_facilitator;
+        // Counted over every node's sessions.
+        self.refresh_all().await;
         let live = self
             .directory
             .collect(|_, listed| (listed.created_by == facilitator && !listed.listing.ended()).then_some(()))
@@ -597,21 +618,9 @@ impl Hub {
     /// On a shared store this is also run when another node goes silent on the bus, so
     /// that its sessions' timers fire here as soon as its lease has run out.
     pub async fn wake_due(&self) {
-        // On a shared store, sessions are created and changed by every node: read the
-        // listings again, so that a session whose node died runs again here when its
-        // time comes, even if nobody reconnects to it.
-        if self.shared() {
-            match self.store.directory().await {
-                Ok(stored) => {
-                    for ListedSession { record, listing } in stored {
-                        if self.directory.live(&record.id).is_none() {
-                            self.directory.insert(&record, listing.unwrap_or_default());
-                        }
-                    }
-                }
-                Err(err) => warn!(error = %err, "cannot read the sessions' listings from the shared store"),
-            }
-        }
+        // So that a session whose node died runs again here when its time comes, even if
+        // nobody reconnects to it.
+        self.refresh_all().await;
         let horizon = self.clock.now_ms() + WAKE_EVERY.as_millis() as u64;
         let retention = self.retention_ms();
         let due = self.directory.collect(|id, listed| {
@@ -679,6 +688,8 @@ impl Hub {
 
     /// The sessions `who` facilitates, live ones first, then by title.
     pub async fn facilitated_by(&self, who: &MemberId) -> Vec<FacilitatedSession> {
+        // A co-facilitator added on another node sees the session at once.
+        self.refresh_all().await;
         let mut listed = self.directory.collect(|id, listed| {
             listed.listing.facilitators.contains(who).then(|| FacilitatedSession {
                 session: id.clone(),

@@ -254,7 +254,9 @@ async fn killing_the_node_running_a_session_mid_burst_moves_it_with_every_acknow
             Err(_) => break cluster.bea.closed.clone(),
         }
     };
-    let killed_at = killed_at.context("node a was killed during the burst")?;
+    let killed_at = killed_at.with_context(|| {
+        format!("node a was killed during the burst: {} acknowledged, then {closed:?}", acked.len())
+    })?;
     ensure!(acked.len() < ids.len(), "the burst finished before the kill");
     // Node b noticed that node a went silent and sent Bea to resume.
     ensure!(closed.as_ref().and_then(|closed| closed.code) == Some(close::GOING_AWAY), "{closed:?}");
@@ -462,5 +464,57 @@ async fn a_timed_round_whose_node_died_ends_on_time_on_another_node_though_nobod
     ensure!(ended.3.contains("\"round\":1"), "{ended:?}");
     ensure!(ended.2 == 2, "a second node ended it: {ended:?}");
     eprintln!("the round ended on another node {} ms after its node died", started.elapsed().as_millis());
+    Ok(())
+}
+
+#[tokio::test]
+async fn invites_and_facilitators_changed_on_one_node_count_on_every_node_at_once() -> Result<()> {
+    let Some((nodes, _url)) = three_nodes(None).await? else { return Ok(()) };
+    let [a, b, c] = &nodes[..] else { unreachable!() };
+    let token = a.facilitator_token("Ada");
+    let created = a.create_session(&token, Settings::default()).await?;
+    let bearer = format!("Bearer {token}");
+    let auth = [("authorization", bearer.as_str())];
+    // A session made on node a is known on node c at once.
+    let invite = http(c.address, "GET", &format!("/api/invites/{}", created.invite_code), &[], None).await?;
+    ensure!(invite.status == 200, "{} {}", invite.status, invite.body);
+
+    // The invite is replaced through node b: the old code stops working everywhere.
+    let path = format!("/api/sessions/{}/invite", created.session);
+    let replaced = http(b.address, "POST", &path, &auth, None).await?;
+    ensure!(replaced.status == 200, "{} {}", replaced.status, replaced.body);
+    let new_code = replaced.json::<caucus_protocol::api::InviteLink>()?.invite_code;
+    for node in [a, b, c] {
+        let old =
+            http(node.address, "GET", &format!("/api/invites/{}", created.invite_code), &[], None).await?;
+        ensure!(old.status == 404, "the old invite still works on {}: {}", node.address, old.status);
+        let body = serde_json::json!({ "invite_code": created.invite_code, "name": "Eve", "accept_ground_rules": GROUND_RULES })
+            .to_string();
+        let join = http(node.address, "POST", "/api/join", &[], Some(&body)).await?;
+        ensure!(join.status == 404, "joined with the old invite on {}: {}", node.address, join.status);
+    }
+    join_on(c.address, &created.session, &new_code, "Bea").await?;
+
+    // A co-facilitator added through node c sees the session in their list on node b.
+    let body = serde_json::json!({ "name": "Bo" }).to_string();
+    let added = http(
+        c.address,
+        "POST",
+        &format!("/api/sessions/{}/facilitators", created.session),
+        &auth,
+        Some(&body),
+    )
+    .await?;
+    ensure!(added.status == 200, "{} {}", added.status, added.body);
+    // Bo's facilitator token names him, as the added seat does.
+    let bo_bearer = format!("Bearer {}", a.facilitator_token("Bo"));
+    let listed =
+        http(b.address, "GET", "/api/sessions", &[("authorization", bo_bearer.as_str())], None).await?;
+    ensure!(
+        listed.status == 200 && listed.body.contains(created.session.as_str()),
+        "{} {}",
+        listed.status,
+        listed.body
+    );
     Ok(())
 }

@@ -12,7 +12,7 @@ use caucus_protocol::{ClientFrame, MemberId, close};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::Bus;
 use super::wire::{Answer, Call, Traffic};
@@ -20,9 +20,12 @@ use crate::hub::Hub;
 use crate::outbox::{self, ConnectionId, Next, Outgoing};
 use crate::session::{JoinError, SessionHandle};
 
-/// How many frames from one client may wait for the actor; past it the client is
-/// sending far faster than its rate limit lets through, and the relay closes.
+/// How many frames from one client may wait for the actor at least. A relay takes what
+/// the client's rate limit lets through in a burst and a second besides, so that only a
+/// client sending far faster than its limit allows could fill it; then the relay closes.
 const UP_QUEUE: usize = 256;
+/// And at most.
+const UP_QUEUE_MOST: usize = 65_536;
 /// How many queued frames one message to the edge carries at most.
 const BATCH: usize = 64;
 /// How many bytes one message to the edge carries at most (NATS's own limit is 1 MiB;
@@ -102,7 +105,8 @@ impl Bus {
         if let Err(err) = handle.connect(member.clone(), resume, outbox).await {
             return Answer::Refused { code: err.close_code(), reason: err.to_string() };
         }
-        let (ups, up_frames) = mpsc::channel(UP_QUEUE);
+        let allowed = limits.frame_burst as usize + limits.frames_per_sec as usize;
+        let (ups, up_frames) = mpsc::channel(allowed.clamp(UP_QUEUE, UP_QUEUE_MOST));
         let end = CancellationToken::new();
         let key = (edge.clone(), conn);
         self.relays.insert(key.clone(), Relay { ups, next_up: 1, end: end.clone(), since: Instant::now() });
@@ -127,7 +131,11 @@ impl Bus {
             return;
         }
         // Out of order or flooding: the client resumes rather than lose a frame silently.
-        if !in_order || relay.ups.try_send(frame).is_err() {
+        let flooded = in_order && relay.ups.try_send(frame).is_err();
+        if flooded {
+            warn!(edge, conn, "a relayed client sent more than its relay holds; sending it to resume");
+        }
+        if !in_order || flooded {
             relay.end.cancel();
             drop(relay);
             self.relays.remove(&key);
