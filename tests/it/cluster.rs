@@ -19,7 +19,7 @@ use caucus_tests::{Client, GuestToken, fresh_client_id, http, room};
 
 use crate::support::binary::{Running, serve};
 use crate::support::nats::{Nats, nats};
-use crate::support::postgres::{connect, postgres};
+use crate::support::postgres::{PrivatePostgres, connect, postgres};
 use crate::support::{GROUND_RULES, TestServer};
 
 /// Sets `config` to run as node `name` of a cluster on the database at `url` and the
@@ -41,13 +41,18 @@ pub async fn three_nodes(bus: Option<&Nats>) -> Result<Option<(Vec<TestServer>, 
         return Ok(None);
     };
     let url = postgres.database().await?;
+    Ok(Some((three_nodes_on(&url, &bus).await, url)))
+}
+
+/// Three nodes in this process on the database at `url` and the bus at `bus`.
+async fn three_nodes_on(url: &str, bus: &str) -> Vec<TestServer> {
     let mut nodes = Vec::new();
     for name in ["node-a", "node-b", "node-c"] {
-        nodes.push(TestServer::start_with(|config| on_cluster(config, &url, &bus, name)).await);
+        nodes.push(TestServer::start_with(|config| on_cluster(config, url, bus, name)).await);
     }
     // Each node hears the others' heartbeats before anyone connects.
     tokio::time::sleep(Duration::from_millis(1_200)).await;
-    Ok(Some((nodes, url)))
+    nodes
 }
 
 /// Joins `name` by invite through node `address`, and connects them there.
@@ -516,5 +521,63 @@ async fn invites_and_facilitators_changed_on_one_node_count_on_every_node_at_onc
         listed.status,
         listed.body
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn restarting_postgres_under_a_cluster_loses_nothing_acknowledged_and_keeps_everyone_connected()
+-> Result<()> {
+    let (Some(postgres), Some(bus)) = (PrivatePostgres::start(), nats()) else { return Ok(()) };
+    let url = postgres.url();
+    let nodes = three_nodes_on(&url, &bus.url()).await;
+    let [a, b, _] = &nodes[..] else { unreachable!() };
+    let token = a.facilitator_token("Ada");
+    let created = a.create_session(&token, Settings::default()).await?;
+    let (_, mut bea) = join_on(b.address, &created.session, &created.invite_code, "Bea").await?;
+    let (_, mut cy) = join_on(a.address, &created.session, &created.invite_code, "Cy").await?;
+    bea.say(Room::Plenary, "said before the restart").await?;
+
+    let _postgres = tokio::task::spawn_blocking(move || postgres.restart().map(|()| postgres)).await??;
+    // A write that finds a cut connection is refused with `unavailable`; Bea sends it
+    // again, as a client does, through node b to the node running the session.
+    let id = fresh_client_id();
+    let say = Command::Say { room: room(Room::Plenary), text: "said after the restart".into() };
+    let mut answers = Vec::new();
+    for _ in 0..20 {
+        bea.send(&ClientFrame::with_id(id.clone(), say.clone())).await?;
+        let answer = bea.reply_to(&id).await?;
+        let done = answer.is_ok();
+        answers.push(answer);
+        if done {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    ensure!(answers.last().is_some_and(Result::is_ok), "never stored: {answers:?}");
+    ensure!(
+        answers
+            .iter()
+            .filter_map(|answer| answer.as_ref().err())
+            .all(|error| error.code == caucus_protocol::ErrorCode::Unavailable),
+        "{answers:?}"
+    );
+    cy.expect_body(
+        Room::Plenary,
+        |body| matches!(body, EventBody::Message { text, .. } if text == "said after the restart"),
+    )
+    .await?;
+    ensure!(
+        bea.closed.is_none() && cy.closed.is_none(),
+        "a connection was closed: {:?} {:?}",
+        bea.closed,
+        cy.closed
+    );
+    let rows = stored_rows(&url, &created.session).await?;
+    ensure!(contiguous(&rows), "{rows:?}");
+    for text in ["said before the restart", "said after the restart"] {
+        let copies = rows.iter().filter(|(_, _, _, body)| body.contains(text)).count();
+        ensure!(copies == 1, "{text}: stored {copies} times");
+    }
+    ensure!(rows.iter().all(|(_, _, epoch, _)| *epoch == 1), "nobody took the session over: {rows:?}");
     Ok(())
 }
