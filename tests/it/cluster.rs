@@ -17,9 +17,10 @@ use caucus_protocol::{
 use caucus_server::config::{Config, SecretText, StoreKind};
 use caucus_tests::{Client, GuestToken, fresh_client_id, http, room};
 
+use crate::shared_store::{contiguous, stored_rows};
 use crate::support::binary::{Running, serve};
 use crate::support::nats::{Nats, nats};
-use crate::support::postgres::{PrivatePostgres, connect, postgres};
+use crate::support::postgres::{PrivatePostgres, postgres};
 use crate::support::{GROUND_RULES, TestServer};
 
 /// Sets `config` to run as node `name` of a cluster on the database at `url` and the
@@ -213,24 +214,6 @@ async fn three_processes(lease_ms: u64) -> Result<Option<ThreeProcesses>> {
     let mut bea = Client::connect(nodes[1].address).await?;
     bea.hello(&created.session, joined.guest_token()).await?;
     Ok(Some(ThreeProcesses { url, nodes, created, joined, bea, _folders: folders }))
-}
-
-/// Every stored event of `session` as (room, seq, epoch, body), in the session's order.
-async fn stored_rows(url: &str, session: &SessionId) -> Result<Vec<(String, i64, i64, String)>> {
-    let client = connect(url).await?;
-    let rows = client
-        .query(
-            "SELECT room, seq, epoch, body FROM events WHERE session_id = $1 ORDER BY pos",
-            &[&session.as_str()],
-        )
-        .await?;
-    Ok(rows.iter().map(|row| (row.get(0), row.get(1), row.get(2), row.get(3))).collect())
-}
-
-/// Each room's stored numbers run 1, 2, 3… with no gap or repeat.
-fn contiguous(rows: &[(String, i64, i64, String)]) -> bool {
-    let mut last: BTreeMap<&str, i64> = BTreeMap::new();
-    rows.iter().all(|(room, seq, _, _)| *seq == last.insert(room.as_str(), *seq).unwrap_or(0) + 1)
 }
 
 #[tokio::test]

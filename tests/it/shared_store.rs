@@ -51,7 +51,7 @@ async fn end_lease(url: &str, name: &str) -> Result<()> {
 }
 
 /// Every stored event of `session` as (room, seq, epoch, body), in the session's order.
-async fn stored_rows(url: &str, session: &SessionId) -> Result<Vec<(String, i64, i64, String)>> {
+pub(crate) async fn stored_rows(url: &str, session: &SessionId) -> Result<Vec<(String, i64, i64, String)>> {
     let client = connect(url).await?;
     let rows = client
         .query(
@@ -63,7 +63,7 @@ async fn stored_rows(url: &str, session: &SessionId) -> Result<Vec<(String, i64,
 }
 
 /// Each room's numbers, in the stored order, run 1, 2, 3… with no gap or repeat.
-fn contiguous(rows: &[(String, i64, i64, String)]) -> bool {
+pub(crate) fn contiguous(rows: &[(String, i64, i64, String)]) -> bool {
     let mut last: BTreeMap<&str, i64> = BTreeMap::new();
     rows.iter().all(|(room, seq, _, _)| {
         let previous = last.insert(room.as_str(), *seq).unwrap_or(0);

@@ -515,3 +515,18 @@ impl GuestToken for caucus_protocol::api::Joined {
         self.token.as_deref().expect("a guest's join returns a member token")
     }
 }
+
+/// A server a test needs (`what`), or `None` after saying why it could not start; on
+/// CI, where `scripts/test` installs every such server, a failure fails the test.
+pub fn needed<T>(what: &str, started: anyhow::Result<T>) -> Option<T> {
+    match started {
+        Ok(server) => Some(server),
+        Err(err) if std::env::var("CI").is_ok_and(|value| value == "true") => {
+            panic!("{what} is needed on CI: {err:#}")
+        }
+        Err(err) => {
+            eprintln!("skipping a test that needs {what}: {err:#} (scripts/test installs it)");
+            None
+        }
+    }
+}

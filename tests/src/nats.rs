@@ -29,18 +29,8 @@ pub fn nats() -> Option<&'static Nats> {
     SERVER.get_or_init(|| needed(Nats::start())).as_ref()
 }
 
-/// What started, or `None` after saying why not; a failure on CI fails the test.
 fn needed<T>(started: Result<T>) -> Option<T> {
-    match started {
-        Ok(server) => Some(server),
-        Err(err) if std::env::var("CI").is_ok_and(|value| value == "true") => {
-            panic!("nats-server is needed on CI: {err:#}")
-        }
-        Err(err) => {
-            eprintln!("skipping a NATS test: {err:#} (scripts/test installs it)");
-            None
-        }
-    }
+    crate::needed("nats-server", started)
 }
 
 impl Nats {

@@ -30,19 +30,8 @@ pub fn postgres() -> Option<&'static Postgres> {
     SERVER.get_or_init(|| needed(Postgres::start())).as_ref()
 }
 
-/// What started, or `None` after saying why not; on CI, where `scripts/test` installs
-/// PostgreSQL, a failure to start fails the test instead.
 fn needed<T>(started: Result<T>) -> Option<T> {
-    match started {
-        Ok(server) => Some(server),
-        Err(err) if std::env::var("CI").is_ok_and(|value| value == "true") => {
-            panic!("PostgreSQL is needed on CI: {err:#}")
-        }
-        Err(err) => {
-            eprintln!("skipping a PostgreSQL test: {err:#} (scripts/test installs it)");
-            None
-        }
-    }
+    crate::needed("PostgreSQL", started)
 }
 
 /// A new database cluster in a throwaway folder that the `postgres` user owns: the
