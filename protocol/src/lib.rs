@@ -29,7 +29,7 @@ pub mod session;
 pub use client::{ClientFrame, Command, DecodeError};
 pub use codes::{ErrorCode, close};
 pub use ids::{ClientId, IdError, MemberId, RoomName, SessionId};
-pub use server::{Ack, ErrorFrame, EventBody, RoomCursor, RoomEvent, ServerMessage, Welcome};
+pub use server::{Ack, EncodedEvent, ErrorFrame, EventBody, RoomCursor, RoomEvent, ServerMessage, Welcome};
 pub use session::{Caucus, CaucusLabels, Member, Phase, Point, Proposal, Role, Room, Settings};
 
 /// The protocol version the server speaks; sent in [`Welcome::protocol`].

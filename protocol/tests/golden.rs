@@ -15,7 +15,7 @@ use caucus_protocol::community::{
     CommunityInvite, CommunityPage, CommunityPerson, CreateCommunity, EnteredSession, FromLastTime,
     JoinCommunity, PublishTerms, RecordAction, ScheduleSession, ScheduledSession, TermsStatus,
 };
-use caucus_protocol::{ClientFrame, ServerMessage};
+use caucus_protocol::{ClientFrame, EncodedEvent, ServerMessage};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -134,6 +134,22 @@ fn every_protocol_example_round_trips() {
         };
         assert_eq!(encoded, original, "PROTOCOL.md line {}: re-encoding changed the JSON", example.line);
     }
+}
+
+#[test]
+fn an_event_frame_spliced_from_its_stored_body_is_the_frame_serde_writes() {
+    let mut events = 0;
+    for example in examples().iter().filter(|example| example.kind == "server") {
+        let Ok(ServerMessage::Event(event)) = serde_json::from_str::<ServerMessage>(&example.json) else {
+            continue;
+        };
+        let encoded = EncodedEvent::of(&event);
+        let expected = serde_json::to_string(&ServerMessage::Event(event.clone())).unwrap();
+        assert_eq!(encoded.frame(), expected, "PROTOCOL.md line {}", example.line);
+        assert_eq!(encoded.decode().unwrap(), event, "PROTOCOL.md line {}", example.line);
+        events += 1;
+    }
+    assert!(events >= 20, "expected examples of every event kind, found {events}");
 }
 
 #[test]

@@ -177,6 +177,20 @@ pub enum StoreKind {
     Postgres,
 }
 
+/// When SQLite makes a commit durable (`store.synchronous`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Synchronous {
+    /// Every commit is on disk before anyone hears of it (the default): an acknowledged
+    /// message survives a crash of the machine.
+    #[default]
+    Full,
+    /// Commits reach the disk at checkpoints. A crash of Caucus loses nothing; a power
+    /// cut or a crash of the machine may lose the last moments' acknowledged messages.
+    /// Cheaper per commit, for operators who accept that.
+    Normal,
+}
+
 /// Storage settings.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -185,6 +199,10 @@ pub struct StoreConfig {
     pub kind: StoreKind,
     /// Commit many writes per transaction (much faster; equally durable).
     pub group_commit: bool,
+    /// SQLite only: `full` (the default) puts every commit on disk before anyone hears
+    /// of it; `normal` only at checkpoints, risking the last moments on power loss
+    /// (`CAUCUS_STORE_SYNCHRONOUS`).
+    pub synchronous: Synchronous,
     /// How long a write waits for a locked database before it is refused, in ms.
     pub busy_timeout_ms: u64,
     /// The PostgreSQL connection string for `kind = "postgres"`, such as
@@ -206,6 +224,7 @@ impl Default for StoreConfig {
         Self {
             kind: StoreKind::Sqlite,
             group_commit: true,
+            synchronous: Synchronous::Full,
             busy_timeout_ms: 5000,
             database_url: None,
             database_ca_file: None,
@@ -283,6 +302,10 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Serve `/ws/echo` for WebSocket conformance suites. Off by default.
     pub conformance_echo: bool,
+    /// Threads that run connections and sessions (`CAUCUS_WORKER_THREADS`). 0, the
+    /// default, means one per core, less one for SQLite's writer thread when the store
+    /// is SQLite.
+    pub worker_threads: usize,
     /// Storage.
     pub store: StoreConfig,
     /// Leases, when the store is shared.
@@ -395,6 +418,7 @@ impl Default for Config {
             timeouts: Timeouts::default(),
             log_format: LogFormat::Text,
             conformance_echo: false,
+            worker_threads: 0,
             store: StoreConfig::default(),
             cluster: ClusterConfig::default(),
             retention: Retention::default(),
@@ -482,6 +506,9 @@ impl Config {
         if let Some(value) = var("CAUCUS_SESSION_IDLE_SECS") {
             self.timeouts.session_idle_secs = parse("CAUCUS_SESSION_IDLE_SECS", &value)?;
         }
+        if let Some(value) = var("CAUCUS_WORKER_THREADS") {
+            self.worker_threads = parse("CAUCUS_WORKER_THREADS", &value)?;
+        }
         if let Some(value) = var("CAUCUS_TOKEN_TTL_SECS") {
             self.token_ttl_secs = parse("CAUCUS_TOKEN_TTL_SECS", &value)?;
         }
@@ -503,6 +530,18 @@ impl Config {
                     return Err(ConfigError::Variable {
                         name: "CAUCUS_STORE",
                         message: "use `sqlite`, `memory` or `postgres`".into(),
+                    });
+                }
+            };
+        }
+        if let Some(value) = var("CAUCUS_STORE_SYNCHRONOUS") {
+            self.store.synchronous = match value.trim() {
+                "full" => Synchronous::Full,
+                "normal" => Synchronous::Normal,
+                _ => {
+                    return Err(ConfigError::Variable {
+                        name: "CAUCUS_STORE_SYNCHRONOUS",
+                        message: "use `full` (the default) or `normal`".into(),
                     });
                 }
             };
@@ -777,6 +816,29 @@ impl Config {
 
     /// How to open the shared store. Call only with `store.kind = "postgres"`, which
     /// `validate` has checked names a database.
+    /// How many threads run connections and sessions: `worker_threads`, or one per core
+    /// less one for SQLite's writer. That thread commits every message and is busy when
+    /// messages are; with a worker on every core as well, the workers and the writer
+    /// take turns on the cores, and each message costs more switches and wake-ups
+    /// between threads (measured in docs/performance.md).
+    pub fn worker_threads(&self, cores: usize) -> usize {
+        match (self.worker_threads, self.store.kind) {
+            (0, StoreKind::Sqlite) => cores.saturating_sub(1).max(1),
+            (0, _) => cores.max(1),
+            (count, _) => count,
+        }
+    }
+
+    /// How to open the SQLite store in the data folder.
+    pub fn sqlite_options(&self) -> crate::store::SqliteOptions {
+        crate::store::SqliteOptions {
+            path: self.database_path(),
+            group_commit: self.store.group_commit,
+            synchronous: self.store.synchronous,
+            busy_timeout: std::time::Duration::from_millis(self.store.busy_timeout_ms),
+        }
+    }
+
     pub fn postgres_options(&self) -> crate::store::PostgresOptions {
         let node_name = self.cluster.node_name.clone().unwrap_or_else(|| {
             std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -896,6 +958,34 @@ mod tests {
         config.cluster.lease_ttl_ms = config.cluster.lease_renew_ms;
         let err = config.validate().unwrap_err().to_string();
         assert!(err.contains("lease_ttl_ms"), "{err}");
+    }
+
+    #[test]
+    fn worker_threads_leave_a_core_for_sqlites_writer_unless_set() {
+        let mut config = Config::default();
+        assert_eq!(config.worker_threads(8), 7);
+        assert_eq!(config.worker_threads(2), 1);
+        assert_eq!(config.worker_threads(1), 1, "never none");
+        config.store.kind = StoreKind::Postgres;
+        assert_eq!(config.worker_threads(8), 8, "PostgreSQL has no writer thread here");
+        config.apply_env(|name| (name == "CAUCUS_WORKER_THREADS").then(|| "3".to_owned())).unwrap();
+        assert_eq!(config.worker_threads(8), 3);
+    }
+
+    #[test]
+    fn synchronous_is_full_unless_an_operator_chooses_normal() {
+        let mut config = Config::default();
+        assert_eq!(config.store.synchronous, Synchronous::Full);
+        assert_eq!(config.sqlite_options().synchronous, Synchronous::Full);
+        let file: Config = toml::from_str("[store]\nsynchronous = \"normal\"\n").unwrap();
+        assert_eq!(file.store.synchronous, Synchronous::Normal);
+        config.apply_env(|name| (name == "CAUCUS_STORE_SYNCHRONOUS").then(|| "normal".to_owned())).unwrap();
+        assert_eq!(config.sqlite_options().synchronous, Synchronous::Normal);
+        let err = config
+            .apply_env(|name| (name == "CAUCUS_STORE_SYNCHRONOUS").then(|| "off".to_owned()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("CAUCUS_STORE_SYNCHRONOUS") && err.contains("full"), "{err}");
     }
 
     #[test]

@@ -59,7 +59,7 @@ use crate::auth::{Auth, KeyError};
 use crate::config::{Config, StoreKind};
 use crate::gate::{Caps, Gate};
 use crate::hub::Hub;
-use crate::store::{MemoryStore, PostgresStore, SqliteOptions, SqliteStore, Store, StoreError};
+use crate::store::{MemoryStore, PostgresStore, SqliteStore, Store, StoreError};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -90,11 +90,7 @@ impl Server {
     /// address.
     pub async fn bind(config: Config) -> Result<Self, StartError> {
         let store: Arc<dyn Store> = match config.store.kind {
-            StoreKind::Sqlite => Arc::new(SqliteStore::open(SqliteOptions {
-                path: config.database_path(),
-                group_commit: config.store.group_commit,
-                busy_timeout: Duration::from_millis(config.store.busy_timeout_ms),
-            })?),
+            StoreKind::Sqlite => Arc::new(SqliteStore::open(config.sqlite_options())?),
             StoreKind::Memory => Arc::new(MemoryStore::default()),
             StoreKind::Postgres => Arc::new(PostgresStore::open(config.postgres_options()).await?),
         };

@@ -145,7 +145,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Commands::Serve(args) => {
             let config = args.load()?;
             init_tracing(config.log_format);
-            tokio::runtime::Runtime::new().context("cannot start the async runtime")?.block_on(serve(config))
+            let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(config.worker_threads(cores))
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?
+                .block_on(serve(config))
         }
         Commands::Backup { destination, config } => {
             let config = config.load()?;
@@ -231,11 +237,7 @@ fn migrate(config: &Config) -> anyhow::Result<()> {
             anyhow::bail!("CAUCUS_STORE=memory keeps nothing, so there is nothing to migrate")
         }
         StoreKind::Sqlite => {
-            drop(caucus_server::store::SqliteStore::open(caucus_server::store::SqliteOptions {
-                path: config.database_path(),
-                group_commit: config.store.group_commit,
-                busy_timeout: std::time::Duration::from_millis(config.store.busy_timeout_ms),
-            })?);
+            drop(caucus_server::store::SqliteStore::open(config.sqlite_options())?);
             eprintln!("{} is up to date", config.database_path().display());
         }
         StoreKind::Postgres => {
@@ -267,11 +269,7 @@ where
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
         // Opening the store creates the database and its tables if this is a new folder.
-        drop(caucus_server::store::SqliteStore::open(caucus_server::store::SqliteOptions {
-            path: config.database_path(),
-            group_commit: config.store.group_commit,
-            busy_timeout: std::time::Duration::from_millis(config.store.busy_timeout_ms),
-        })?);
+        drop(caucus_server::store::SqliteStore::open(config.sqlite_options())?);
         let db = AccountDb::open(&config.database_path())?;
         let accounts = std::sync::Arc::new(Accounts::new(config, db, &config.public_url(config.listen))?);
         Ok(work(accounts).await?)

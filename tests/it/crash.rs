@@ -111,6 +111,7 @@ struct Member {
 enum Stop {
     Kill9,
     Sigterm,
+    Kill9WithSynchronousNormal,
 }
 
 #[tokio::test]
@@ -123,9 +124,22 @@ async fn sigterm_mid_burst_closes_1001_loses_nothing_acknowledged_and_exits_clea
     stop_mid_burst(Stop::Sigterm).await
 }
 
+/// `store.synchronous = "normal"` gives up only what a crash of the machine would lose:
+/// the process's own crash loses nothing acknowledged, because every commit is in the
+/// operating system's hands before it is acknowledged.
+#[tokio::test]
+async fn kill_9_with_synchronous_normal_loses_no_acknowledged_message() -> Result<()> {
+    stop_mid_burst(Stop::Kill9WithSynchronousNormal).await
+}
+
 async fn stop_mid_burst(stop: Stop) -> Result<()> {
     let data = tempfile::tempdir()?;
     let config = burst_config(data.path())?;
+    if stop == Stop::Kill9WithSynchronousNormal {
+        let mut settings = std::fs::read_to_string(&config)?;
+        settings += "[store]\nsynchronous = \"normal\"\n";
+        std::fs::write(&config, settings)?;
+    }
     let mut server = serve(data.path(), Some(&config))?;
     let session = create_session(server.address, &server.sign_in).await?;
     let mut members = Vec::new();
@@ -155,7 +169,7 @@ async fn stop_mid_burst(stop: Stop) -> Result<()> {
     }
     tokio::time::sleep(Duration::from_millis(150)).await;
     match stop {
-        Stop::Kill9 => server.kill_9(),
+        Stop::Kill9 | Stop::Kill9WithSynchronousNormal => server.kill_9(),
         Stop::Sigterm => {
             let pid = server.child.id().to_string();
             assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status()?.success());

@@ -135,6 +135,7 @@ async fn a_backup_taken_while_the_server_runs_restores_its_sessions() -> Result<
     let restored = caucus_server::store::SqliteStore::open(caucus_server::store::SqliteOptions {
         path: destination,
         group_commit: true,
+        synchronous: Default::default(),
         busy_timeout: Duration::from_secs(1),
     })?;
     use caucus_server::store::Store;

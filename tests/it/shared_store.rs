@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, ensure};
 use caucus_protocol::api::{Joined, SessionCreated};
 use caucus_protocol::{
-    Ack, Caucus, CaucusLabels, ClientFrame, ClientId, Command, EventBody, MemberId, Room, RoomEvent,
-    ServerMessage, SessionId, Settings, close,
+    Ack, Caucus, CaucusLabels, ClientFrame, ClientId, Command, EncodedEvent, EventBody, MemberId, Room,
+    RoomEvent, ServerMessage, SessionId, Settings, close,
 };
 use caucus_server::config::{Config, SecretText, StoreKind};
 use caucus_server::store::{
@@ -156,7 +156,7 @@ async fn a_node_whose_lease_ran_out_can_never_write_the_session_another_node_cla
     let session = record("s-fenced");
     first.create_session(&session).await?;
     first.claim(&session.id).await?;
-    first.append(&session.id, &[said(1, "one")], None).await?;
+    first.append(&session.id, vec![EncodedEvent::of(&said(1, "one"))], None).await?;
 
     let early = second.claim(&session.id).await.expect_err("the first node's lease still runs");
     ensure!(early.kind == StoreErrorKind::HeldElsewhere, "{early:?}");
@@ -171,10 +171,12 @@ async fn a_node_whose_lease_ran_out_can_never_write_the_session_another_node_cla
     // The first node wakes up believing it still owns the session, before the new
     // owner has written anything: no number or position is taken yet, so only the
     // epoch can refuse its write.
-    let stale = first.append(&session.id, &[said(2, "two, from the old owner")], None).await;
+    let stale =
+        first.append(&session.id, vec![EncodedEvent::of(&said(2, "two, from the old owner"))], None).await;
     ensure!(stale.as_ref().is_err_and(StoreError::is_fenced), "the stale write was not fenced: {stale:?}");
-    second.append(&session.id, &[said(2, "two, from the new owner")], None).await?;
-    let later = first.append(&session.id, &[said(3, "three, from the old owner")], None).await;
+    second.append(&session.id, vec![EncodedEvent::of(&said(2, "two, from the new owner"))], None).await?;
+    let later =
+        first.append(&session.id, vec![EncodedEvent::of(&said(3, "three, from the old owner"))], None).await;
     ensure!(later.as_ref().is_err_and(StoreError::is_fenced), "{later:?}");
     let purge = first.purge(&session.id, &[Room::Plenary]).await;
     ensure!(purge.as_ref().is_err_and(StoreError::is_fenced), "a purge from the old owner: {purge:?}");

@@ -14,8 +14,8 @@ use axum::extract::ws::Utf8Bytes;
 use caucus_protocol::api::Minutes;
 use caucus_protocol::server::CaucusView;
 use caucus_protocol::{
-    Ack, ClientFrame, ErrorCode, ErrorFrame, EventBody, MemberId, Role, Room, RoomEvent, ServerMessage,
-    SessionId, close,
+    Ack, ClientFrame, EncodedEvent, ErrorCode, ErrorFrame, EventBody, MemberId, Role, Room, RoomEvent,
+    ServerMessage, SessionId, close,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -347,7 +347,9 @@ fn unavailable(client_id: Option<caucus_protocol::ClientId>) -> ServerMessage {
 #[derive(Default)]
 struct Batch {
     /// The events, in order, as they are stored.
-    events: Vec<RoomEvent>,
+    events: Vec<EncodedEvent>,
+    /// Whether one of them may change the session's listing.
+    listing_may_change: bool,
     /// For each event: its frame, the connections that may read it, and what else it
     /// means.
     deliveries: Vec<(Utf8Bytes, Vec<Outbox>, Option<Effect>)>,
@@ -367,6 +369,13 @@ enum Reply {
 enum Effect {
     Seat(MemberId, ServerMessage),
     Close(MemberId, u16, &'static str),
+}
+
+impl Effect {
+    /// Whether an event of this kind can have an effect (see `SessionActor::effect_of`).
+    fn may_follow(body: &EventBody) -> bool {
+        matches!(body, EventBody::Seated { .. } | EventBody::Removed { .. } | EventBody::RoleChanged { .. })
+    }
 }
 
 /// Serializes a server message once, for any number of connections.
@@ -686,11 +695,19 @@ impl SessionActor {
         for event in events {
             let role_changed = matches!(&event.body,
                 EventBody::RoleChanged { member, role, .. } if self.session.role_of(member) != Some(*role));
-            self.session.evolve(event.clone());
-            let recipients = self.recipients(|session, member| session.can_read(member, event.room));
-            let effect = self.effect_of(&event, role_changed);
-            batch.deliveries.push((encode(&ServerMessage::Event(event.clone())), recipients, effect));
-            batch.events.push(event);
+            // One serialization: the stored body, spliced into the frame everyone gets.
+            let encoded = EncodedEvent::of(&event);
+            batch.listing_may_change |= Listing::may_change(&event.body);
+            let frame = Utf8Bytes::from(encoded.frame());
+            let room = event.room;
+            // What an event means beyond delivery is read from the state it leaves, so
+            // the few kinds that have an effect are kept past `evolve`; a message is not.
+            let kept = Effect::may_follow(&event.body).then(|| event.clone());
+            self.session.evolve(event);
+            let recipients = self.recipients(|session, member| session.can_read(member, room));
+            let effect = kept.and_then(|event| self.effect_of(&event, role_changed));
+            batch.deliveries.push((frame, recipients, effect));
+            batch.events.push(encoded);
         }
         first
     }
@@ -699,8 +716,8 @@ impl SessionActor {
     /// replies, in order; or, if the store refused, rebuilds the state from the store
     /// and answers every staged command with `unavailable`.
     async fn flush(&mut self, batch: Batch) -> bool {
-        let Batch { events, deliveries, replies } = batch;
-        let stored = events.is_empty() || self.append(&events).await;
+        let Batch { events, listing_may_change, deliveries, replies } = batch;
+        let stored = events.is_empty() || self.append(events, listing_may_change).await;
         if stored {
             for (frame, recipients, effect) in deliveries {
                 self.deliver_to(&frame, &recipients);
@@ -744,12 +761,10 @@ impl SessionActor {
 
     /// Appends events to the store, with the session's listing if they changed it,
     /// timing it. `false` if the store refused.
-    async fn append(&mut self, events: &[RoomEvent]) -> bool {
-        let listing = events
-            .iter()
-            .any(|event| Listing::may_change(&event.body))
-            .then(|| Listing::of(&self.session))
-            .filter(|listing| *listing != self.listing);
+    async fn append(&mut self, events: Vec<EncodedEvent>, listing_may_change: bool) -> bool {
+        let count = events.len();
+        let listing =
+            listing_may_change.then(|| Listing::of(&self.session)).filter(|listing| *listing != self.listing);
         let started = std::time::Instant::now();
         let appended = self.store.append(self.session.id(), events, listing.as_ref()).await;
         metrics::histogram!(crate::metrics::STORE_COMMIT).record(started.elapsed().as_secs_f64());
@@ -761,7 +776,7 @@ impl SessionActor {
                 true
             }
             Err(err) => {
-                warn!(error = %err, events = events.len(), "store refused events; rebuilding from what is stored");
+                warn!(error = %err, events = count, "store refused events; rebuilding from what is stored");
                 self.refused(&err);
                 false
             }

@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
-use caucus_protocol::{CaucusLabels, MemberId, Room, RoomEvent, SessionId, Settings};
+use caucus_protocol::{CaucusLabels, EncodedEvent, MemberId, Room, RoomEvent, SessionId, Settings};
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
@@ -143,11 +143,12 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     ) -> BoxFuture<'a, Result<(), StoreError>>;
 
     /// Appends `events` to `session`, all or nothing, with the session's new `listing`
-    /// if they changed it. Returns once they are durable.
+    /// if they changed it. Returns once they are durable. Their bodies come serialized,
+    /// as they are stored and sent.
     fn append<'a>(
         &'a self,
         session: &'a SessionId,
-        events: &'a [RoomEvent],
+        events: Vec<EncodedEvent>,
         listing: Option<&'a Listing>,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
 
@@ -313,11 +314,15 @@ impl Store for MemoryStore {
     fn append<'a>(
         &'a self,
         session: &'a SessionId,
-        events: &'a [RoomEvent],
+        events: Vec<EncodedEvent>,
         listing: Option<&'a Listing>,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let decoded = match events.iter().map(EncodedEvent::decode).collect::<Result<Vec<_>, _>>() {
+            Ok(decoded) => decoded,
+            Err(err) => return Box::pin(async move { Err(StoreError::new(err)) }),
+        };
         let mut inner = self.lock();
-        inner.events.entry(session.clone()).or_default().extend_from_slice(events);
+        inner.events.entry(session.clone()).or_default().extend(decoded);
         if let Some(listing) = listing {
             inner.listings.insert(session.clone(), listing.clone());
         }

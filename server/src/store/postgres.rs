@@ -21,7 +21,7 @@ use std::ops::Range;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use caucus_protocol::{EventBody, MemberId, Room, RoomEvent, SessionId};
+use caucus_protocol::{EncodedEvent, EventBody, MemberId, Room, RoomEvent, SessionId};
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use futures::future::BoxFuture;
 use tokio_postgres::error::SqlState;
@@ -526,7 +526,7 @@ impl Store for PostgresStore {
     fn append<'a>(
         &'a self,
         session: &'a SessionId,
-        events: &'a [RoomEvent],
+        events: Vec<EncodedEvent>,
         listing: Option<&'a Listing>,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
@@ -534,10 +534,7 @@ impl Store for PostgresStore {
             let rooms: Vec<&str> = events.iter().map(|event| event.room.as_str()).collect();
             let seqs: Vec<i64> = events.iter().map(|event| as_i64(event.seq)).collect();
             let ats: Vec<i64> = events.iter().map(|event| as_i64(event.at)).collect();
-            let bodies: Vec<String> = events
-                .iter()
-                .map(|event| serde_json::to_string(&event.body).expect("events serialize"))
-                .collect();
+            let bodies: Vec<&str> = events.iter().map(|event| event.body.as_str()).collect();
             let count = i64::try_from(events.len()).expect("a batch fits");
             let next = self
                 .fenced(session, async |transaction, owned| {

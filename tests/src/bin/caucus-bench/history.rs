@@ -111,6 +111,7 @@ async fn fill(data: &Path, facilitator: &MemberId, sessions: usize, per_session:
     let store = SqliteStore::open(SqliteOptions {
         path: data.join("caucus.db"),
         group_commit: true,
+        synchronous: Default::default(),
         busy_timeout: Duration::from_secs(5),
     })?;
     let now = 1_700_000_000_000u64;
@@ -165,7 +166,14 @@ async fn fill(data: &Path, facilitator: &MemberId, sessions: usize, per_session:
             }
         }
         store.create_session(&record).await?;
-        store.append(&record.id, &events, Some(&Listing::of(&session))).await.context("appending history")?;
+        store
+            .append(
+                &record.id,
+                events.iter().map(caucus_protocol::EncodedEvent::of).collect(),
+                Some(&Listing::of(&session)),
+            )
+            .await
+            .context("appending history")?;
     }
     Ok(())
 }
