@@ -203,9 +203,18 @@ struct CompareArgs {
     /// Seconds per rate step, and of the idle CPU reading.
     #[arg(long, default_value_t = 3)]
     seconds: u64,
-    /// The highest delivery rate to step up to, per second.
-    #[arg(long, default_value_t = 640_000)]
+    /// The highest delivery rate to step up to, per second. The steps double from
+    /// `--start-deliveries` until every server fails one, the load generator falls
+    /// behind, or this.
+    #[arg(long, default_value_t = 10_240_000)]
     max_deliveries: u64,
+    /// The first step's delivery rate, per second.
+    #[arg(long, default_value_t = 5_000)]
+    start_deliveries: u64,
+    /// Messages a second into the smallest room for the light-load step, where the fixed
+    /// cost of each message shows; 0 skips it.
+    #[arg(long, default_value_t = 100)]
+    light_rate: u64,
     /// Seconds of each slow-consumer run; 0 skips it.
     #[arg(long, default_value_t = 10)]
     slow_seconds: u64,
@@ -220,6 +229,8 @@ impl CompareArgs {
             idle: self.idle.clone(),
             seconds: self.seconds,
             max_deliveries: self.max_deliveries,
+            start_deliveries: self.start_deliveries,
+            light_rate: self.light_rate,
             slow_seconds: self.slow_seconds,
         }
     }

@@ -35,16 +35,22 @@ impl ServerProcess {
 
     /// Starts the given build of `caucus` the same way.
     pub(crate) fn start_binary(binary: &Path, data: &Path) -> Result<Self> {
-        Self::start_with(binary, data, "")
+        Self::start_binary_with(binary, data, "", &[])
     }
 
     /// Starts the release `caucus` with `settings` (TOML: top-level keys first, then
     /// tables) before the harness's raised limits.
     pub(crate) fn start_configured(data: &Path, settings: &str) -> Result<Self> {
-        Self::start_with(&std::env::current_exe()?.with_file_name("caucus"), data, settings)
+        Self::start_binary_with(&std::env::current_exe()?.with_file_name("caucus"), data, settings, &[])
     }
 
-    fn start_with(binary: &Path, data: &Path, settings: &str) -> Result<Self> {
+    /// Starts `binary` with `settings` and `env` on top of the harness's raised limits.
+    pub(crate) fn start_binary_with(
+        binary: &Path,
+        data: &Path,
+        settings: &str,
+        env: &[(&str, String)],
+    ) -> Result<Self> {
         if !binary.exists() {
             bail!("{} is missing: run `cargo build --release --bin caucus` first", binary.display());
         }
@@ -52,8 +58,8 @@ impl ServerProcess {
         std::fs::write(
             &config,
             settings.to_owned()
-                + "[limits]\nframes_per_sec = 100000\nframe_burst = 100000\nmember_frames_per_sec = 100000\n\
-             member_frame_burst = 100000\nconnections_per_member = 100\nsessions_per_facilitator = 100000\n\
+                + "[limits]\nframes_per_sec = 10000000\nframe_burst = 10000000\nmember_frames_per_sec = 10000000\n\
+             member_frame_burst = 10000000\nconnections_per_member = 100\nsessions_per_facilitator = 100000\n\
              max_pending_connections = 100000\nmax_pending_per_address = 100000\n",
         )?;
         let mut child = Process::new(binary)
@@ -63,6 +69,7 @@ impl ServerProcess {
             .env("CAUCUS_DATA_DIR", data)
             .env("CAUCUS_SIGN_IN_LINK", "1")
             .env("CAUCUS_LOG", "warn")
+            .envs(env.iter().map(|(name, value)| (name, value)))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()?;

@@ -21,24 +21,49 @@ const CEILING: &str = "ceiling";
 struct Sustained {
     /// Deliveries a second; 0 when even the first step failed.
     rate: u64,
-    /// Whether the harness stopped at its cap while the server was still keeping up.
-    capped: bool,
+    /// What stopped the steps.
+    stop: Stop,
+}
+
+/// Why a server's steps stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// A step failed (twice: each failure is run once more).
+    Failed,
+    /// The harness's cap was reached while the server kept up.
+    Cap,
+    /// The load generator could not offer the next step's rate.
+    Generator,
 }
 
 impl Sustained {
     fn of(rows: &[&FanoutRow], cap: u64) -> Self {
         let rate = rows.iter().filter(|row| row.kept_up()).map(|row| row.offered).max().unwrap_or(0);
-        // The steps stop at the first failure or at the cap: a last step that kept up
-        // means the cap stopped them.
-        let capped = rate > 0 && (rate >= cap || rows.last().is_some_and(|row| row.kept_up()));
-        Self { rate, capped }
+        // The steps stop at the first failure, at the cap, or when the generator falls
+        // behind: a last step that kept up means the cap stopped them.
+        let last = rows.last();
+        let stop = if last.is_some_and(|row| row.generator_bound()) {
+            Stop::Generator
+        } else if rate > 0 && (rate >= cap || last.is_some_and(|row| row.kept_up())) {
+            Stop::Cap
+        } else {
+            Stop::Failed
+        };
+        Self { rate, stop }
+    }
+
+    /// Whether the server was still keeping up when the steps stopped.
+    fn bounded_below(self) -> bool {
+        self.stop != Stop::Failed
     }
 
     fn cell(self) -> String {
-        match (self.rate, self.capped) {
+        match (self.rate, self.stop) {
+            (0, Stop::Generator) => "none (load generator behind)".into(),
             (0, _) => "none (first step failed)".into(),
-            (rate, true) => format!("≥ {}", thousands(rate)),
-            (rate, false) => thousands(rate),
+            (rate, Stop::Cap) => format!("≥ {}", thousands(rate)),
+            (rate, Stop::Generator) => format!("≥ {} (generator)", thousands(rate)),
+            (rate, Stop::Failed) => thousands(rate),
         }
     }
 }
@@ -83,8 +108,9 @@ impl<'a> Case<'a> {
         Some(kept.and_then(|rates| rates.into_iter().min()).unwrap_or(first))
     }
 
+    /// The step that counts at `offered`: a step run again counts by its second run.
     fn at(&self, server: &str, offered: u64) -> Option<&'a FanoutRow> {
-        self.rows.iter().copied().find(|row| row.server == server && row.offered == offered)
+        self.rows.iter().copied().find(|row| row.server == server && row.offered == offered && !row.run_again)
     }
 }
 
@@ -220,42 +246,50 @@ pub(crate) fn comparison(comparison: &Comparison, plan: &Plan, reconvene: Option
             let versus = |server: &str| {
                 let other = case.sustained(server, plan.max_deliveries)?;
                 let value = ratio(caucus?.rate as f64, other.rate as f64)?;
-                // With both at the cap the ratio is only a lower bound.
-                let bound = if caucus?.capped && !other.capped { "≥ " } else { "" };
+                // With Caucus stopped by the cap or the generator, the ratio is only a
+                // lower bound.
+                let bound = if caucus?.bounded_below() && !other.bounded_below() { "≥ " } else { "" };
                 Some((value, format!("{bound}{value:.2}×")))
             };
             let cell = |server| versus(server).map_or("n/a".to_owned(), |(_, text)| text);
             let _ = writeln!(out, " {} | {} |", cell(SOCKET_IO), cell(CEILING));
+            let label = format!("room {}, {} B", case.room, case.size);
             if case.room >= 100 {
                 let socket_io = versus(SOCKET_IO).map(|(value, _)| value);
-                let ceiling = versus(CEILING).map(|(value, _)| value);
-                let label = format!("room {}, {} B", case.room, case.size);
                 targets.push(Target::new(
                     format!("deliveries/s ≥ 5× Socket.IO (stretch 8×), {label}"),
                     socket_io,
                     |value| value >= 5.0,
                 ));
-                targets.push(Target::new(
-                    format!("deliveries/s ≥ 0.8× the ceiling, {label}"),
-                    ceiling,
-                    |value| value >= 0.8,
-                ));
             }
+            // Met also when both stopped for the generator or the cap with Caucus at or
+            // above the ceiling's rate.
+            let ceiling = versus(CEILING).map(|(value, _)| value);
+            targets.push(Target::new(
+                format!("deliveries/s ≥ 0.8× the ceiling, {label}"),
+                ceiling,
+                |value| value >= 0.8,
+            ));
         }
+        out += "\n\"(generator)\": the load generator, on the same cores, could not offer the \
+                next step's rate (its last message left more than 20 ms late while it used at \
+                least 45% of the machine's CPU), so the server's limit lies above. A publisher \
+                that left late while the generator was not that busy was held back by the \
+                server, and the step failed. A step that fails is run once more, and only a \
+                second failure stops the steps; both runs are in the table of every step.\n";
 
         out += "\n**At a common load**: the highest rate every server kept up with, or the first \
                 step where one of them kept up with none. Latency in milliseconds, CPU in \
                 microseconds of the server's user and system time per delivery.\n\n";
-        out +=
-            "| room | payload | deliveries/s | server | p50 | p99 | p999 | CPU µs per delivery | verdict |\n";
-        out += "| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n";
+        out += "| room | payload | deliveries/s | server | p50 | p99 | p999 | CPU µs per delivery | CPU µs per message | verdict |\n";
+        out += "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n";
         for case in &cases {
             let Some(load) = case.common_load(&servers) else { continue };
             for server in &servers {
                 if let Some(row) = case.at(server, load) {
                     let _ = writeln!(
                         out,
-                        "| {} | {} B | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
+                        "| {} | {} B | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} | {} |",
                         case.room,
                         case.size,
                         thousands(load),
@@ -264,6 +298,7 @@ pub(crate) fn comparison(comparison: &Comparison, plan: &Plan, reconvene: Option
                         row.p99,
                         row.p999,
                         row.cpu_us_per_delivery,
+                        row.cpu_us_per_message,
                         row.verdict()
                     );
                 }
@@ -272,25 +307,40 @@ pub(crate) fn comparison(comparison: &Comparison, plan: &Plan, reconvene: Option
             let label = format!("room {}, {} B, at {} deliveries/s", case.room, case.size, thousands(load));
             let p99 =
                 caucus.zip(case.at(SOCKET_IO, load)).and_then(|(ours, theirs)| ratio(ours.p99, theirs.p99));
+            targets.push(Target::new(format!("p99 ≤ Socket.IO's, {label}"), p99, |value| value <= 1.0));
             targets
                 .push(Target::new(format!("p99 ≤ 0.3× Socket.IO's, {label}"), p99, |value| value <= 0.3));
-            let cpu = caucus
-                .zip(case.at(CEILING, load))
-                .and_then(|(ours, theirs)| ratio(ours.cpu_us_per_delivery, theirs.cpu_us_per_delivery));
+            let cpu = |server| {
+                caucus
+                    .zip(case.at(server, load))
+                    .and_then(|(ours, theirs)| ratio(ours.cpu_us_per_delivery, theirs.cpu_us_per_delivery))
+            };
+            if (5..=20).contains(&case.room) {
+                targets.push(Target::new(
+                    format!("CPU per delivery ≤ 0.6× Socket.IO's, {label}"),
+                    cpu(SOCKET_IO),
+                    |value| value <= 0.6,
+                ));
+                targets.push(Target::new(
+                    format!("CPU per delivery ≤ 2× the ceiling's, {label}"),
+                    cpu(CEILING),
+                    |value| value <= 2.0,
+                ));
+            }
             targets.push(Target::new(
                 format!("CPU per delivery ≤ 1.25× the ceiling's, {label}"),
-                cpu,
+                cpu(CEILING),
                 |value| value <= 1.25,
             ));
         }
 
         out += "\n<details><summary>Every step</summary>\n\n";
-        out += "| server | room | payload | deliveries/s offered | delivered | p50 | p99 | p999 | CPU µs per delivery | verdict |\n";
-        out += "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n";
+        out += "| server | room | payload | deliveries/s offered | delivered | p50 | p99 | p999 | CPU µs per delivery | CPU µs per message | generator cores | verdict |\n";
+        out += "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n";
         for row in &comparison.fanout {
             let _ = writeln!(
                 out,
-                "| {} | {} | {} B | {} | {}/{} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} | {} |",
+                "| {} | {} | {} B | {} | {}/{} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} | {:.1} | {:.2} | {} |",
                 row.server,
                 row.room,
                 row.size,
@@ -301,10 +351,42 @@ pub(crate) fn comparison(comparison: &Comparison, plan: &Plan, reconvene: Option
                 row.p99,
                 row.p999,
                 row.cpu_us_per_delivery,
+                row.cpu_us_per_message,
+                row.generator_cores,
                 row.verdict()
             );
         }
         out += "\n</details>\n";
+    }
+
+    if !comparison.light.is_empty() {
+        let first = &comparison.light[0];
+        let _ = writeln!(
+            out,
+            "\n## Fixed cost at light load\n\n\
+             A room of {} receives {} messages of {} bytes a second, far below any server's \
+             limit: the CPU each message costs when nothing is shared with the next one (each \
+             wakes the server from idle), and the latency of an unloaded server. For Caucus that \
+             includes committing each message before anyone receives it.\n",
+            first.room,
+            thousands(first.offered / first.room as u64),
+            first.size,
+        );
+        out += "| server | CPU µs per message | CPU µs per delivery | p50 | p99 | delivered |\n";
+        out += "| --- | --- | --- | --- | --- | --- |\n";
+        for row in &comparison.light {
+            let _ = writeln!(
+                out,
+                "| {} | {:.1} | {:.2} | {:.2} ms | {:.2} ms | {}/{} |",
+                row.server,
+                row.cpu_us_per_message,
+                row.cpu_us_per_delivery,
+                row.p50,
+                row.p99,
+                row.delivered,
+                row.expected
+            );
+        }
     }
 
     if !comparison.slow.is_empty() {
