@@ -434,7 +434,13 @@ async fn write_batch(
         }
         socket.flush().await
     };
-    matches!(timeout(write_timeout, write).await, Ok(Ok(())))
+    // Most batches are written at once; the timer is armed only for one that waits on
+    // the socket, which saves registering and cancelling a timer for every batch.
+    let mut write = std::pin::pin!(write);
+    match futures::poll!(write.as_mut()) {
+        std::task::Poll::Ready(written) => written.is_ok(),
+        std::task::Poll::Pending => matches!(timeout(write_timeout, write).await, Ok(Ok(()))),
+    }
 }
 
 /// The close that answers a read error.

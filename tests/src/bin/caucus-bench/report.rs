@@ -280,7 +280,14 @@ pub(crate) fn comparison(comparison: &Comparison, plan: &Plan, reconvene: Option
 
         out += "\n**At a common load**: the highest rate every server kept up with, or the first \
                 step where one of them kept up with none. Latency in milliseconds, CPU in \
-                microseconds of the server's user and system time per delivery.\n\n";
+                microseconds of the server's user and system time per delivery and per message \
+                published.";
+        if servers.iter().any(|server| server.contains("+normal")) {
+            out += " \"Caucus +normal\" is the same build with `store.synchronous = \"normal\"`: \
+                    its commits are not synced to the disk one by one, so the difference between \
+                    its rows and Caucus's is what syncing each commit costs, in CPU and in latency.";
+        }
+        out += "\n\n";
         out += "| room | payload | deliveries/s | server | p50 | p99 | p999 | CPU µs per delivery | CPU µs per message | verdict |\n";
         out += "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n";
         for case in &cases {
