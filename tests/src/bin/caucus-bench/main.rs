@@ -187,11 +187,13 @@ enum Scenario {
 #[derive(Debug, Clone, clap::Args)]
 struct CompareArgs {
     /// Which servers, in order: `caucus`, `socketio`, `ceiling`, or `caucus@PATH` for
-    /// another build of the binary beside this one (a change measured before and after).
-    #[arg(long, value_delimiter = ',', default_value = "caucus,socketio,ceiling")]
+    /// another build of the binary beside this one (a change measured before and after);
+    /// `+normal` after a Caucus runs it with `store.synchronous = "normal"`, `+workers=N`
+    /// with N async worker threads.
+    #[arg(long, value_delimiter = ',', default_value = "caucus,caucus+normal,socketio,ceiling")]
     peers: Vec<String>,
-    /// Room sizes for fan-out.
-    #[arg(long, value_delimiter = ',', default_value = "10,100,1000")]
+    /// Room sizes for fan-out: a caucus's usual size, a plenary's, a large one.
+    #[arg(long, value_delimiter = ',', default_value = "7,100,1000")]
     rooms: Vec<usize>,
     /// Message sizes in bytes.
     #[arg(long, value_delimiter = ',', default_value = "64,512")]
