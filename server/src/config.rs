@@ -303,8 +303,7 @@ pub struct Config {
     /// Serve `/ws/echo` for WebSocket conformance suites. Off by default.
     pub conformance_echo: bool,
     /// Threads that run connections and sessions (`CAUCUS_WORKER_THREADS`). 0, the
-    /// default, means one per core, less one for SQLite's writer thread when the store
-    /// is SQLite.
+    /// default, means one per core.
     pub worker_threads: usize,
     /// Storage.
     pub store: StoreConfig,
@@ -816,16 +815,15 @@ impl Config {
 
     /// How to open the shared store. Call only with `store.kind = "postgres"`, which
     /// `validate` has checked names a database.
-    /// How many threads run connections and sessions: `worker_threads`, or one per core
-    /// less one for SQLite's writer. That thread commits every message and is busy when
-    /// messages are; with a worker on every core as well, the workers and the writer
-    /// take turns on the cores, and each message costs more switches and wake-ups
-    /// between threads (measured in docs/performance.md).
+    /// How many threads run connections and sessions: `worker_threads`, or one per core.
+    /// One fewer than the cores leaves SQLite's writer a core of its own, which costs a
+    /// small room about a sixth less CPU per message, but on two cores it halves what
+    /// fans a message out to a large room (a 1,000-member reconvene's p50 went from 15
+    /// to 23 ms), so it is an operator's choice, not the default (docs/performance.md).
     pub fn worker_threads(&self, cores: usize) -> usize {
-        match (self.worker_threads, self.store.kind) {
-            (0, StoreKind::Sqlite) => cores.saturating_sub(1).max(1),
-            (0, _) => cores.max(1),
-            (count, _) => count,
+        match self.worker_threads {
+            0 => cores.max(1),
+            count => count,
         }
     }
 
@@ -961,13 +959,10 @@ mod tests {
     }
 
     #[test]
-    fn worker_threads_leave_a_core_for_sqlites_writer_unless_set() {
+    fn worker_threads_are_one_per_core_unless_set() {
         let mut config = Config::default();
-        assert_eq!(config.worker_threads(8), 7);
-        assert_eq!(config.worker_threads(2), 1);
-        assert_eq!(config.worker_threads(1), 1, "never none");
-        config.store.kind = StoreKind::Postgres;
-        assert_eq!(config.worker_threads(8), 8, "PostgreSQL has no writer thread here");
+        assert_eq!(config.worker_threads(8), 8);
+        assert_eq!(config.worker_threads(0), 1, "never none");
         config.apply_env(|name| (name == "CAUCUS_WORKER_THREADS").then(|| "3".to_owned())).unwrap();
         assert_eq!(config.worker_threads(8), 3);
     }
