@@ -14,8 +14,8 @@ use axum::extract::ws::Utf8Bytes;
 use caucus_protocol::api::Minutes;
 use caucus_protocol::server::CaucusView;
 use caucus_protocol::{
-    Ack, ClientFrame, EncodedEvent, ErrorCode, ErrorFrame, EventBody, MemberId, Role, Room, RoomEvent,
-    ServerMessage, SessionId, close,
+    Ack, Caucus, ClientFrame, EncodedEvent, ErrorCode, ErrorFrame, EventBody, MemberId, Role, Room,
+    RoomEvent, ServerMessage, SessionId, close,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -371,11 +371,11 @@ enum Effect {
     Close(MemberId, u16, &'static str),
 }
 
-impl Effect {
-    /// Whether an event of this kind can have an effect (see `SessionActor::effect_of`).
-    fn may_follow(body: &EventBody) -> bool {
-        matches!(body, EventBody::Seated { .. } | EventBody::Removed { .. } | EventBody::RoleChanged { .. })
-    }
+/// An effect as read from an event before `evolve` takes the event; the seat's view
+/// is filled in from the state the event leaves.
+enum Cause {
+    Seated(MemberId, Option<Caucus>),
+    Close(MemberId, u16, &'static str),
 }
 
 /// Serializes a server message once, for any number of connections.
@@ -693,19 +693,15 @@ impl SessionActor {
         let events = self.session.stamp(drafts, self.clock.now_ms());
         let first = events.first().map(|event| (event.room, event.seq));
         for event in events {
-            let role_changed = matches!(&event.body,
-                EventBody::RoleChanged { member, role, .. } if self.session.role_of(member) != Some(*role));
             // One serialization: the stored body, spliced into the frame everyone gets.
             let encoded = EncodedEvent::of(&event);
             batch.listing_may_change |= Listing::may_change(&event.body);
             let frame = Utf8Bytes::from(encoded.frame());
             let room = event.room;
-            // What an event means beyond delivery is read from the state it leaves, so
-            // the few kinds that have an effect are kept past `evolve`; a message is not.
-            let kept = Effect::may_follow(&event.body).then(|| event.clone());
+            let cause = self.cause_of(&event.body);
             self.session.evolve(event);
             let recipients = self.recipients(|session, member| session.can_read(member, room));
-            let effect = kept.and_then(|event| self.effect_of(&event, role_changed));
+            let effect = cause.map(|cause| self.effect_of(cause));
             batch.deliveries.push((frame, recipients, effect));
             batch.events.push(encoded);
         }
@@ -1043,30 +1039,42 @@ impl SessionActor {
         }
     }
 
-    /// What an event means for connections beyond delivering it, worked out when it
-    /// happens and carried out once it is stored.
-    fn effect_of(&self, event: &RoomEvent, role_changed: bool) -> Option<Effect> {
-        match &event.body {
-            EventBody::Seated { member, caucus } => {
-                let view = caucus.map(|caucus| CaucusView {
-                    caucus,
-                    members: self.session.readers(caucus.room()).cloned().collect(),
-                    points: self.session.points(caucus).to_vec(),
-                });
-                Some(Effect::Seat(member.clone(), ServerMessage::Seat { caucus: view }))
-            }
-            EventBody::Removed { member } => Some(Effect::Close(
+    /// Whether an event means something for connections beyond delivering it, read
+    /// from the state before the event is applied. Most events, messages among them,
+    /// mean nothing more.
+    fn cause_of(&self, body: &EventBody) -> Option<Cause> {
+        match body {
+            EventBody::Seated { member, caucus } => Some(Cause::Seated(member.clone(), *caucus)),
+            EventBody::Removed { member } => Some(Cause::Close(
                 member.clone(),
                 close::REMOVED,
                 "a facilitator removed you from this session",
             )),
             // Their readable rooms changed; a fresh hello gives them the right view.
-            EventBody::RoleChanged { member, .. } if role_changed => Some(Effect::Close(
-                member.clone(),
-                close::ROLE_CHANGED,
-                "your role changed; reconnect to continue",
-            )),
+            EventBody::RoleChanged { member, role, .. } if self.session.role_of(member) != Some(*role) => {
+                Some(Cause::Close(
+                    member.clone(),
+                    close::ROLE_CHANGED,
+                    "your role changed; reconnect to continue",
+                ))
+            }
             _ => None,
+        }
+    }
+
+    /// The effect, from the state the event left: worked out when it happens and
+    /// carried out once it is stored.
+    fn effect_of(&self, cause: Cause) -> Effect {
+        match cause {
+            Cause::Seated(member, caucus) => {
+                let view = caucus.map(|caucus| CaucusView {
+                    caucus,
+                    members: self.session.readers(caucus.room()).cloned().collect(),
+                    points: self.session.points(caucus).to_vec(),
+                });
+                Effect::Seat(member, ServerMessage::Seat { caucus: view })
+            }
+            Cause::Close(member, code, reason) => Effect::Close(member, code, reason),
         }
     }
 

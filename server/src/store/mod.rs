@@ -271,7 +271,8 @@ pub struct MemoryStore {
 struct MemoryInner {
     sessions: Vec<SessionRecord>,
     listings: HashMap<SessionId, Listing>,
-    events: HashMap<SessionId, Vec<RoomEvent>>,
+    /// Kept as appended, as a database keeps them, and decoded when read.
+    events: HashMap<SessionId, Vec<EncodedEvent>>,
     erasures: Vec<(MemberId, SessionId, u64)>,
 }
 
@@ -282,7 +283,20 @@ impl MemoryStore {
 
     /// Every event stored for `session`, in the order they were appended.
     pub fn events(&self, session: &SessionId) -> Vec<RoomEvent> {
-        self.lock().events.get(session).cloned().unwrap_or_default()
+        let inner = self.lock();
+        let stored = inner.events.get(session).into_iter().flatten();
+        stored.map(|event| event.decode().expect("the memory store holds what it encoded")).collect()
+    }
+
+    /// The events of `session` that `keep` selects, decoded.
+    fn decoded(
+        &self,
+        session: &SessionId,
+        keep: impl Fn(&EncodedEvent) -> bool,
+    ) -> Result<Vec<RoomEvent>, StoreError> {
+        let inner = self.lock();
+        let stored = inner.events.get(session).into_iter().flatten().filter(|event| keep(event));
+        stored.map(|event| event.decode().map_err(StoreError::new)).collect()
     }
 }
 
@@ -317,12 +331,8 @@ impl Store for MemoryStore {
         events: Vec<EncodedEvent>,
         listing: Option<&'a Listing>,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        let decoded = match events.iter().map(EncodedEvent::decode).collect::<Result<Vec<_>, _>>() {
-            Ok(decoded) => decoded,
-            Err(err) => return Box::pin(async move { Err(StoreError::new(err)) }),
-        };
         let mut inner = self.lock();
-        inner.events.entry(session.clone()).or_default().extend(decoded);
+        inner.events.entry(session.clone()).or_default().extend(events);
         if let Some(listing) = listing {
             inner.listings.insert(session.clone(), listing.clone());
         }
@@ -359,7 +369,7 @@ impl Store for MemoryStore {
                 if let Some(old) =
                     stored.iter_mut().find(|old| old.room == event.room && old.seq == event.seq)
                 {
-                    *old = event.clone();
+                    *old = EncodedEvent::of(event);
                 }
             }
         }
@@ -392,11 +402,10 @@ impl Store for MemoryStore {
         &'a self,
         id: &'a SessionId,
     ) -> BoxFuture<'a, Result<Option<StoredSession>, StoreError>> {
-        let inner = self.lock();
-        ready(Ok(inner.sessions.iter().find(|record| record.id == *id).map(|record| StoredSession {
-            record: record.clone(),
-            events: inner.events.get(id).cloned().unwrap_or_default(),
-        })))
+        let Some(record) = self.lock().sessions.iter().find(|record| record.id == *id).cloned() else {
+            return ready(Ok(None));
+        };
+        ready(self.decoded(id, |_| true).map(|events| Some(StoredSession { record, events })))
     }
 
     fn room_events<'a>(
@@ -405,16 +414,10 @@ impl Store for MemoryStore {
         room: Room,
         seqs: Range<u64>,
     ) -> BoxFuture<'a, Result<Vec<RoomEvent>, StoreError>> {
-        let inner = self.lock();
-        let mut events: Vec<RoomEvent> = inner
-            .events
-            .get(session)
-            .into_iter()
-            .flatten()
-            .filter(|event| event.room == room && seqs.contains(&event.seq))
-            .cloned()
-            .collect();
-        events.sort_by_key(|event| event.seq);
-        ready(Ok(events))
+        let events = self.decoded(session, |event| event.room == room && seqs.contains(&event.seq));
+        ready(events.map(|mut events| {
+            events.sort_by_key(|event| event.seq);
+            events
+        }))
     }
 }
