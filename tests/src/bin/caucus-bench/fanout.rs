@@ -88,7 +88,7 @@ impl Peer {
                 for modifier in parts {
                     match modifier.split_once('=') {
                         None if modifier == "normal" => settings += "[store]\nsynchronous = \"normal\"\n",
-                        Some(("workers", count)) => env.push(("TOKIO_WORKER_THREADS", count.to_owned())),
+                        Some(("workers", count)) => env.push(("CAUCUS_WORKER_THREADS", count.to_owned())),
                         _ => bail!("unknown peer {other}: use caucus[@PATH][+normal][+workers=N]"),
                     }
                     label += &format!(" +{modifier}");
@@ -663,7 +663,7 @@ pub(crate) async fn compare(plan: &Plan) -> Result<Comparison> {
     // its idle memory and slow consumer are the default build's.
     let varied = |name: &str| name.contains('+');
     for name in plan.peers.iter().filter(|name| !varied(name)) {
-        for &count in &plan.idle {
+        for &count in plan.idle.iter().filter(|&&count| count > 0) {
             let peer = Peer::start(name)?;
             let row = idle(&peer, count, plan.seconds).await?;
             eprintln!(

@@ -246,9 +246,14 @@ pub(crate) fn comparison(comparison: &Comparison, plan: &Plan, reconvene: Option
             let versus = |server: &str| {
                 let other = case.sustained(server, plan.max_deliveries)?;
                 let value = ratio(caucus?.rate as f64, other.rate as f64)?;
-                // With Caucus stopped by the cap or the generator, the ratio is only a
-                // lower bound.
-                let bound = if caucus?.bounded_below() && !other.bounded_below() { "≥ " } else { "" };
+                // A server stopped by the cap or the generator could go faster, so the
+                // ratio is a bound: a lower one when that is Caucus, an upper one when
+                // it is the other server and Caucus failed.
+                let bound = match (caucus?.bounded_below(), other.bounded_below()) {
+                    (true, false) => "≥ ",
+                    (false, true) => "≤ ",
+                    _ => "",
+                };
                 Some((value, format!("{bound}{value:.2}×")))
             };
             let cell = |server| versus(server).map_or("n/a".to_owned(), |(_, text)| text);
