@@ -284,7 +284,8 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// Addresses of reverse proxies in front of the server. Every connection through a
     /// proxy comes from its address, so these are exempt from the per-address cap on
-    /// waiting connections (limit per client at the proxy instead).
+    /// waiting connections and the per-client limit on sign-in links (limit per client
+    /// at the proxy instead).
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// A file holding the token signing key. `CAUCUS_JWT_SECRET` takes precedence.
     pub jwt_secret_file: Option<PathBuf>,
@@ -331,6 +332,10 @@ pub struct AccountsConfig {
     pub email_link_secs: u64,
     /// Sign-in links one address may ask for in an hour.
     pub email_links_per_hour: u32,
+    /// Sign-in links that may be asked for from one network address (an IPv6 /64) in an
+    /// hour, whatever the email addresses: so that one client cannot use up the server's
+    /// mail for everyone. Trusted proxies are exempt.
+    pub email_links_per_client_per_hour: u32,
     /// The first admins: emails, or provider subjects. Admins decide who may facilitate.
     pub admins: Vec<String>,
     /// The SMTP server that sends sign-in links, as a URL: `smtp://host:25`,
@@ -347,6 +352,7 @@ impl Default for AccountsConfig {
             signin_days: 30,
             email_link_secs: 15 * 60,
             email_links_per_hour: 5,
+            email_links_per_client_per_hour: 30,
             admins: Vec::new(),
             smtp_url: None,
             smtp_from: "Caucus <caucus@localhost>".into(),
@@ -764,9 +770,15 @@ impl Config {
     fn validate_accounts(&self) -> Result<(), ConfigError> {
         let invalid = |message: String| Err(ConfigError::Invalid(message));
         let accounts = &self.accounts;
-        if accounts.signin_days == 0 || accounts.email_link_secs == 0 || accounts.email_links_per_hour == 0 {
+        if accounts.signin_days == 0
+            || accounts.email_link_secs == 0
+            || accounts.email_links_per_hour == 0
+            || accounts.email_links_per_client_per_hour == 0
+        {
             return invalid(
-                "accounts.signin_days, email_link_secs and email_links_per_hour must be at least 1".into(),
+                "accounts.signin_days, email_link_secs, email_links_per_hour and \
+                 email_links_per_client_per_hour must be at least 1"
+                    .into(),
             );
         }
         if let Some(url) = &accounts.smtp_url
@@ -1026,5 +1038,9 @@ mod tests {
         config.oidc[0].client_secret = Some(SecretText("s".into()));
         config.accounts.smtp_url = Some(SecretText("mail.example.org".into()));
         assert!(config.validate().unwrap_err().to_string().contains("smtp://"));
+        config.accounts.smtp_url = None;
+        config.accounts.email_links_per_client_per_hour = 0;
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("email_links_per_client_per_hour"), "{err}");
     }
 }

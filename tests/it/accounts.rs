@@ -189,6 +189,49 @@ async fn without_smtp_email_sign_in_says_so_and_return_paths_stay_local() -> Res
 }
 
 #[tokio::test]
+async fn one_client_asking_for_links_to_many_addresses_is_held_back() -> Result<()> {
+    // A mail server that refuses connections: every link that passes the limits is
+    // answered "not sent", so a refusal by the limit is the only 429.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let server = TestServer::start_with(move |config| {
+        config.accounts.smtp_url = Some(caucus_server::config::SecretText(format!("smtp://{closed}")));
+        config.accounts.email_links_per_client_per_hour = 3;
+    })
+    .await;
+    let ask = |n: usize| {
+        let body = format!(r#"{{"email":"person{n}@example.org"}}"#);
+        async move {
+            http(
+                server.address,
+                "POST",
+                "/api/auth/email",
+                &[("content-type", "application/json")],
+                Some(&body),
+            )
+            .await
+        }
+    };
+    for n in 0..3 {
+        let response = ask(n).await?;
+        ensure!(
+            response.status == 502,
+            "link {n} passes the limit and fails at the mail server: {}",
+            response.body
+        );
+    }
+    // A fourth address, from the same client, within the hour.
+    let response = ask(3).await?;
+    ensure!(
+        response.status == 429 && error_code(&response).as_deref() == Some("rate_limited"),
+        "{} {}",
+        response.status,
+        response.body
+    );
+    ensure!(response.body.contains("from your network"), "says why: {}", response.body);
+    Ok(())
+}
+
+#[tokio::test]
 async fn every_state_changing_request_needs_the_csrf_token() -> Result<()> {
     let server = admin_server().await;
     let ada = sign_in(&server, "ada@example.org").await?;

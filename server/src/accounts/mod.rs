@@ -18,6 +18,8 @@ pub mod oidc;
 pub mod rules;
 
 use std::collections::HashMap;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use caucus_protocol::api::{
@@ -62,6 +64,10 @@ pub enum AccountError {
     EmailUnavailable,
     #[error("too many sign-in links were asked for just now; wait a while and try again")]
     TooManyLinks,
+    #[error(
+        "too many sign-in links were asked for from your network just now; wait a few minutes and try again"
+    )]
+    TooManyLinksFromHere,
     #[error("{0}")]
     Invalid(String),
     #[error("there is no sign-in provider `{0}` here")]
@@ -142,6 +148,13 @@ pub struct Accounts {
     mailer: Option<Mailer>,
     flows: DashMap<String, Flow>,
     links_asked: DashMap<String, Vec<i64>>,
+    /// Sign-in links asked for from each network address: without it, one client asking
+    /// for links to many addresses could use up `mail_rate` and so keep everyone else
+    /// from signing in by email.
+    links_by_client: governor::DefaultKeyedRateLimiter<IpAddr>,
+    /// Reverse proxies, whose requests all come from their own address: exempt from
+    /// `links_by_client`, like the gate's per-address cap.
+    trusted_proxies: Vec<IpAddr>,
     /// All sign-in mail, whoever it is for: a bound on what the server can be made to send.
     mail_rate: governor::DefaultDirectRateLimiter,
     live_signins: DashMap<String, (String, CancellationToken)>,
@@ -199,6 +212,10 @@ impl Accounts {
             mailer,
             flows: DashMap::new(),
             links_asked: DashMap::new(),
+            links_by_client: governor::RateLimiter::keyed(governor::Quota::per_hour(
+                NonZeroU32::new(config.accounts.email_links_per_client_per_hour).unwrap_or(NonZeroU32::MIN),
+            )),
+            trusted_proxies: config.trusted_proxies.clone(),
             mail_rate: governor::RateLimiter::direct(governor::Quota::per_minute(MAIL_PER_MINUTE)),
             live_signins: DashMap::new(),
             live_roles: DashMap::new(),
@@ -366,11 +383,17 @@ impl Accounts {
         Ok(format!("{}/#signin={token}", self.public_url))
     }
 
-    /// Emails a sign-in link to `email`. The same answer whether or not an account has
-    /// that address, so that nobody can learn who has one.
-    pub async fn request_email_link(&self, email: &str, return_to: Option<&str>) -> Result<(), AccountError> {
+    /// Emails a sign-in link to `email`, asked for from `client`. The same answer whether
+    /// or not an account has that address, so that nobody can learn who has one.
+    pub async fn request_email_link(
+        &self,
+        email: &str,
+        return_to: Option<&str>,
+        client: IpAddr,
+    ) -> Result<(), AccountError> {
         let mailer = self.mailer.clone().ok_or(AccountError::EmailUnavailable)?;
         let normalized = rules::normalize_email(email).map_err(|why| AccountError::Invalid(why.into()))?;
+        self.check_client(client)?;
         let now = now();
         if self.links_asked.len() > 1_000 {
             self.links_asked.retain(|_, asked| asked.iter().any(|at| now.saturating_sub(*at) < 3600));
@@ -394,6 +417,20 @@ impl Accounts {
             },
         )?;
         Ok(())
+    }
+
+    /// Counts a link asked for from `client` against its network's allowance.
+    fn check_client(&self, client: IpAddr) -> Result<(), AccountError> {
+        let client = client.to_canonical();
+        if self.trusted_proxies.contains(&client) {
+            return Ok(());
+        }
+        if self.links_by_client.len() > 10_000 {
+            self.links_by_client.retain_recent();
+        }
+        self.links_by_client
+            .check_key(&rules::network_of(client))
+            .map_err(|_| AccountError::TooManyLinksFromHere)
     }
 
     /// Signs in with an emailed link's token. The link is used up either way.

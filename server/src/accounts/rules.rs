@@ -124,9 +124,29 @@ pub fn initial_name(name: Option<&str>, email: Option<&str>, max_chars: usize) -
     name.unwrap_or_else(from_email).chars().take(max_chars).collect()
 }
 
+/// The network a client address stands for when counting what it asks for: an IPv4
+/// address itself, and an IPv6 address's /64, which one subscriber usually holds whole.
+pub fn network_of(client: std::net::IpAddr) -> std::net::IpAddr {
+    match client.to_canonical() {
+        std::net::IpAddr::V6(v6) => std::net::IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+        v4 => v4,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_client_counts_as_its_address_or_its_ipv6_slash_64() {
+        let ip = |text: &str| text.parse::<std::net::IpAddr>().unwrap();
+        assert_eq!(network_of(ip("203.0.113.7")), ip("203.0.113.7"));
+        assert_ne!(network_of(ip("203.0.113.7")), network_of(ip("203.0.113.8")));
+        assert_eq!(network_of(ip("2001:db8:1:2:aaaa::1")), ip("2001:db8:1:2::"));
+        assert_eq!(network_of(ip("2001:db8:1:2:ffff::9")), network_of(ip("2001:db8:1:2::1")));
+        assert_ne!(network_of(ip("2001:db8:1:2::1")), network_of(ip("2001:db8:1:3::1")));
+        assert_eq!(network_of(ip("::ffff:203.0.113.7")), ip("203.0.113.7"), "a mapped IPv4 is IPv4");
+    }
 
     #[test]
     fn return_to_stays_on_this_server() {

@@ -6,11 +6,12 @@
 //! another site's page cannot read; the sign-in requests themselves, made before there
 //! is a cookie, must come from this server's own pages (`Origin`).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -39,7 +40,9 @@ impl From<AccountError> for ApiFailure {
             AccountError::Forbidden(_) => (StatusCode::FORBIDDEN, ErrorCode::Forbidden),
             AccountError::InvalidLink => (StatusCode::BAD_REQUEST, ErrorCode::InvalidLink),
             AccountError::EmailUnavailable => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::EmailUnavailable),
-            AccountError::TooManyLinks => (StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited),
+            AccountError::TooManyLinks | AccountError::TooManyLinksFromHere => {
+                (StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited)
+            }
             AccountError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidValue),
             AccountError::UnknownProvider(_) => (StatusCode::NOT_FOUND, ErrorCode::InvalidValue),
             AccountError::UnknownFlow | AccountError::Oidc(_) => {
@@ -287,6 +290,7 @@ fn failure_page(status: StatusCode, message: &str) -> Response {
 
 pub(super) async fn email_request(
     State(hub): State<Arc<Hub>>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<EmailSent>), ApiFailure> {
@@ -295,7 +299,7 @@ pub(super) async fn email_request(
         return Err(AccountError::EmailUnavailable.into());
     }
     let request: EmailSignIn = read_json(&hub, &headers, body).await?;
-    hub.accounts().request_email_link(&request.email, request.return_to.as_deref()).await?;
+    hub.accounts().request_email_link(&request.email, request.return_to.as_deref(), client.ip()).await?;
     Ok((StatusCode::ACCEPTED, Json(EmailSent { sent: true })))
 }
 
