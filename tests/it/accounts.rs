@@ -345,6 +345,41 @@ async fn a_co_facilitator_added_by_email_sees_the_session_when_they_first_sign_i
 }
 
 #[tokio::test]
+async fn a_member_already_here_added_by_email_becomes_a_co_facilitator() -> Result<()> {
+    let server = admin_server().await;
+    let ada = sign_in(&server, "ada@example.org").await?;
+    let created: SessionCreated = ada.post("/api/sessions", &create_body("Monthly circle")).await?.json()?;
+    let kofi = sign_in(&server, "kofi@example.org").await?;
+    let join = serde_json::json!({ "invite_code": created.invite_code, "name": "Kofi", "accept_ground_rules": GROUND_RULES });
+    let joined: Joined = kofi.post("/api/join", &join.to_string()).await?.json()?;
+    let mut socket = kofi.socket().await?;
+    ensure!(socket.hello(&created.session, "").await?.you.role == Role::Member, "Kofi starts as a member");
+
+    let added = ada
+        .post(&format!("/api/sessions/{}/facilitators", created.session), r#"{"email":"kofi@example.org"}"#)
+        .await?;
+    ensure!(added.status == 200, "{} {}", added.status, added.body);
+    // His open connection closes so that it comes back with what he may now do.
+    ensure!(socket.expect_close().await?.code == Some(close::ROLE_CHANGED), "the member's connection closes");
+    let mut socket = kofi.socket().await?;
+    let welcome = socket.hello(&created.session, "").await?;
+    ensure!(
+        welcome.you.id == joined.member && welcome.you.role == Role::Facilitator,
+        "the same seat, now a facilitator: {:?}",
+        welcome.you
+    );
+    ensure!(welcome.members.iter().filter(|member| member.name == "Kofi").count() == 1, "one Kofi");
+    let mine: MySessions = kofi.get("/api/me/sessions").await?.json()?;
+    ensure!(mine.sessions.len() == 1 && mine.sessions[0].role == Role::Facilitator, "{mine:?}");
+    // Adding him again changes nothing and is not an error.
+    let again = ada
+        .post(&format!("/api/sessions/{}/facilitators", created.session), r#"{"email":"kofi@example.org"}"#)
+        .await?;
+    ensure!(again.status == 200, "{} {}", again.status, again.body);
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_guest_keeps_their_seat_in_an_account_and_comes_back_after_a_restart() -> Result<()> {
     let server = admin_server().await;
     let ada = sign_in(&server, "ada@example.org").await?;

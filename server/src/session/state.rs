@@ -539,7 +539,9 @@ impl Session {
         Vec::new()
     }
 
-    /// Admits a new person. Their name is checked; their id must be new.
+    /// Admits a new person. Their name is checked; their id must be new, except that a
+    /// member already here who is added as a facilitator (a co-facilitator added by the
+    /// email their account has) becomes one, as `set_role` would make them.
     pub fn decide_join(
         &self,
         id: &MemberId,
@@ -554,7 +556,13 @@ impl Session {
         if self.is_removed(id) {
             return Err(Refusal::Forbidden("a facilitator removed you from this session"));
         }
-        if self.people.contains_key(id) {
+        if let Some(person) = self.active(id) {
+            if role == Role::Facilitator && person.member.role == Role::Member {
+                return Ok(Draft::new(
+                    Room::Plenary,
+                    EventBody::RoleChanged { member: id.clone(), role, secretary: person.member.secretary },
+                ));
+            }
             return Err(Refusal::InvalidValue("that person is already here".into()));
         }
         // Active people are capped; so, more loosely, is everyone who ever joined, so
