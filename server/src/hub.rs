@@ -29,7 +29,7 @@ use crate::directory::{Directory, Listed};
 use crate::outbox::{ConnectionId, Outbox};
 use crate::practice::Practice;
 use crate::session::{
-    ActorSettings, ConnectError, JoinError, Listing, Refusal, Session, SessionHandle, SessionSetup,
+    ActorSettings, ConnectError, JoinAs, JoinError, Listing, Refusal, Session, SessionHandle, SessionSetup,
 };
 use crate::store::{ListedSession, SessionRecord, Store, StoreErrorKind};
 
@@ -131,17 +131,17 @@ impl SessionRef {
         matches!(self, SessionRef::Remote(_))
     }
 
-    /// Admits a new person with `role`; see [`SessionHandle::join`].
+    /// Admits a new person as `join_as` says; see [`SessionHandle::join`].
     pub async fn join(
         &self,
         member: MemberId,
         name: String,
-        role: Role,
+        join_as: JoinAs,
         accepted_rules: Option<String>,
     ) -> Result<(), JoinError> {
         match self {
-            SessionRef::Local(handle) => handle.join(member, name, role, accepted_rules).await,
-            SessionRef::Remote(remote) => remote.join(member, name, role, accepted_rules).await,
+            SessionRef::Local(handle) => handle.join(member, name, join_as, accepted_rules).await,
+            SessionRef::Remote(remote) => remote.join(member, name, join_as, accepted_rules).await,
         }
     }
 
@@ -556,7 +556,7 @@ impl Hub {
         let session = Session::new(self.setup(&record))?;
         // Refuse before anything is stored: a session whose creator cannot join would
         // be left without a facilitator.
-        session.decide_join(&facilitator, &name, Role::Facilitator, None)?;
+        session.decide_join(&facilitator, &name, Role::Facilitator.into(), None)?;
         self.store.create_session(&record).await.map_err(|_| HubError::Unavailable)?;
         self.directory.insert(&record, Listing::default());
         let handle = {
@@ -564,7 +564,7 @@ impl Hub {
             let claim = self.store.claim(&record.id).await.map_err(|_| HubError::Unavailable)?;
             self.start(session, claim)
         };
-        handle.join(facilitator.clone(), name, Role::Facilitator, None).await?;
+        handle.join(facilitator.clone(), name, Role::Facilitator.into(), None).await?;
         let (id, invite_code) = (record.id, record.invite_code);
         info!(session = %id, facilitator = %facilitator, "session created");
         Ok(SessionCreated {
@@ -722,7 +722,7 @@ impl Hub {
         self.facilitating(id, who).await?;
         let session = self.session(id).await.map_err(|_| HubError::Unavailable)?;
         if session.role_of(member.clone()).await != Some(Role::Facilitator) {
-            session.join(member.clone(), name.to_owned(), Role::Facilitator, None).await?;
+            session.join(member.clone(), name.to_owned(), Role::Facilitator.into(), None).await?;
             info!(session = %id, facilitator = %member, by = %who, "co-facilitator added");
         }
         Ok(FacilitatorAdded { session: id.clone(), member })
@@ -830,7 +830,7 @@ impl Hub {
     ) -> Result<Joined, HubError> {
         let (id, handle) = self.invited_session(code).await?;
         if handle.role_of(member.clone()).await.is_none() {
-            handle.join(member.clone(), name.to_owned(), Role::Member, accepted_rules).await.map_err(
+            handle.join(member.clone(), name.to_owned(), Role::Member.into(), accepted_rules).await.map_err(
                 |err| match err {
                     JoinError::Refused(Refusal::SessionEnded)
                     | JoinError::RefusedThere(ErrorCode::SessionEnded, _) => HubError::NoSuchInvite,
@@ -849,14 +849,14 @@ impl Hub {
         id: &SessionId,
         member: MemberId,
         name: &str,
-        role: Role,
+        join_as: JoinAs,
     ) -> Result<(), HubError> {
         let handle = self.session(id).await.map_err(|unreachable| match unreachable {
             Unreachable::Unknown => HubError::NoSuchInvite,
             Unreachable::Unavailable => HubError::Unavailable,
         })?;
         if handle.role_of(member.clone()).await.is_none() {
-            handle.join(member.clone(), name.to_owned(), role, None).await?;
+            handle.join(member.clone(), name.to_owned(), join_as, None).await?;
             info!(session = %id, member = %member, "a community's person entered");
         }
         Ok(())

@@ -124,6 +124,21 @@ async fn a_community_runs_a_series_with_terms_that_people_accept_again_after_a_c
     ensure!(titles == ["March", "April"], "{titles:?}");
     ensure!(!serde_json::to_string(&page)?.contains("caucus_a"), "nothing about seats");
 
+    // The community's secretary is the session's secretary from the moment she enters,
+    // so she exports the minutes without a facilitator marking her.
+    ensure!(sam.post(&format!("/api/communities/{id}/terms/accept"), &accept(2)).await?.status == 200);
+    let entered: EnteredSession = sam.post(&enter(&april.session), "").await?.json()?;
+    let welcome = sam.socket().await?.hello(&april.session, "").await?;
+    ensure!(
+        welcome.you.id == entered.member && welcome.you.role == Role::Member && welcome.you.secretary,
+        "{:?}",
+        welcome.you
+    );
+    let minutes = sam.get(&format!("/api/sessions/{}/minutes", april.session)).await?;
+    ensure!(minutes.status == 200, "the secretary exports the minutes: {} {}", minutes.status, minutes.body);
+    let minutes = kofi.get(&format!("/api/sessions/{}/minutes", april.session)).await?;
+    ensure!(minutes.status == 403 || minutes.status == 404, "a member does not: {}", minutes.status);
+
     // The series as a calendar.
     let calendar = kofi.get(&format!("/api/communities/{id}/calendar.ics")).await?;
     ensure!(

@@ -38,7 +38,7 @@ fn sample_session() -> Session {
     for (id, role) in
         [("f-1", Role::Facilitator), ("m-a", Role::Member), ("m-b", Role::Member), ("m-p", Role::Member)]
     {
-        let draft = session.decide_join(&MemberId::new(id).unwrap(), id, role, None).unwrap();
+        let draft = session.decide_join(&MemberId::new(id).unwrap(), id, role.into(), None).unwrap();
         apply(&mut session, vec![draft]);
     }
     let script = [

@@ -14,7 +14,7 @@ use tracing::debug;
 use super::wire::{Answer, Call, Traffic};
 use super::{Attachment, Bus};
 use crate::outbox::{ConnectionId, Outbox};
-use crate::session::{ConnectError, JoinError};
+use crate::session::{ConnectError, JoinAs, JoinError};
 use crate::store::StoreError;
 
 /// Why an edge closes a connection whose traffic had a gap.
@@ -109,10 +109,12 @@ impl RemoteSession {
         &self,
         member: MemberId,
         name: String,
-        role: Role,
+        join_as: JoinAs,
         accepted_rules: Option<String>,
     ) -> Result<(), JoinError> {
-        let call = Call::Join { session: self.session.clone(), member, name, role, accepted_rules };
+        let JoinAs { role, secretary } = join_as;
+        let call =
+            Call::Join { session: self.session.clone(), member, name, role, secretary, accepted_rules };
         match self.bus.ask(&self.owner, &call).await {
             Some(Answer::Joined) => Ok(()),
             Some(Answer::JoinRefused { code, message }) => Err(JoinError::RefusedThere(code, message)),

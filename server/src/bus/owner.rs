@@ -18,7 +18,7 @@ use super::Bus;
 use super::wire::{Answer, Call, Traffic};
 use crate::hub::Hub;
 use crate::outbox::{self, ConnectionId, Next, Outgoing};
-use crate::session::{JoinError, SessionHandle};
+use crate::session::{JoinAs, JoinError, SessionHandle};
 
 /// How many frames from one client may wait for the actor at least. A relay takes what
 /// the client's rate limit lets through in a burst and a second besides, so that only a
@@ -68,8 +68,8 @@ impl Bus {
             Call::Connect { member, resume, edge, conn, .. } => {
                 self.relay(hub, handle, member, resume, edge, conn).await
             }
-            Call::Join { member, name, role, accepted_rules, .. } => {
-                match handle.join(member, name, role, accepted_rules).await {
+            Call::Join { member, name, role, secretary, accepted_rules, .. } => {
+                match handle.join(member, name, JoinAs { role, secretary }, accepted_rules).await {
                     Ok(()) => Answer::Joined,
                     Err(JoinError::Refused(refusal)) => {
                         Answer::JoinRefused { code: refusal.code(), message: refusal.to_string() }

@@ -134,7 +134,16 @@ pub enum Call {
         conn: ConnectionId,
     },
     /// Seat a person.
-    Join { session: SessionId, member: MemberId, name: String, role: Role, accepted_rules: Option<String> },
+    Join {
+        session: SessionId,
+        member: MemberId,
+        name: String,
+        role: Role,
+        /// Whether they are the session's secretary. Absent from nodes before it: no.
+        #[serde(default)]
+        secretary: bool,
+        accepted_rules: Option<String>,
+    },
     /// A person's role.
     RoleOf { session: SessionId, member: MemberId },
     /// The minutes, for `member`.
@@ -218,6 +227,15 @@ mod tests {
             Traffic::Down { conn: 1, seq: 1, frames: vec![Bytes::from_static(b"hello")] }.encode();
         assert_eq!(Traffic::decode(Some(&headers), payload.slice(..payload.len() - 1)), None);
         assert_eq!(Traffic::decode(None, payload), None);
+    }
+
+    #[test]
+    fn a_join_from_a_node_that_sends_no_secretary_seats_no_secretary() {
+        let older = r#"{"call":"join","session":"s-4kq9w2xv7dpa","member":"m-1","name":"Kofi","role":"member","accepted_rules":null}"#;
+        let Ok(Call::Join { secretary, role, .. }) = serde_json::from_str::<Call>(older) else {
+            panic!("a join without `secretary` still reads");
+        };
+        assert!(!secretary && role == Role::Member);
     }
 
     #[test]

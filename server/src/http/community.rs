@@ -254,7 +254,7 @@ pub(super) async fn schedule(
     for person in practice.people(&id).await? {
         if person.role == CommunityRole::CoChair && person.account != signed.account.id {
             let member = MemberId::new(person.account.clone()).map_err(|_| HubError::Unavailable)?;
-            hub.admit(&created.session, member.clone(), &person.name, rules::session_role(person.role))
+            hub.admit(&created.session, member.clone(), &person.name, rules::session_seat(person.role))
                 .await?;
             hub.accounts().put_seat(&person.account, &created.session, &member).await?;
         }
@@ -297,7 +297,7 @@ pub(super) async fn enter(
     let session = SessionId::new(session).map_err(|_| PracticeError::NotInSeries)?;
     let member =
         hub.accounts().seat(&signed.account.id, &session).await?.unwrap_or_else(|| member_of(&signed));
-    hub.admit(&session, member.clone(), &signed.account.name, rules::session_role(role)).await?;
+    hub.admit(&session, member.clone(), &signed.account.name, rules::session_seat(role)).await?;
     hub.accounts().put_seat(&signed.account.id, &session, &member).await?;
     Ok(Json(EnteredSession { session, member }))
 }

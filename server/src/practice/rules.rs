@@ -5,6 +5,8 @@
 use caucus_protocol::Role;
 use caucus_protocol::community::{CommunityRole, ScheduledSession};
 
+use crate::session::JoinAs;
+
 /// Co-chairs lead: they invite, publish terms and schedule sessions.
 pub fn may_lead(role: CommunityRole) -> bool {
     role == CommunityRole::CoChair
@@ -15,11 +17,13 @@ pub fn sees_acceptance(role: CommunityRole) -> bool {
     matches!(role, CommunityRole::CoChair | CommunityRole::Secretary)
 }
 
-/// A person's role in the community's sessions: co-chairs facilitate them.
-pub fn session_role(role: CommunityRole) -> Role {
+/// A person's seat in the community's sessions: co-chairs facilitate them, and the
+/// secretary is their secretary, who exports the minutes.
+pub fn session_seat(role: CommunityRole) -> JoinAs {
     match role {
-        CommunityRole::CoChair => Role::Facilitator,
-        CommunityRole::Secretary | CommunityRole::Member => Role::Member,
+        CommunityRole::CoChair => Role::Facilitator.into(),
+        CommunityRole::Secretary => JoinAs { role: Role::Member, secretary: true },
+        CommunityRole::Member => Role::Member.into(),
     }
 }
 
@@ -142,8 +146,12 @@ mod tests {
     fn only_co_chairs_lead_and_facilitate() {
         assert!(may_lead(CommunityRole::CoChair) && !may_lead(CommunityRole::Secretary));
         assert!(sees_acceptance(CommunityRole::Secretary) && !sees_acceptance(CommunityRole::Member));
-        assert_eq!(session_role(CommunityRole::CoChair), Role::Facilitator);
-        assert_eq!(session_role(CommunityRole::Secretary), Role::Member);
+        assert_eq!(
+            session_seat(CommunityRole::CoChair),
+            JoinAs { role: Role::Facilitator, secretary: false }
+        );
+        assert_eq!(session_seat(CommunityRole::Secretary), JoinAs { role: Role::Member, secretary: true });
+        assert_eq!(session_seat(CommunityRole::Member), JoinAs { role: Role::Member, secretary: false });
         assert!(may_record(CommunityRole::Secretary) && !may_record(CommunityRole::Member));
         assert!(
             is_date("2027-03-31") && !is_date("2027-02-30") && !is_date("31/03/2027") && !is_date("2027-3-1")

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, instrument, warn};
 
 use super::listing::Listing;
-use super::state::{Decision, Draft, Refusal, Session};
+use super::state::{Decision, Draft, JoinAs, Refusal, Session};
 use crate::clock::Clock;
 use crate::directory::Directory;
 use crate::outbox::{ConnectionId, Outbox};
@@ -82,7 +82,7 @@ enum Request {
     Join {
         member: MemberId,
         name: String,
-        role: Role,
+        join_as: JoinAs,
         accepted_rules: Option<String>,
         reply: oneshot::Sender<Result<(), JoinError>>,
     },
@@ -183,11 +183,11 @@ impl SessionHandle {
         &self,
         member: MemberId,
         name: String,
-        role: Role,
+        join_as: JoinAs,
         accepted_rules: Option<String>,
     ) -> Result<(), JoinError> {
         let (reply, answer) = oneshot::channel();
-        self.send(Request::Join { member, name, role, accepted_rules, reply })
+        self.send(Request::Join { member, name, join_as, accepted_rules, reply })
             .await
             .map_err(|()| JoinError::ShuttingDown)?;
         answer.await.unwrap_or(Err(JoinError::ShuttingDown))
@@ -486,13 +486,14 @@ impl SessionActor {
 
     async fn handle(&mut self, request: Request) {
         match request {
-            Request::Join { member, name, role, accepted_rules, reply } => {
-                let result = match self.session.decide_join(&member, &name, role, accepted_rules.as_deref()) {
-                    Ok(draft) => {
-                        self.commit(vec![draft]).await.map(|_| ()).map_err(|()| JoinError::Unavailable)
-                    }
-                    Err(refusal) => Err(refusal.into()),
-                };
+            Request::Join { member, name, join_as, accepted_rules, reply } => {
+                let result =
+                    match self.session.decide_join(&member, &name, join_as, accepted_rules.as_deref()) {
+                        Ok(draft) => {
+                            self.commit(vec![draft]).await.map(|_| ()).map_err(|()| JoinError::Unavailable)
+                        }
+                        Err(refusal) => Err(refusal.into()),
+                    };
                 let _ = reply.send(result);
             }
             Request::Connect { member, resume, outbox, reply } => {

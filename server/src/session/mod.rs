@@ -13,7 +13,7 @@ pub(crate) use actor::encode;
 pub use actor::{ActorSettings, ConnectError, JoinError, SessionHandle};
 pub use listing::Listing;
 pub use state::{
-    Decision, Draft, ERASED, Refusal, Session, SessionCaps, SessionSetup, TextLimits, check_text,
+    Decision, Draft, ERASED, JoinAs, Refusal, Session, SessionCaps, SessionSetup, TextLimits, check_text,
     rules_digest,
 };
 

@@ -272,7 +272,7 @@ impl Sut {
 
     fn join(&mut self, who: usize) {
         let role = if who == 0 { Role::Facilitator } else { Role::Member };
-        if let Ok(draft) = self.session.decide_join(&person(who), &format!("P{who}"), role, None) {
+        if let Ok(draft) = self.session.decide_join(&person(who), &format!("P{who}"), role.into(), None) {
             self.commit(vec![draft]);
         }
     }

@@ -139,6 +139,20 @@ impl Refusal {
     }
 }
 
+/// What someone joins a session as: their role, and whether they are its secretary,
+/// who exports the minutes as facilitators do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JoinAs {
+    pub role: Role,
+    pub secretary: bool,
+}
+
+impl From<Role> for JoinAs {
+    fn from(role: Role) -> Self {
+        Self { role, secretary: false }
+    }
+}
+
 /// An event before it is numbered: its room and what happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Draft {
@@ -546,9 +560,10 @@ impl Session {
         &self,
         id: &MemberId,
         name: &str,
-        role: Role,
+        join_as: JoinAs,
         accepted_rules: Option<&str>,
     ) -> Result<Draft, Refusal> {
+        let JoinAs { role, secretary } = join_as;
         if self.phase == Phase::Ended {
             return Err(Refusal::SessionEnded);
         }
@@ -591,7 +606,7 @@ impl Session {
         Ok(Draft::new(
             Room::Plenary,
             EventBody::Joined {
-                member: Member { id: id.clone(), name: name.to_owned(), role, secretary: false },
+                member: Member { id: id.clone(), name: name.to_owned(), role, secretary },
                 ground_rules,
             },
         ))

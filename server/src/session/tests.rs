@@ -52,7 +52,7 @@ impl Fixture {
     }
 
     fn join(&mut self, who: &str, role: Role) {
-        let draft = self.session.decide_join(&id(who), who, role, None).unwrap();
+        let draft = self.session.decide_join(&id(who), who, role.into(), None).unwrap();
         self.store(vec![draft]);
     }
 
@@ -659,7 +659,7 @@ fn a_session_holds_only_its_window_and_replay_never_reaches_before_it() {
 #[test]
 fn a_member_added_as_a_facilitator_becomes_one_and_nobody_joins_twice() {
     let mut fixture = Fixture::new(Settings::default());
-    let draft = fixture.session.decide_join(&id("m-1"), "m-1", Role::Facilitator, None).unwrap();
+    let draft = fixture.session.decide_join(&id("m-1"), "m-1", Role::Facilitator.into(), None).unwrap();
     let events = fixture.store(vec![draft]);
     assert!(
         matches!(
@@ -671,12 +671,12 @@ fn a_member_added_as_a_facilitator_becomes_one_and_nobody_joins_twice() {
     assert_eq!(fixture.session.role_of(&id("m-1")), Some(Role::Facilitator));
     // Already a facilitator, or joining as a member again: refused, nothing changes.
     for role in [Role::Facilitator, Role::Member] {
-        let refusal = fixture.session.decide_join(&id("m-1"), "m-1", role, None).unwrap_err();
+        let refusal = fixture.session.decide_join(&id("m-1"), "m-1", role.into(), None).unwrap_err();
         assert_eq!(refusal.code(), ErrorCode::InvalidValue, "{role:?}");
         assert!(refusal.to_string().contains("already here"), "{refusal}");
     }
     assert_eq!(
-        fixture.session.decide_join(&id("m-2"), "m-2", Role::Member, None).unwrap_err().code(),
+        fixture.session.decide_join(&id("m-2"), "m-2", Role::Member.into(), None).unwrap_err().code(),
         ErrorCode::InvalidValue
     );
 }

@@ -144,7 +144,8 @@ async fn fill(data: &Path, facilitator: &MemberId, sessions: usize, per_session:
                 events.push(event);
             }
         };
-        let joined = session.decide_join(facilitator, "Ada", caucus_protocol::Role::Facilitator, None)?;
+        let joined =
+            session.decide_join(facilitator, "Ada", caucus_protocol::Role::Facilitator.into(), None)?;
         apply(&mut session, vec![joined]);
         let ends = index % 10 != 0;
         let messages = per_session.saturating_sub(1 + usize::from(ends));
