@@ -515,14 +515,27 @@ async fn a_person_exports_their_data_and_a_deleted_account_is_gone_from_the_file
 }
 
 #[tokio::test]
-async fn behind_https_the_sign_in_cookie_is_secure() -> Result<()> {
+async fn behind_https_the_sign_in_cookie_is_secure_and_only_this_host_can_set_it() -> Result<()> {
     let server =
         TestServer::start_with(|config| config.public_url = Some("https://caucus.example.org".into())).await;
     let link = server.hub.accounts().mint_email_link("bea@example.org", None).await?;
     ensure!(link.starts_with("https://caucus.example.org/#signin="), "{link}");
     let response = verify(&server, link_token(&link), &[]).await?;
-    let (_, attributes) = set_cookie(&response, "caucus_signin").context("a sign-in cookie")?;
-    ensure!(attributes.contains("Secure") && attributes.contains("HttpOnly"), "{attributes}");
+    ensure!(set_cookie(&response, "caucus_signin").is_none(), "no cookie without the prefix");
+    // `__Host-`: a browser takes it only from this host, with Secure and Path=/, so no
+    // sibling host can plant one.
+    let (value, attributes) = set_cookie(&response, "__Host-caucus_signin").context("a sign-in cookie")?;
+    ensure!(
+        attributes.contains("Secure") && attributes.contains("HttpOnly") && attributes.contains("Path=/;"),
+        "{attributes}"
+    );
+    let me = |cookie: String| {
+        let address = server.address;
+        async move { http(address, "GET", "/api/me", &[("cookie", &cookie)], None).await }
+    };
+    ensure!(me(format!("__Host-caucus_signin={value}")).await?.status == 200, "the prefixed cookie signs in");
+    // The same value under the name a sibling host could plant is not read.
+    ensure!(me(format!("caucus_signin={value}")).await?.status == 401, "the unprefixed name is not read");
     Ok(())
 }
 

@@ -26,10 +26,52 @@ use crate::accounts::{AccountError, NewSignIn, SignedIn};
 use crate::auth::{TokenKind, origin_allowed};
 use crate::hub::Hub;
 
-/// The sign-in cookie.
-pub const SIGNIN_COOKIE: &str = "caucus_signin";
-/// The cookie that binds an OpenID Connect sign-in to the browser that started it.
-pub const FLOW_COOKIE: &str = "caucus_flow";
+/// The server's cookies.
+#[derive(Debug, Clone, Copy)]
+enum Cookie {
+    /// The sign-in.
+    SignIn,
+    /// Binds an OpenID Connect sign-in to the browser that started it.
+    Flow,
+}
+
+impl Cookie {
+    /// Its name. Over HTTPS it has the `__Host-` prefix: browsers take such a cookie
+    /// only from this very host, with `Secure` and `Path=/`, so no other host of the same
+    /// site can plant one (a planted sign-in would sign the browser in as its planter).
+    fn name(self, secure: bool) -> &'static str {
+        match (self, secure) {
+            (Cookie::SignIn, false) => "caucus_signin",
+            (Cookie::SignIn, true) => "__Host-caucus_signin",
+            (Cookie::Flow, false) => "caucus_flow",
+            (Cookie::Flow, true) => "__Host-caucus_flow",
+        }
+    }
+
+    /// The path it is sent for: `/` wherever the prefix asks for it.
+    fn path(self, secure: bool) -> &'static str {
+        match (self, secure) {
+            (Cookie::Flow, false) => "/auth",
+            _ => "/",
+        }
+    }
+
+    /// Its value in the request, if any.
+    fn read(self, hub: &Hub, headers: &HeaderMap) -> Option<String> {
+        cookie(headers, self.name(hub.accounts().secure_cookies())).map(str::to_owned)
+    }
+
+    /// Sets it to `value` for `max_age` seconds; 0 clears it.
+    fn set(self, hub: &Hub, value: &str, max_age: i64) -> HeaderValue {
+        let secure = hub.accounts().secure_cookies();
+        let (name, path) = (self.name(secure), self.path(secure));
+        let secure = if secure { "; Secure" } else { "" };
+        HeaderValue::from_str(&format!(
+            "{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}"
+        ))
+        .expect("cookie values are hex")
+    }
+}
 /// The header that carries the CSRF token.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
@@ -68,18 +110,10 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, value)| value.trim())
 }
 
-fn set_cookie(name: &str, value: &str, path: &str, max_age: i64, secure: bool) -> HeaderValue {
-    let secure = if secure { "; Secure" } else { "" };
-    HeaderValue::from_str(&format!(
-        "{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}"
-    ))
-    .expect("cookie values are hex")
-}
-
 /// The signed-in browser behind the request's cookie, if any.
 pub async fn signed_in(hub: &Hub, headers: &HeaderMap) -> Result<Option<SignedIn>, ApiFailure> {
-    match cookie(headers, SIGNIN_COOKIE) {
-        Some(value) if !value.is_empty() => Ok(hub.accounts().signed_in(value).await?),
+    match Cookie::SignIn.read(hub, headers) {
+        Some(value) if !value.is_empty() => Ok(hub.accounts().signed_in(&value).await?),
         _ => Ok(None),
     }
 }
@@ -152,12 +186,11 @@ fn me(signed: &SignedIn, return_to: Option<String>) -> Me {
 /// The new sign-in's cookie, replacing any the browser had: a value set before sign-in
 /// is never the one that signs in.
 fn signin_cookie(hub: &Hub, new: &NewSignIn) -> HeaderValue {
-    let accounts = hub.accounts();
-    set_cookie(SIGNIN_COOKIE, &new.cookie, "/", accounts.signin_secs(), accounts.secure_cookies())
+    Cookie::SignIn.set(hub, &new.cookie, hub.accounts().signin_secs())
 }
 
 fn clear_signin_cookie(hub: &Hub) -> HeaderValue {
-    set_cookie(SIGNIN_COOKIE, "", "/", 0, hub.accounts().secure_cookies())
+    Cookie::SignIn.set(hub, "", 0)
 }
 
 pub(super) async fn providers(State(hub): State<Arc<Hub>>) -> Json<SignInOptions> {
@@ -188,7 +221,7 @@ pub(super) async fn oidc_start(
                     "the identity provider's sign-in address is not valid",
                 );
             };
-            let flow_cookie = set_cookie(FLOW_COOKIE, &flow, "/auth", 600, hub.accounts().secure_cookies());
+            let flow_cookie = Cookie::Flow.set(&hub, &flow, 600);
             (StatusCode::SEE_OTHER, [(header::LOCATION, location), (header::SET_COOKIE, flow_cookie)])
                 .into_response()
         }
@@ -220,7 +253,7 @@ pub(super) async fn oidc_callback(
     Query(query): Query<CallbackQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let clear_flow = set_cookie(FLOW_COOKIE, "", "/auth", 0, hub.accounts().secure_cookies());
+    let clear_flow = Cookie::Flow.set(&hub, "", 0);
     // Only the provider's error code is shown, and only if it looks like one: the query
     // is anyone's to write, and this page speaks with Caucus's voice.
     if let Some(error) = query.error {
@@ -240,8 +273,8 @@ pub(super) async fn oidc_callback(
         page.headers_mut().append(header::SET_COOKIE, clear_flow);
         return page;
     };
-    let flow = cookie(&headers, FLOW_COOKIE);
-    let mut response = match hub.accounts().finish_oidc(&provider, flow, &state, &code).await {
+    let flow = Cookie::Flow.read(&hub, &headers);
+    let mut response = match hub.accounts().finish_oidc(&provider, flow.as_deref(), &state, &code).await {
         Ok(new) => {
             let location = HeaderValue::from_str(&new.return_to).unwrap_or(HeaderValue::from_static("/"));
             (
@@ -328,8 +361,8 @@ pub(super) async fn rename(
 ) -> Result<Json<Me>, ApiFailure> {
     let request: Rename = read_json(&hub, &headers, body).await?;
     hub.accounts().rename(&signed.account.id, &request.name).await?;
-    let cookie = cookie(&headers, SIGNIN_COOKIE).unwrap_or_default();
-    let signed = hub.accounts().signed_in(cookie).await?.ok_or(AccountError::NotSignedIn)?;
+    let cookie = Cookie::SignIn.read(&hub, &headers).unwrap_or_default();
+    let signed = hub.accounts().signed_in(&cookie).await?.ok_or(AccountError::NotSignedIn)?;
     Ok(Json(me(&signed, None)))
 }
 
