@@ -260,6 +260,62 @@ impl Default for ClusterConfig {
     }
 }
 
+/// The reverse proxies the server trusts: addresses (`127.0.0.1`) and networks
+/// (`10.244.0.0/16`, for proxies whose addresses change, such as an ingress
+/// controller's pods).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(transparent)]
+pub struct TrustedProxies(pub Vec<ProxyNetwork>);
+
+impl TrustedProxies {
+    /// Whether a connection from `address` comes from a trusted proxy.
+    pub fn contains(&self, address: std::net::IpAddr) -> bool {
+        let address = address.to_canonical();
+        self.0.iter().any(|network| network.0.contains(&address))
+    }
+
+    /// Whether no proxy is trusted.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// One entry of [`TrustedProxies`]: an address is a network of one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct ProxyNetwork(pub ipnet::IpNet);
+
+impl std::str::FromStr for ProxyNetwork {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let text = text.trim();
+        if let Ok(address) = text.parse::<std::net::IpAddr>() {
+            return Ok(Self(address.to_canonical().into()));
+        }
+        text.parse::<ipnet::IpNet>()
+            .map(|network| Self(network.trunc()))
+            .map_err(|_| format!("`{text}` is neither an IP address nor a network such as 10.0.0.0/8"))
+    }
+}
+
+impl TryFrom<String> for ProxyNetwork {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        text.parse()
+    }
+}
+
+impl std::fmt::Display for ProxyNetwork {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            network if network.prefix_len() == network.max_prefix_len() => network.addr().fmt(f),
+            network => network.fmt(f),
+        }
+    }
+}
+
 /// What is kept after a session ends.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -282,11 +338,11 @@ pub struct Config {
     pub public_url: Option<String>,
     /// Browser origins allowed to open `/ws`, besides the server's own.
     pub allowed_origins: Vec<String>,
-    /// Addresses of reverse proxies in front of the server. Every connection through a
-    /// proxy comes from its address, so these are exempt from the per-address cap on
-    /// waiting connections and the per-client limit on sign-in links (limit per client
-    /// at the proxy instead).
-    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Reverse proxies in front of the server, as addresses or networks. Every
+    /// connection through a proxy comes from its address, so these are exempt from the
+    /// per-address cap on waiting connections; the per-client limit on sign-in links
+    /// counts the client their `X-Forwarded-For` names instead.
+    pub trusted_proxies: TrustedProxies,
     /// A file holding the token signing key. `CAUCUS_JWT_SECRET` takes precedence.
     pub jwt_secret_file: Option<PathBuf>,
     /// The token issuer and audience.
@@ -414,7 +470,7 @@ impl Default for Config {
             data_dir: PathBuf::from("data"),
             public_url: None,
             allowed_origins: Vec::new(),
-            trusted_proxies: Vec::new(),
+            trusted_proxies: TrustedProxies::default(),
             jwt_secret_file: None,
             token_issuer: "caucus".into(),
             token_ttl_secs: 12 * 60 * 60,
@@ -495,12 +551,14 @@ impl Config {
                 .collect();
         }
         if let Some(value) = var("CAUCUS_TRUSTED_PROXIES") {
-            self.trusted_proxies = value
-                .split(',')
-                .map(str::trim)
-                .filter(|address| !address.is_empty())
-                .map(|address| parse("CAUCUS_TRUSTED_PROXIES", address))
-                .collect::<Result<_, _>>()?;
+            self.trusted_proxies = TrustedProxies(
+                value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|address| !address.is_empty())
+                    .map(|address| parse("CAUCUS_TRUSTED_PROXIES", address))
+                    .collect::<Result<_, _>>()?,
+            );
         }
         if let Some(value) = var("CAUCUS_JWT_SECRET_FILE") {
             self.jwt_secret_file = Some(PathBuf::from(value));
@@ -903,6 +961,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn trusted_proxies_are_addresses_or_networks() {
+        let ip = |text: &str| text.parse::<std::net::IpAddr>().unwrap();
+        let mut config = Config::default();
+        config
+            .apply_env(|name| (name == "CAUCUS_TRUSTED_PROXIES").then(|| "127.0.0.1, 10.244.0.0/16".into()))
+            .unwrap();
+        assert!(config.trusted_proxies.contains(ip("10.244.3.7")));
+        assert!(!config.trusted_proxies.contains(ip("10.245.0.1")));
+        assert!(config.trusted_proxies.contains(ip("::ffff:127.0.0.1")), "a mapped IPv4 is IPv4");
+        assert!(!config.trusted_proxies.contains(ip("127.0.0.2")));
+        let file: Config = toml::from_str("trusted_proxies = [\"::1\", \"fd00::/8\"]\n").unwrap();
+        assert!(file.trusted_proxies.contains(ip("fd12::5")));
+        assert!(file.trusted_proxies.contains(ip("::1")));
+        assert!(!file.trusted_proxies.contains(ip("2001:db8::1")));
+        let err = toml::from_str::<Config>("trusted_proxies = [\"proxy.local\"]\n").unwrap_err();
+        assert!(err.to_string().contains("neither an IP address nor a network"), "{err}");
+        assert_eq!(file.trusted_proxies.0[0].to_string(), "::1");
+        assert_eq!(file.trusted_proxies.0[1].to_string(), "fd00::/8");
+    }
+
+    #[test]
     fn environment_overrides_file_and_flags_override_environment() {
         let mut config: Config =
             toml::from_str("listen = \"127.0.0.1:9000\"\n[limits]\nframes_per_sec = 5\n").unwrap();
@@ -918,7 +997,9 @@ mod tests {
             .unwrap();
         assert_eq!(config.listen.port(), 9100);
         assert_eq!(config.allowed_origins.len(), 2);
-        assert_eq!(config.trusted_proxies.len(), 2);
+        assert_eq!(config.trusted_proxies.0.len(), 2);
+        assert!(config.trusted_proxies.contains("::1".parse().unwrap()));
+        assert!(!config.trusted_proxies.contains("127.0.0.2".parse().unwrap()));
         config.apply_overrides(Overrides {
             listen: Some("127.0.0.1:0".parse().unwrap()),
             ..Overrides::default()
@@ -940,6 +1021,7 @@ mod tests {
             .apply_env(|name| (name == "CAUCUS_TRUSTED_PROXIES").then(|| "proxy.local".into()))
             .unwrap_err();
         assert!(err.to_string().starts_with("CAUCUS_TRUSTED_PROXIES is not valid"), "{err}");
+        assert!(err.to_string().contains("neither an IP address nor a network"), "{err}");
         config.limits.outbound_queue = 10;
         assert!(config.validate().is_err());
     }

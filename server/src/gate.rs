@@ -72,7 +72,7 @@ pub struct Caps {
     /// Connections not yet welcomed from one source address, at most.
     pub pending_per_address: usize,
     /// Reverse proxies, exempt from the per-address cap: all their clients share it.
-    pub trusted_proxies: Vec<IpAddr>,
+    pub trusted_proxies: crate::config::TrustedProxies,
 }
 
 impl Caps {
@@ -171,7 +171,7 @@ impl Gate {
     /// Admits a connection from `address`, or says why not.
     pub fn admit(self: &Arc<Self>, address: IpAddr) -> Result<Arc<Ticket>, Refused> {
         let mut counts = self.counts.lock().expect("the gate's counts are never poisoned");
-        let proxy = self.caps.trusted_proxies.contains(&address);
+        let proxy = self.caps.trusted_proxies.contains(address);
         let from_address = counts.pending_by_address.get(&address).copied().unwrap_or(0);
         if from_address >= self.caps.pending_per_address && !proxy {
             return Err(Refused::Address);
@@ -531,7 +531,7 @@ mod tests {
             connections,
             pending,
             pending_per_address: per_address,
-            trusted_proxies: Vec::new(),
+            trusted_proxies: Default::default(),
         })
     }
 
@@ -542,7 +542,8 @@ mod tests {
             connections: 100,
             pending: 10,
             pending_per_address: 2,
-            trusted_proxies: vec![proxy],
+            // A network: an ingress controller's pods, say.
+            trusted_proxies: crate::config::TrustedProxies(vec!["10.0.0.0/31".parse().unwrap()]),
         });
         let tickets: Vec<_> = (0..5).map(|_| gate.admit(proxy).unwrap()).collect();
         assert_eq!(tickets.len(), 5);

@@ -137,7 +137,9 @@ impl Server {
             "connection caps"
         );
         if !caps.trusted_proxies.is_empty() {
-            info!(proxies = ?caps.trusted_proxies, "trusted proxies are exempt from the per-address cap");
+            let proxies =
+                caps.trusted_proxies.0.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+            info!(%proxies, "trusted proxies are exempt from the per-address cap");
         }
         Ok(Self { listener, address, hub, gate: Gate::new(caps) })
     }

@@ -232,6 +232,44 @@ async fn one_client_asking_for_links_to_many_addresses_is_held_back() -> Result<
 }
 
 #[tokio::test]
+async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_link_allowance() -> Result<()> {
+    // The test connects from 127.0.0.1, listed as the proxy in front.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let server = TestServer::start_with(move |config| {
+        config.accounts.smtp_url = Some(caucus_server::config::SecretText(format!("smtp://{closed}")));
+        config.accounts.email_links_per_client_per_hour = 2;
+        config.trusted_proxies = caucus_server::config::TrustedProxies(vec!["127.0.0.1".parse().unwrap()]);
+    })
+    .await;
+    let mut n = 0;
+    let mut ask = |forwarded_for: Option<&'static str>| {
+        n += 1;
+        let body = format!(r#"{{"email":"person{n}@example.org"}}"#);
+        async move {
+            let mut headers = vec![("content-type", "application/json")];
+            headers.extend(forwarded_for.map(|value| ("x-forwarded-for", value)));
+            let response = http(server.address, "POST", "/api/auth/email", &headers, Some(&body)).await?;
+            Ok::<u16, anyhow::Error>(response.status)
+        }
+    };
+    // 502: passed the limit, and failed at the mail server.
+    ensure!(ask(Some("198.51.100.1")).await? == 502, "the first client's first link");
+    ensure!(ask(Some("198.51.100.1")).await? == 502, "the first client's second link");
+    ensure!(ask(Some("198.51.100.1")).await? == 429, "the first client's third link is held back");
+    // Naming someone else further left does not help: the proxy appended the real address.
+    ensure!(ask(Some("203.0.113.50, 198.51.100.1")).await? == 429, "a forged entry to the left is ignored");
+    ensure!(
+        ask(Some("198.51.100.2")).await? == 502,
+        "another client behind the same proxy has its own allowance"
+    );
+    ensure!(
+        ask(None).await? == 502,
+        "the proxy's own requests, naming no client, are not counted per client"
+    );
+    Ok(())
+}
+
+#[tokio::test]
 async fn every_state_changing_request_needs_the_csrf_token() -> Result<()> {
     let server = admin_server().await;
     let ada = sign_in(&server, "ada@example.org").await?;

@@ -154,11 +154,22 @@ pub struct Accounts {
     links_by_client: governor::DefaultKeyedRateLimiter<IpAddr>,
     /// Reverse proxies, whose requests all come from their own address: exempt from
     /// `links_by_client`, like the gate's per-address cap.
-    trusted_proxies: Vec<IpAddr>,
+    trusted_proxies: crate::config::TrustedProxies,
     /// All sign-in mail, whoever it is for: a bound on what the server can be made to send.
     mail_rate: governor::DefaultDirectRateLimiter,
     live_signins: DashMap<String, (String, CancellationToken)>,
     live_roles: DashMap<String, CancellationToken>,
+}
+
+/// Where a request came from: the connection's peer, and what a proxy in front said in
+/// `X-Forwarded-For` (every such header's entries, joined with commas). The second is
+/// read only when the peer is one of `trusted_proxies`.
+#[derive(Debug, Clone, Copy)]
+pub struct Asker<'a> {
+    /// The address the connection came from.
+    pub peer: IpAddr,
+    /// The `X-Forwarded-For` entries, oldest first.
+    pub forwarded_for: &'a str,
 }
 
 /// 32 random bytes as hex.
@@ -389,11 +400,11 @@ impl Accounts {
         &self,
         email: &str,
         return_to: Option<&str>,
-        client: IpAddr,
+        asker: Asker<'_>,
     ) -> Result<(), AccountError> {
         let mailer = self.mailer.clone().ok_or(AccountError::EmailUnavailable)?;
         let normalized = rules::normalize_email(email).map_err(|why| AccountError::Invalid(why.into()))?;
-        self.check_client(client)?;
+        self.check_client(asker)?;
         let now = now();
         if self.links_asked.len() > 1_000 {
             self.links_asked.retain(|_, asked| asked.iter().any(|at| now.saturating_sub(*at) < 3600));
@@ -419,12 +430,12 @@ impl Accounts {
         Ok(())
     }
 
-    /// Counts a link asked for from `client` against its network's allowance.
-    fn check_client(&self, client: IpAddr) -> Result<(), AccountError> {
-        let client = client.to_canonical();
-        if self.trusted_proxies.contains(&client) {
+    /// Counts a link asked for by `asker` against its network's allowance.
+    fn check_client(&self, asker: Asker<'_>) -> Result<(), AccountError> {
+        let is_proxy = |address| self.trusted_proxies.contains(address);
+        let Some(client) = rules::client_of(asker.peer, asker.forwarded_for, is_proxy) else {
             return Ok(());
-        }
+        };
         if self.links_by_client.len() > 10_000 {
             self.links_by_client.retain_recent();
         }

@@ -133,9 +133,75 @@ pub fn network_of(client: std::net::IpAddr) -> std::net::IpAddr {
     }
 }
 
+/// Who asked, when counting what a client asks for. A request from an address that is
+/// not a trusted proxy comes from that address. One from a trusted proxy comes from the
+/// right-most address in its `X-Forwarded-For` that is not itself a trusted proxy: each
+/// proxy appends the address it was reached from, so what lies further left is the
+/// client's own word. `None` when a trusted proxy names no such address: such requests
+/// are not counted per client (the proxy is trusted to limit them).
+pub fn client_of(
+    peer: std::net::IpAddr,
+    forwarded_for: &str,
+    is_trusted: impl Fn(std::net::IpAddr) -> bool,
+) -> Option<std::net::IpAddr> {
+    if !is_trusted(peer) {
+        return Some(peer.to_canonical());
+    }
+    for entry in forwarded_for.rsplit(',') {
+        let address = forwarded_address(entry.trim())?;
+        if !is_trusted(address) {
+            return Some(address.to_canonical());
+        }
+    }
+    None
+}
+
+/// One `X-Forwarded-For` entry: an address, perhaps with a port (`[v6]:port`, `v4:port`).
+fn forwarded_address(entry: &str) -> Option<std::net::IpAddr> {
+    entry
+        .parse::<std::net::IpAddr>()
+        .ok()
+        .or_else(|| entry.parse::<std::net::SocketAddr>().ok().map(|socket| socket.ip()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn behind_a_trusted_proxy_the_client_is_the_address_the_proxy_appended() {
+        let ip = |text: &str| text.parse::<std::net::IpAddr>().unwrap();
+        let proxies =
+            |address: std::net::IpAddr| [ip("127.0.0.1"), ip("10.0.0.2")].contains(&address.to_canonical());
+        // Not through a proxy: the peer, whatever it claims.
+        assert_eq!(client_of(ip("203.0.113.7"), "198.51.100.1", proxies), Some(ip("203.0.113.7")));
+        // Through one: the right-most entry; what the client put further left is ignored.
+        assert_eq!(client_of(ip("127.0.0.1"), "198.51.100.1", proxies), Some(ip("198.51.100.1")));
+        assert_eq!(
+            client_of(ip("127.0.0.1"), "198.51.100.9, 198.51.100.1", proxies),
+            Some(ip("198.51.100.1"))
+        );
+        assert_eq!(
+            client_of(ip("127.0.0.1"), "not an address,198.51.100.1", proxies),
+            Some(ip("198.51.100.1"))
+        );
+        // Through two proxies: past the inner one.
+        assert_eq!(
+            client_of(ip("127.0.0.1"), "198.51.100.9, 198.51.100.1, 10.0.0.2", proxies),
+            Some(ip("198.51.100.1"))
+        );
+        // Ports and brackets, and a mapped IPv4.
+        assert_eq!(client_of(ip("127.0.0.1"), "198.51.100.1:4711", proxies), Some(ip("198.51.100.1")));
+        assert_eq!(client_of(ip("127.0.0.1"), "[2001:db8::1]:443", proxies), Some(ip("2001:db8::1")));
+        assert_eq!(
+            client_of(ip("::ffff:127.0.0.1"), "::ffff:198.51.100.1", proxies),
+            Some(ip("198.51.100.1"))
+        );
+        // A trusted proxy that names no client, or names only garbage: not counted per client.
+        assert_eq!(client_of(ip("127.0.0.1"), "", proxies), None);
+        assert_eq!(client_of(ip("127.0.0.1"), "unknown", proxies), None);
+        assert_eq!(client_of(ip("127.0.0.1"), "10.0.0.2", proxies), None);
+    }
 
     #[test]
     fn a_client_counts_as_its_address_or_its_ipv6_slash_64() {

@@ -22,7 +22,7 @@ use caucus_protocol::api::{
 use caucus_protocol::{ErrorCode, MemberId};
 
 use super::{ApiFailure, read_json};
-use crate::accounts::{AccountError, NewSignIn, SignedIn};
+use crate::accounts::{AccountError, Asker, NewSignIn, SignedIn};
 use crate::auth::{TokenKind, origin_allowed};
 use crate::hub::Hub;
 
@@ -332,7 +332,14 @@ pub(super) async fn email_request(
         return Err(AccountError::EmailUnavailable.into());
     }
     let request: EmailSignIn = read_json(&hub, &headers, body).await?;
-    hub.accounts().request_email_link(&request.email, request.return_to.as_deref(), client.ip()).await?;
+    let forwarded_for = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(",");
+    let asker = Asker { peer: client.ip(), forwarded_for: &forwarded_for };
+    hub.accounts().request_email_link(&request.email, request.return_to.as_deref(), asker).await?;
     Ok((StatusCode::ACCEPTED, Json(EmailSent { sent: true })))
 }
 
