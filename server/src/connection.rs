@@ -22,10 +22,9 @@ use futures::SinkExt;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::time::{Instant, sleep_until, timeout};
 use tokio_tungstenite::tungstenite;
-use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info_span};
 
-use crate::accounts::{SignedIn, Watch};
+use crate::accounts::{SignedIn, Watch, Watched};
 use crate::auth::{TokenError, TokenKind};
 use crate::gate::Ticket;
 use crate::hub::{Hub, SessionRef};
@@ -167,7 +166,7 @@ impl Connection {
         tokio::pin!(deadline);
         // A signed-in connection closes when its sign-in ends or its roles change; the
         // others watch tokens nobody cancels.
-        let (mut signed_out, mut roles_changed) = (CancellationToken::new(), CancellationToken::new());
+        let (mut signed_out, mut roles_changed) = (Watched::default(), Watched::default());
 
         let ending = loop {
             tokio::select! {

@@ -5,6 +5,7 @@
 //! - [`db`]: the tables, in the store's SQLite file.
 //! - [`oidc`]: sign-in with an organisation's OpenID Connect provider.
 //! - [`email`]: single-use sign-in links sent over SMTP.
+//! - [`live`]: what closes live connections when a sign-in or an account's roles end.
 //!
 //! A sign-in is a row keyed by the SHA-256 of a random cookie value, so the database
 //! never holds a value that signs anyone in. [`Accounts`] also keeps, in memory, a
@@ -14,6 +15,7 @@
 
 pub mod db;
 pub mod email;
+pub mod live;
 pub mod oidc;
 pub mod rules;
 
@@ -30,11 +32,12 @@ use caucus_protocol::{MemberId, SessionId};
 use dashmap::DashMap;
 use rand::RngCore;
 use sha2::Digest;
-use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 pub use self::db::{Account, AccountDb};
 use self::email::{MailError, Mailer};
+use self::live::LiveTokens;
+pub use self::live::Watched;
 use self::oidc::{OidcError, Provider};
 pub use self::rules::Roles;
 use crate::config::Config;
@@ -121,9 +124,9 @@ pub struct NewSignIn {
 #[derive(Debug, Clone)]
 pub struct Watch {
     /// Cancelled when the sign-in ends.
-    pub signin: CancellationToken,
+    pub signin: Watched,
     /// Cancelled when the account's roles change.
-    pub roles: CancellationToken,
+    pub roles: Watched,
 }
 
 /// An OpenID Connect sign-in between the redirect and the callback.
@@ -157,8 +160,10 @@ pub struct Accounts {
     trusted_proxies: crate::config::TrustedProxies,
     /// All sign-in mail, whoever it is for: a bound on what the server can be made to send.
     mail_rate: governor::DefaultDirectRateLimiter,
-    live_signins: DashMap<String, (String, CancellationToken)>,
-    live_roles: DashMap<String, CancellationToken>,
+    /// Live sign-ins by their key, tagged with their account.
+    live_signins: LiveTokens<String, String>,
+    /// Live accounts' roles, by account.
+    live_roles: LiveTokens<String>,
 }
 
 /// Where a request came from: the connection's peer, and what a proxy in front said in
@@ -228,8 +233,8 @@ impl Accounts {
             )),
             trusted_proxies: config.trusted_proxies.clone(),
             mail_rate: governor::RateLimiter::direct(governor::Quota::per_minute(MAIL_PER_MINUTE)),
-            live_signins: DashMap::new(),
-            live_roles: DashMap::new(),
+            live_signins: LiveTokens::default(),
+            live_roles: LiveTokens::default(),
         })
     }
 
@@ -517,13 +522,8 @@ impl Accounts {
 
     /// What a connection of this sign-in watches.
     pub fn watch(&self, signed_in: &SignedIn) -> Watch {
-        let signin = self
-            .live_signins
-            .entry(signed_in.signin.clone())
-            .or_insert_with(|| (signed_in.account.id.clone(), CancellationToken::new()))
-            .1
-            .clone();
-        let roles = self.live_roles.entry(signed_in.account.id.clone()).or_default().clone();
+        let signin = self.live_signins.watch(signed_in.signin.clone(), || signed_in.account.id.clone());
+        let roles = self.live_roles.watch(signed_in.account.id.clone(), || ());
         Watch { signin, roles }
     }
 
@@ -538,9 +538,7 @@ impl Accounts {
     pub async fn sign_out(&self, signed_in: &SignedIn) -> Result<(), AccountError> {
         let hash = signed_in.signin.clone();
         self.db.call(move |connection| db::delete_signin(connection, &hash)).await?;
-        if let Some((_, (_, token))) = self.live_signins.remove(&signed_in.signin) {
-            token.cancel();
-        }
+        self.live_signins.cancel(&signed_in.signin);
         info!(account = %signed_in.account.id, "signed out");
         Ok(())
     }
@@ -555,19 +553,12 @@ impl Accounts {
     }
 
     fn cancel_signins(&self, account: &str) {
-        self.live_signins.retain(|_, (owner, token)| {
-            if owner == account {
-                token.cancel();
-            }
-            owner != account
-        });
+        self.live_signins.cancel_where(|owner| owner == account);
     }
 
     /// Closes the connections of `account` because its roles changed.
     fn roles_changed(&self, account: &str) {
-        if let Some((_, token)) = self.live_roles.remove(account) {
-            token.cancel();
-        }
+        self.live_roles.cancel(&account.to_owned());
     }
 
     // ----- The account's own data -----------------------------------------------------
