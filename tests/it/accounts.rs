@@ -188,16 +188,25 @@ async fn without_smtp_email_sign_in_says_so_and_return_paths_stay_local() -> Res
     Ok(())
 }
 
+/// A server whose mail server refuses connections, allowing `per_client` sign-in links
+/// per client an hour: every link that passes the limits is answered 502 "not sent", so
+/// a refusal by the limit is the only 429.
+async fn server_whose_mail_fails(
+    per_client: u32,
+    more: impl FnOnce(&mut caucus_server::config::Config),
+) -> Result<TestServer> {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    Ok(TestServer::start_with(move |config| {
+        config.accounts.smtp_url = Some(caucus_server::config::SecretText(format!("smtp://{closed}")));
+        config.accounts.email_links_per_client_per_hour = per_client;
+        more(config);
+    })
+    .await)
+}
+
 #[tokio::test]
 async fn one_client_asking_for_links_to_many_addresses_is_held_back() -> Result<()> {
-    // A mail server that refuses connections: every link that passes the limits is
-    // answered "not sent", so a refusal by the limit is the only 429.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-    let server = TestServer::start_with(move |config| {
-        config.accounts.smtp_url = Some(caucus_server::config::SecretText(format!("smtp://{closed}")));
-        config.accounts.email_links_per_client_per_hour = 3;
-    })
-    .await;
+    let server = server_whose_mail_fails(3, |_| {}).await?;
     let ask = |n: usize| {
         let body = format!(r#"{{"email":"person{n}@example.org"}}"#);
         async move {
@@ -234,13 +243,10 @@ async fn one_client_asking_for_links_to_many_addresses_is_held_back() -> Result<
 #[tokio::test]
 async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_link_allowance() -> Result<()> {
     // The test connects from 127.0.0.1, listed as the proxy in front.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-    let server = TestServer::start_with(move |config| {
-        config.accounts.smtp_url = Some(caucus_server::config::SecretText(format!("smtp://{closed}")));
-        config.accounts.email_links_per_client_per_hour = 2;
+    let server = server_whose_mail_fails(2, |config| {
         config.trusted_proxies = caucus_server::config::TrustedProxies(vec!["127.0.0.1".parse().unwrap()]);
     })
-    .await;
+    .await?;
     let mut n = 0;
     let mut ask = |forwarded_for: Option<&'static str>| {
         n += 1;
