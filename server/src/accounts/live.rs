@@ -6,6 +6,7 @@
 //! since the last sweep. The maps then hold about what live connections watch, not
 //! every sign-in that ever connected.
 
+use std::borrow::Borrow;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
@@ -48,7 +49,10 @@ impl<K: Eq + Hash + Clone, T> LiveTokens<K, T> {
     }
 
     /// Ends `key`: the connections watching it close.
-    pub fn cancel(&self, key: &K) {
+    pub fn cancel<Q: Eq + Hash + ?Sized>(&self, key: &Q)
+    where
+        K: Borrow<Q>,
+    {
         if let Some((_, (_, token))) = self.tokens.remove(key) {
             token.upgrade().inspect(|token| token.cancel());
         }
@@ -97,7 +101,7 @@ mod tests {
         let first = live.watch("s1".into(), || "ann".into());
         let second = live.watch("s1".into(), || unreachable!("the tag is asked for once"));
         let other = live.watch("s2".into(), || "bea".into());
-        live.cancel(&"s1".to_owned());
+        live.cancel("s1");
         assert!(first.is_cancelled() && second.is_cancelled());
         assert!(!other.is_cancelled(), "another sign-in stays");
         live.cancel_where(|account| account == "bea");

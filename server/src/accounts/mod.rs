@@ -558,7 +558,7 @@ impl Accounts {
 
     /// Closes the connections of `account` because its roles changed.
     fn roles_changed(&self, account: &str) {
-        self.live_roles.cancel(&account.to_owned());
+        self.live_roles.cancel(account);
     }
 
     // ----- The account's own data -----------------------------------------------------
