@@ -111,7 +111,12 @@ impl Server {
         let account_db = match config.store.kind {
             // Accounts and communities stay in the data folder's SQLite file for now,
             // even beside a shared store.
-            StoreKind::Sqlite | StoreKind::Postgres => AccountDb::open(&config.database_path())?,
+            StoreKind::Sqlite => AccountDb::open(&config.database_path())?,
+            StoreKind::Postgres => {
+                // Beside PostgreSQL nothing else makes the file and its tables.
+                crate::store::SqliteStore::prepare(&config.sqlite_options())?;
+                AccountDb::open(&config.database_path())?
+            }
             StoreKind::Memory => AccountDb::in_memory()?,
         };
         let accounts = Accounts::new(&config, account_db, &public_url)?;

@@ -269,7 +269,7 @@ where
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
         // Opening the store creates the database and its tables if this is a new folder.
-        drop(caucus_server::store::SqliteStore::open(config.sqlite_options())?);
+        caucus_server::store::SqliteStore::prepare(&config.sqlite_options())?;
         let db = AccountDb::open(&config.database_path())?;
         let accounts = std::sync::Arc::new(Accounts::new(config, db, &config.public_url(config.listen))?);
         Ok(work(accounts).await?)

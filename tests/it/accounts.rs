@@ -103,7 +103,7 @@ pub(crate) fn error_code(response: &HttpResponse) -> Option<String> {
     body["error"]["code"].as_str().map(str::to_owned)
 }
 
-fn create_body(title: &str) -> String {
+pub(crate) fn create_body(title: &str) -> String {
     serde_json::json!({ "title": title, "caucuses": { "a": "A", "b": "B" }, "ground_rules": GROUND_RULES })
         .to_string()
 }

@@ -18,6 +18,7 @@ use caucus_server::store::{
 };
 use caucus_tests::{Client, GuestToken, fresh_client_id, http, room};
 
+use crate::accounts::{create_body, sign_in};
 use crate::support::binary::{Running, caucus_binary, serve};
 use crate::support::postgres::{PrivatePostgres, connect, postgres};
 use crate::support::{Scene, TestServer};
@@ -104,6 +105,27 @@ async fn a_session_kept_in_postgres_comes_back_whole_after_a_restart() -> Result
     let (_, _, epoch, body) = rows.last().context("rows")?;
     ensure!(body.contains("after the restart") && *epoch == 2, "the restarted node claimed it: {rows:?}");
     ensure!(rows.iter().all(|(_, _, epoch, _)| *epoch <= 2));
+    Ok(())
+}
+
+/// Accounts and communities stay in the data folder's SQLite file beside PostgreSQL: a
+/// node on a fresh folder signs people in, and they sit in sessions as their accounts.
+#[tokio::test]
+async fn a_node_on_postgres_signs_people_in() -> Result<()> {
+    let Some(postgres) = postgres() else { return Ok(()) };
+    let url = postgres.database().await?;
+    let server = TestServer::start_with(|config| {
+        on_postgres(config, &url, "accounts");
+        config.accounts.admins = vec!["ada@example.org".into()];
+    })
+    .await;
+    let ada = sign_in(&server, "ada@example.org").await?;
+    let created = ada.post("/api/sessions", &create_body("On PostgreSQL")).await?;
+    ensure!(created.status == 201, "{} {}", created.status, created.body);
+    let created: SessionCreated = created.json()?;
+    let mut socket = ada.socket().await?;
+    let welcome = socket.hello(&created.session, "").await?;
+    ensure!(welcome.you.id.as_str() == ada.me.account.id, "{:?}", welcome.you);
     Ok(())
 }
 

@@ -160,20 +160,32 @@ fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database, runs pending migrations, and starts
-    /// the writer thread.
-    pub fn open(options: SqliteOptions) -> Result<Self, StoreError> {
+    /// Creates the database file if need be and runs pending migrations, without
+    /// starting a writer: for the accounts and communities, which stay in the data
+    /// folder's file beside a shared store, and for the commands that change them.
+    pub fn prepare(options: &SqliteOptions) -> Result<(), StoreError> {
+        Self::open_migrated(options).map(drop)
+    }
+
+    fn open_migrated(options: &SqliteOptions) -> Result<Connection, StoreError> {
         if let Some(parent) = options.path.parent() {
             crate::config::create_data_dir(parent)
                 .map_err(|err| StoreError::new(format!("cannot create {}: {err}", parent.display())))?;
         }
         create_private(&options.path)?;
         let mut connection = open_connection(&options.path, options.busy_timeout)?;
+        migrate(&mut connection)?;
+        Ok(connection)
+    }
+
+    /// Opens (creating if needed) the database, runs pending migrations, and starts
+    /// the writer thread.
+    pub fn open(options: SqliteOptions) -> Result<Self, StoreError> {
+        let connection = Self::open_migrated(&options)?;
         if options.synchronous == Synchronous::Normal {
             connection.execute_batch("PRAGMA synchronous = NORMAL;").map_err(StoreError::new)?;
             info!("store.synchronous = normal: commits reach the disk at checkpoints only");
         }
-        migrate(&mut connection)?;
         let (writes, queue) = mpsc::channel(QUEUE);
         let batch = if options.group_commit { MAX_BATCH } else { 1 };
         std::thread::Builder::new()
