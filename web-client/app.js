@@ -483,6 +483,7 @@ class Live {
     this.renderOutbox();
     if (event.code === 4011) return this.signedOut();
     if (event.code === 4010) return this.roleChanged();
+    if (event.code === 4012) return this.seatKept();
     const final = { 4001: true, 4002: true, 4003: true, 4004: true };
     if (final[event.code]) {
       setStatus("Disconnected", "offline");
@@ -516,6 +517,32 @@ class Live {
     history.replaceState(null, "", "/");
     showStart({
       notice: "You were signed out, so this session closed. Sign in again to come back to it.",
+      returnTo: `/#session=${this.session}`,
+    });
+  }
+
+  /**
+   * This guest seat is now kept in an account, which retired its token (here, in
+   * another tab, or on another device). Signed in, the cookie opens the seat: come
+   * straight back. Otherwise, sign in first; what waits in the outbox stays in this tab
+   * and is sent once back.
+   */
+  async seatKept() {
+    store.remove(`session.${this.session}`);
+    store.remove(`title.${this.session}`);
+    this.token = null;
+    // Asked afresh: the sign-in may have happened in another tab since this one loaded.
+    if (await loadMe()) {
+      if (this.stopped) return;
+      this.notify("Your seat is now kept in your account. Reconnecting…");
+      this.retry = 0;
+      return this.connect();
+    }
+    this.stop();
+    setStatus("", "");
+    history.replaceState(null, "", "/");
+    showStart({
+      notice: "This seat is now kept in an account. Sign in with it to come back to the session.",
       returnTo: `/#session=${this.session}`,
     });
   }

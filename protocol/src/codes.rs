@@ -148,6 +148,9 @@ pub mod close {
     /// The browser's sign-in ended: signed out (here or everywhere), the account was
     /// deleted, or the sign-in expired. Sign in again.
     pub const SIGNED_OUT: u16 = 4011;
+    /// The guest seat this member token stands for is now kept in an account, which
+    /// retires the token. Sign in, then reconnect without it.
+    pub const SEAT_KEPT: u16 = 4012;
 }
 
 #[cfg(test)]

@@ -8,8 +8,9 @@
 //! 2. Once welcomed, each text frame is rate-limited, decoded and passed to the actor.
 //!    A frame that does not decode gets an `error` and the connection stays open.
 //! 3. It ends when the client closes, the server shuts down (1001), the token expires
-//!    (4002), the client stops answering pings (4009), its queue fills (4008), or a
-//!    protocol breach (1002, 1003, 1007, 1009). Each server-side close sends a close
+//!    (4002), the client stops answering pings (4009), its queue fills (4008), what
+//!    it entered with ends (a sign-in, 4011; roles, 4010; a guest's seat kept in an
+//!    account, 4012), or a protocol breach (1002, 1003, 1007, 1009). Each server-side close sends a close
 //!    frame and then reads until the client answers, so the handshake completes.
 
 use std::num::NonZeroU32;
@@ -37,6 +38,8 @@ const BATCH: usize = 64;
 /// How many bytes one flush gathers at most: the WebSocket's write buffer holds a batch
 /// until the socket takes it, so a batch of large frames must not grow it without end.
 const BATCH_BYTES: usize = 64 * 1024;
+/// Why a guest's token no longer opens their seat.
+const SEAT_KEPT: &str = "this seat is now kept in an account: sign in, then reconnect without the token";
 /// How long a closing connection waits for the client's half of the close handshake.
 const CLOSE_GRACE: Duration = Duration::from_secs(3);
 
@@ -164,9 +167,11 @@ impl Connection {
         // token's expiry. Echo connections have neither.
         let deadline = sleep_until(Instant::now() + Duration::from_secs(timeouts.hello_secs));
         tokio::pin!(deadline);
-        // A signed-in connection closes when its sign-in ends or its roles change; the
-        // others watch tokens nobody cancels.
-        let (mut signed_out, mut roles_changed) = (Watched::default(), Watched::default());
+        // A signed-in connection closes when its sign-in ends or its roles change, and
+        // one entered with a guest's token when that seat is kept in an account; each
+        // watches tokens nobody cancels for the others.
+        let (mut signed_out, mut roles_changed, mut seat_kept) =
+            (Watched::default(), Watched::default(), Watched::default());
 
         let ending = loop {
             tokio::select! {
@@ -182,6 +187,7 @@ impl Connection {
                 },
                 () = signed_out.cancelled() => break Ending::close(close::SIGNED_OUT, "you were signed out; sign in again"),
                 () = roles_changed.cancelled() => break Ending::close(close::ROLE_CHANGED, "your roles changed; reconnect"),
+                () = seat_kept.cancelled() => break Ending::close(close::SEAT_KEPT, SEAT_KEPT),
                 () = &mut deadline, if self.mode == Mode::Chat => break match &self.entered {
                     None => Ending::close(close::HELLO_TIMEOUT, "no hello arrived in time"),
                     Some(entered) if entered.signed_in => Ending::close(close::SIGNED_OUT, "your sign-in has expired; sign in again"),
@@ -220,7 +226,7 @@ impl Connection {
                                 deadline.as_mut().reset(entered.expires_at);
                             }
                             if let Some(watch) = self.watch.take() {
-                                (signed_out, roles_changed) = (watch.signin, watch.roles);
+                                (signed_out, roles_changed, seat_kept) = (watch.signin, watch.roles, watch.guest_seat);
                             }
                         }
                         Some(Ok(Message::Binary(_))) => {
@@ -326,7 +332,13 @@ impl Connection {
     ) -> Option<Ending> {
         let no_such_session =
             || Some(Ending::close(close::NO_SUCH_SESSION, "no such session for this token"));
-        let (member, expires_unix) = match (token.is_empty(), self.signed.take()) {
+        let try_again_later = || {
+            Some(Ending::close(
+                close::TRY_AGAIN_LATER,
+                "this session cannot be opened just now; reconnect shortly",
+            ))
+        };
+        let (member, expires_unix, signed_in) = match (token.is_empty(), self.signed.take()) {
             // A signed-in browser: the account's seat in the session says who it is.
             (true, Some(signed)) => {
                 let Ok(Some(member)) = self.hub.accounts().seat(&signed.account.id, &session_id).await else {
@@ -337,7 +349,7 @@ impl Connection {
                 if !matches!(self.hub.accounts().still_signed_in(&signed).await, Ok(true)) {
                     return Some(Ending::close(close::SIGNED_OUT, "you were signed out; sign in again"));
                 }
-                (member, u64::try_from(signed.expires_at).unwrap_or(0))
+                (member, u64::try_from(signed.expires_at).unwrap_or(0), true)
             }
             _ => {
                 let (claims, member) = match self.hub.auth().verify(token) {
@@ -356,14 +368,18 @@ impl Connection {
                 if claims.kind == TokenKind::Member && claims.sid.as_ref() != Some(&session_id) {
                     return no_such_session();
                 }
-                (member, claims.exp)
+                // A guest's token opens their seat until the seat is kept in an
+                // account. Watch first, then look: a keeping in between is not missed.
+                if claims.kind == TokenKind::Member {
+                    self.watch = Some(self.hub.accounts().watch_guest_seat(&session_id, &member));
+                    match self.hub.accounts().guest_token_retired(&session_id, &member).await {
+                        Ok(false) => {}
+                        Ok(true) => return Some(Ending::close(close::SEAT_KEPT, SEAT_KEPT)),
+                        Err(_) => return try_again_later(),
+                    }
+                }
+                (member, claims.exp, false)
             }
-        };
-        let try_again_later = || {
-            Some(Ending::close(
-                close::TRY_AGAIN_LATER,
-                "this session cannot be opened just now; reconnect shortly",
-            ))
         };
         // A session on another node may stop answering as this one reaches it (its node
         // died or handed it on): look again until it can have been taken over.
@@ -395,7 +411,7 @@ impl Connection {
             member,
             expires_at: Instant::now() + Duration::from_secs(remaining),
             member_rate,
-            signed_in: self.watch.is_some(),
+            signed_in,
         });
         None
     }

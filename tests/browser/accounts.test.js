@@ -254,6 +254,71 @@ test("signing out closes the session open in another tab and says so", { timeout
   }
 });
 
+test("keeping a guest seat in an account retires its token: a tab using it comes back signed in, another device is asked to sign in and loses nothing", { timeout: 180000 }, async () => {
+  const server = await accountsServer();
+  try {
+    const ada = await person(browser);
+    await signInWithProvider(ada, "ada");
+    await ada.getByLabel("Title").fill("Kept seat circle");
+    await ada.getByRole("button", { name: "Create session" }).click();
+    await online(ada);
+    await ada.getByRole("button", { name: "Facilitator console" }).click();
+    const invite = await ada.locator("#invite-link").inputValue();
+    await ada.getByRole("button", { name: "Plenary" }).click();
+
+    // Gus joins as a guest, and the same seat is open in a second tab and on his phone
+    // (a browser holding a copy of the token, not signed in).
+    const gus = await person(browser);
+    await joinAs(gus, invite, "Gus");
+    const sessionUrl = gus.url();
+    const [key, token] = await gus.evaluate(() => Object.entries(localStorage).find(([key]) => key.startsWith("caucus.session.")));
+    const tab = await gus.context().newPage();
+    await tab.goto(sessionUrl);
+    await online(tab);
+    const phone = await person(browser);
+    await phone.goto(`${origin}/`);
+    await phone.evaluate(([key, token]) => localStorage.setItem(key, token), [key, token]);
+    await phone.goto(sessionUrl);
+    await online(phone);
+
+    // The phone loses its network, and what Gus types there waits.
+    await phone.context().setOffline(true);
+    await phone.locator("#status", { hasText: /lost|offline|reconnecting/i }).waitFor({ timeout: 20000 });
+    const waiting = "Gus, from the phone: typed on the train";
+    await phone.locator("#composer").fill(waiting);
+    await phone.locator("#composer").press("Enter");
+    await phone.locator("#outbox li", { hasText: waiting }).first().waitFor();
+
+    // In the first tab he signs in and keeps the seat in his account.
+    await gus.goto(`${origin}/`);
+    await signInByEmail(gus, "gus@example.org");
+    await gus.getByRole("button", { name: "Keep this seat in your account (Kept seat circle)" }).click();
+    await gus.getByText("Your seat in “Kept seat circle” is now kept in your account.").waitFor();
+
+    // The second tab's connection closes with the token; it comes back with the cookie,
+    // as Gus, and what he says there is his.
+    await tab.getByText("Your seat is now kept in your account.").first().waitFor();
+    await online(tab);
+    await say(tab, "Gus, from the second tab: still here");
+    await ada.locator("#messages li", { hasText: "Gus, from the second tab: still here" }).locator(".who", { hasText: "Gus" }).waitFor();
+    assert.equal(await helloWith(tab, new URL(sessionUrl).hash.replace("#session=", ""), token), 4012, "the retired token still opens the seat");
+
+    // The phone comes back online: its token opens nothing now, so it asks Gus to sign in.
+    await phone.context().setOffline(false);
+    await phone.getByText("This seat is now kept in an account. Sign in with it to come back to the session.").waitFor({ timeout: 30000 });
+    assert.equal(await phone.evaluate((key) => localStorage.getItem(key), key), null, "the retired token stayed on the phone");
+    await signInByEmail(phone, "gus@example.org");
+    await online(phone);
+    // Nothing typed on the train was lost: it arrives once, as Gus's.
+    await phone.locator(`#outbox li[data-state="sent"]`, { hasText: waiting }).first().waitFor({ timeout: 30000 });
+    await ada.locator("#messages li", { hasText: waiting }).locator(".who", { hasText: "Gus" }).waitFor();
+    assert.equal(await ada.locator("#messages li", { hasText: waiting }).count(), 1, "the waiting message arrived more than once");
+    for (const page of [ada, gus, tab, phone]) assert.deepEqual(page.errors || [], []);
+  } finally {
+    await server.stop();
+  }
+});
+
 test("a session closed to guests asks people to sign in, and an emailed link works only once", { timeout: 120000 }, async () => {
   const server = await accountsServer();
   try {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use caucus_protocol::api::{Joined, Me, MySessions, SessionCreated};
-use caucus_protocol::{Role, Room, close};
+use caucus_protocol::{Command, Role, Room, close};
 use caucus_tests::{Client, GuestToken, HttpResponse, http};
 
 use crate::support::{GROUND_RULES, TestServer};
@@ -424,7 +424,8 @@ async fn a_member_already_here_added_by_email_becomes_a_co_facilitator() -> Resu
 }
 
 #[tokio::test]
-async fn a_guest_keeps_their_seat_in_an_account_and_comes_back_after_a_restart() -> Result<()> {
+async fn a_guest_keeps_their_seat_in_an_account_which_retires_the_token_and_comes_back_after_a_restart()
+-> Result<()> {
     let server = admin_server().await;
     let ada = sign_in(&server, "ada@example.org").await?;
     let created: SessionCreated = ada.post("/api/sessions", &create_body("Circle")).await?.json()?;
@@ -434,6 +435,12 @@ async fn a_guest_keeps_their_seat_in_an_account_and_comes_back_after_a_restart()
     guest.hello(&created.session, joined.guest_token()).await?;
     let said = guest.say(Room::Plenary, "Hello from a guest").await?;
 
+    let minutes = format!("/api/sessions/{}/minutes", created.session);
+    let bearer = format!("Bearer {}", joined.guest_token());
+    let (address, headers) = (server.address, [("authorization", bearer.as_str())]);
+    let as_guest = || http(address, "GET", &minutes, &headers, None);
+    ensure!(as_guest().await?.status == 403, "the guest's token is good, though not for the minutes");
+
     let amara = sign_in(&server, "amara@example.org").await?;
     let attached = amara.post("/api/me/seats", &format!(r#"{{"token":"{}"}}"#, joined.guest_token())).await?;
     ensure!(attached.status == 200 && attached.body.contains(joined.member.as_str()), "{}", attached.body);
@@ -441,6 +448,23 @@ async fn a_guest_keeps_their_seat_in_an_account_and_comes_back_after_a_restart()
     let eve = sign_in(&server, "eve@example.org").await?;
     let stolen = eve.post("/api/me/seats", &format!(r#"{{"token":"{}"}}"#, joined.guest_token())).await?;
     ensure!(stolen.status == 403, "{}", stolen.body);
+
+    // The seat is the account's now, so its guest token opens nothing: the connection
+    // entered with it closes, and it is refused at `hello` and over HTTP.
+    let closed = guest.expect_close().await?;
+    ensure!(closed.code == Some(close::SEAT_KEPT), "{closed:?}");
+    let mut again = server.client().await;
+    again
+        .send_command(Command::Hello {
+            session: created.session.clone(),
+            token: joined.guest_token().to_owned(),
+            resume: Default::default(),
+        })
+        .await?;
+    let refused = again.expect_close().await?;
+    ensure!(refused.code == Some(close::SEAT_KEPT) && refused.reason.contains("sign in"), "{refused:?}");
+    let refused = as_guest().await?;
+    ensure!(refused.status == 401 && refused.body.contains("kept in an account"), "{}", refused.body);
 
     // A day later: a new process on the same data; the cookie still signs Amara in, and
     // she is the same member, with her own message in the plenary.

@@ -109,9 +109,10 @@ async fn a_session_kept_in_postgres_comes_back_whole_after_a_restart() -> Result
 }
 
 /// Accounts and communities stay in the data folder's SQLite file beside PostgreSQL: a
-/// node on a fresh folder signs people in, and they sit in sessions as their accounts.
+/// node on a fresh folder signs people in, and a guest's seat kept in an account
+/// retires the guest's token there too.
 #[tokio::test]
-async fn a_node_on_postgres_signs_people_in() -> Result<()> {
+async fn a_node_on_postgres_signs_people_in_and_keeps_a_guests_seat() -> Result<()> {
     let Some(postgres) = postgres() else { return Ok(()) };
     let url = postgres.database().await?;
     let server = TestServer::start_with(|config| {
@@ -123,9 +124,17 @@ async fn a_node_on_postgres_signs_people_in() -> Result<()> {
     let created = ada.post("/api/sessions", &create_body("On PostgreSQL")).await?;
     ensure!(created.status == 201, "{} {}", created.status, created.body);
     let created: SessionCreated = created.json()?;
-    let mut socket = ada.socket().await?;
+
+    let joined: Joined = server.join(&created.invite_code, "Amara").await?;
+    let mut guest = server.client().await;
+    guest.hello(&created.session, joined.guest_token()).await?;
+    let amara = sign_in(&server, "amara@example.org").await?;
+    let kept = amara.post("/api/me/seats", &format!(r#"{{"token":"{}"}}"#, joined.guest_token())).await?;
+    ensure!(kept.status == 200, "{} {}", kept.status, kept.body);
+    ensure!(guest.expect_close().await?.code == Some(close::SEAT_KEPT), "the guest's connection stays open");
+    let mut socket = amara.socket().await?;
     let welcome = socket.hello(&created.session, "").await?;
-    ensure!(welcome.you.id.as_str() == ada.me.account.id, "{:?}", welcome.you);
+    ensure!(welcome.you.id == joined.member, "{:?}", welcome.you);
     Ok(())
 }
 

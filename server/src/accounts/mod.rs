@@ -5,13 +5,15 @@
 //! - [`db`]: the tables, in the store's SQLite file.
 //! - [`oidc`]: sign-in with an organisation's OpenID Connect provider.
 //! - [`email`]: single-use sign-in links sent over SMTP.
-//! - [`live`]: what closes live connections when a sign-in or an account's roles end.
+//! - [`live`]: what closes live connections when a sign-in or an account's roles end,
+//!   or a guest's seat is kept in an account.
 //!
 //! A sign-in is a row keyed by the SHA-256 of a random cookie value, so the database
 //! never holds a value that signs anyone in. [`Accounts`] also keeps, in memory, a
-//! cancellation token for each live sign-in and each account's roles: signing out,
-//! deleting the account or changing its roles cancels them, and the connections that
-//! watch them close at once.
+//! cancellation token for each live sign-in, each account's roles and each guest seat
+//! entered with its token: signing out, deleting the account, changing its roles or
+//! keeping a guest's seat in an account cancels them, and the connections that watch
+//! them close at once.
 
 pub mod db;
 pub mod email;
@@ -120,13 +122,16 @@ pub struct NewSignIn {
     pub account: Account,
 }
 
-/// What a connection watches to close when its sign-in ends or its roles change.
+/// What a connection watches to close when its sign-in ends, its roles change, or the
+/// guest seat it entered with a token is kept in an account.
 #[derive(Debug, Clone)]
 pub struct Watch {
     /// Cancelled when the sign-in ends.
     pub signin: Watched,
     /// Cancelled when the account's roles change.
     pub roles: Watched,
+    /// Cancelled when the guest seat entered with a member token is kept in an account.
+    pub guest_seat: Watched,
 }
 
 /// An OpenID Connect sign-in between the redirect and the callback.
@@ -164,6 +169,9 @@ pub struct Accounts {
     live_signins: LiveTokens<String, String>,
     /// Live accounts' roles, by account.
     live_roles: LiveTokens<String>,
+    /// Guest seats entered with their member token, by session and member: cancelled
+    /// when the seat is kept in an account, which retires the token.
+    live_guest_seats: LiveTokens<(SessionId, MemberId)>,
 }
 
 /// Where a request came from: the connection's peer, and what a proxy in front said in
@@ -235,6 +243,7 @@ impl Accounts {
             mail_rate: governor::RateLimiter::direct(governor::Quota::per_minute(MAIL_PER_MINUTE)),
             live_signins: LiveTokens::default(),
             live_roles: LiveTokens::default(),
+            live_guest_seats: LiveTokens::default(),
         })
     }
 
@@ -524,7 +533,26 @@ impl Accounts {
     pub fn watch(&self, signed_in: &SignedIn) -> Watch {
         let signin = self.live_signins.watch(signed_in.signin.clone(), || signed_in.account.id.clone());
         let roles = self.live_roles.watch(signed_in.account.id.clone(), || ());
-        Watch { signin, roles }
+        Watch { signin, roles, guest_seat: Watched::default() }
+    }
+
+    /// What a connection entered with a guest's member token watches: its seat being
+    /// kept in an account.
+    pub fn watch_guest_seat(&self, session: &SessionId, member: &MemberId) -> Watch {
+        let guest_seat = self.live_guest_seats.watch((session.clone(), member.clone()), || ());
+        Watch { signin: Watched::default(), roles: Watched::default(), guest_seat }
+    }
+
+    /// Whether a guest's seat is kept in an account, which retires its member token:
+    /// from then on the account's sign-in opens the seat, and the token opens nothing.
+    pub async fn guest_token_retired(
+        &self,
+        session: &SessionId,
+        member: &MemberId,
+    ) -> Result<bool, AccountError> {
+        let (session, member) = (session.to_string(), member.to_string());
+        let holder = self.db.call(move |connection| db::seat_holder(connection, &session, &member)).await?;
+        Ok(holder.is_some())
     }
 
     /// Whether a sign-in still stands. A connection asks after it starts watching, so
@@ -702,6 +730,7 @@ impl Accounts {
         session: &SessionId,
         member: &MemberId,
     ) -> Result<(), AccountError> {
+        let key = (session.clone(), member.clone());
         let (id, session, member) = (account.to_owned(), session.to_string(), member.to_string());
         let outcome = self
             .db
@@ -719,7 +748,11 @@ impl Accounts {
                 }
             })
             .await?;
-        outcome.map_err(|why| AccountError::Forbidden(why.into()))
+        outcome.map_err(|why| AccountError::Forbidden(why.into()))?;
+        // The token is retired: whoever still holds it is closed out (the account's own
+        // browsers come straight back with the cookie).
+        self.live_guest_seats.cancel(&key);
+        Ok(())
     }
 
     /// The account's seats: (session, member).

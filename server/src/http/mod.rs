@@ -416,6 +416,15 @@ async fn caller(hub: &Hub, method: &Method, headers: &HeaderMap, asking: &str) -
         |message: String| ApiFailure::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message);
     if let Some(token) = bearer(headers) {
         let (claims, member) = hub.auth().verify(token).map_err(|err| unauthorized(err.to_string()))?;
+        // A guest's token is retired once their seat is kept in an account.
+        if claims.kind == TokenKind::Member
+            && let Some(session) = &claims.sid
+            && hub.accounts().guest_token_retired(session, &member).await?
+        {
+            return Err(unauthorized(
+                "this seat is now kept in an account: sign in instead of sending its token".into(),
+            ));
+        }
         return Ok(Caller::Token { claims, member });
     }
     match accounts::signed_in(hub, headers).await? {
