@@ -1,7 +1,7 @@
 //! The randomized model-based test of the privacy and delivery invariants.
 //!
-//! proptest drives random sequences of joins, caucus choices and moves, posts, flags and
-//! withdrawals, opened rounds, (double) reconvenes, reconnects with old cursors and
+//! proptest drives random sequences of joins, caucus choices and moves, posts, flags,
+//! withdrawals and their undoing, opened rounds, (double) reconvenes, reconnects with old cursors and
 //! restarts, against the real [`Session`] and a small reference model. After every
 //! step it checks the invariants of `TESTING.md`; a failure shrinks to a minimal case.
 //!
@@ -24,6 +24,9 @@ use super::state::{Decision, Session, SessionCaps, SessionSetup, TextLimits};
 
 /// Person 0 is the facilitator; the rest are members who may join.
 const PEOPLE: usize = 6;
+/// Points are written only while a caucus holds fewer than this, so that nobody reaches
+/// the per-person cap, which the model does not count.
+const MAX_WRITTEN: usize = 10;
 
 fn person(index: usize) -> MemberId {
     MemberId::new(if index == 0 { "f-ada".to_owned() } else { format!("m-{index}") }).unwrap()
@@ -44,7 +47,9 @@ enum Op {
     Move(usize, Option<Caucus>),
     Say(usize, Target),
     Flag(usize, Caucus, usize),
+    Write(usize, Caucus),
     Withdraw(usize, Caucus, usize),
+    Restore(usize, Caucus, usize),
     Open,
     Reconvene(i64),
     Reconnect(usize),
@@ -64,6 +69,12 @@ struct Model {
     messages: [Vec<(String, u64)>; 2],
     /// Each caucus's current points, by text, in order.
     points: [Vec<String>; 2],
+    /// Each caucus's points withdrawn this round, in the order they went: text, place,
+    /// and the step it went at.
+    withdrawn: [Vec<(String, usize, u64)>; 2],
+    /// Which withdrawn point (by its place in `withdrawn`) the last step tried to
+    /// restore, and whether it could.
+    restoring: Option<(usize, bool)>,
     /// The points the latest reconvene must have carried.
     carried: Option<[Vec<String>; 2]>,
     step: u64,
@@ -118,6 +129,8 @@ impl ReferenceStateMachine for Reference {
             caucusing: false,
             messages: [Vec::new(), Vec::new()],
             points: [Vec::new(), Vec::new()],
+            withdrawn: [Vec::new(), Vec::new()],
+            restoring: None,
             carried: None,
             step: 0,
             texts: 0,
@@ -141,7 +154,9 @@ impl ReferenceStateMachine for Reference {
             2 => (who.clone(), seat).prop_map(|(w, s)| Op::Move(w, s)),
             6 => (who.clone(), target).prop_map(|(w, t)| Op::Say(w, t)),
             3 => (who.clone(), caucus.clone(), 0..8usize).prop_map(|(w, c, k)| Op::Flag(w, c, k)),
-            1 => (who.clone(), caucus, 0..4usize).prop_map(|(w, c, k)| Op::Withdraw(w, c, k)),
+            2 => (who.clone(), caucus.clone()).prop_map(|(w, c)| Op::Write(w, c)),
+            4 => (who.clone(), caucus.clone(), 0..4usize).prop_map(|(w, c, k)| Op::Withdraw(w, c, k)),
+            6 => (who.clone(), caucus, 0..4usize).prop_map(|(w, c, k)| Op::Restore(w, c, k)),
             2 => Just(Op::Open),
             2 => (-1i64..=1).prop_map(Op::Reconvene),
             1 => who.prop_map(Op::Reconnect),
@@ -156,7 +171,9 @@ impl ReferenceStateMachine for Reference {
             Op::Choose(who, _) | Op::Move(who, _) | Op::Say(who, _) | Op::Reconnect(who) => {
                 model.joined.contains(who)
             }
-            Op::Flag(who, _, _) | Op::Withdraw(who, _, _) => model.joined.contains(who),
+            Op::Flag(who, _, _) | Op::Write(who, _) | Op::Withdraw(who, _, _) | Op::Restore(who, _, _) => {
+                model.joined.contains(who)
+            }
             _ => true,
         }
     }
@@ -164,6 +181,7 @@ impl ReferenceStateMachine for Reference {
     fn apply(mut model: Model, op: &Op) -> Model {
         model.step += 1;
         model.carried = None;
+        model.restoring = None;
         match *op {
             Op::Join(who) => {
                 model.joined.insert(who);
@@ -194,11 +212,34 @@ impl ReferenceStateMachine for Reference {
                     }
                 }
             }
+            Op::Write(who, caucus) => {
+                model.texts += 1;
+                // Kept under the per-person cap, which the model does not count.
+                let points = &mut model.points[index(caucus)];
+                if model.caucusing && model.seats.get(&who) == Some(&caucus) && points.len() < MAX_WRITTEN {
+                    points.push(format!("point-{}", model.texts));
+                }
+            }
             Op::Withdraw(who, caucus, k) => {
                 let points = &mut model.points[index(caucus)];
                 if model.caucusing && model.seats.get(&who) == Some(&caucus) && !points.is_empty() {
                     let k = k % points.len();
-                    points.remove(k);
+                    let text = points.remove(k);
+                    model.withdrawn[index(caucus)].push((text, k, model.step));
+                }
+            }
+            Op::Restore(who, caucus, k) => {
+                let withdrawn = &mut model.withdrawn[index(caucus)];
+                if model.caucusing && model.seats.get(&who) == Some(&caucus) && !withdrawn.is_empty() {
+                    // Only a withdrawal made while this person sat in the caucus.
+                    let k = k % withdrawn.len();
+                    let seen = withdrawn[k].2 > model.seated_at[&who];
+                    model.restoring = Some((k, seen));
+                    if seen {
+                        let (text, place, _) = withdrawn.remove(k);
+                        let points = &mut model.points[index(caucus)];
+                        points.insert(place.min(points.len()), text);
+                    }
                 }
             }
             Op::Open => {
@@ -211,6 +252,7 @@ impl ReferenceStateMachine for Reference {
                 if model.caucusing && offset == 0 {
                     model.carried = Some(model.points.clone());
                     model.points = [Vec::new(), Vec::new()];
+                    model.withdrawn = [Vec::new(), Vec::new()];
                     model.caucusing = false;
                 }
             }
@@ -236,6 +278,8 @@ struct Sut {
     inbox: BTreeMap<MemberId, Vec<RoomEvent>>,
     /// Where each message text was stored.
     texts: HashMap<String, (Room, u64)>,
+    /// The ids of each caucus's withdrawn points, in the order they went (the model's).
+    withdrawn: [Vec<u32>; 2],
     now: u64,
     mutation: Mutation,
 }
@@ -261,6 +305,7 @@ impl Sut {
             stored: Vec::new(),
             inbox: BTreeMap::new(),
             texts: HashMap::new(),
+            withdrawn: [Vec::new(), Vec::new()],
             now: 1_800_000_000_000,
             mutation,
         };
@@ -389,16 +434,49 @@ impl<const MUTATION: u8> StateMachineTest for Harness<MUTATION> {
             Op::Withdraw(who, caucus, k) => {
                 let points = sut.session.points(caucus);
                 if model.caucusing && model.seats.get(&who) == Some(&caucus) && !points.is_empty() {
-                    let point = points[k % points.len()].id;
-                    sut.command(who, Command::WithdrawPoint { room: RoomName::from(caucus.room()), point })
+                    let point = points[k % points.len()].clone();
+                    sut.withdrawn[index(caucus)].push(point.id);
+                    sut.command(
+                        who,
+                        Command::WithdrawPoint { room: RoomName::from(caucus.room()), point: point.id },
+                    )
+                    .unwrap()
+                } else {
+                    Vec::new()
+                }
+            }
+            Op::Write(who, caucus) => {
+                let text = format!("point-{}", model.texts);
+                if model.points[index(caucus)].contains(&text) {
+                    sut.command(who, Command::WritePoint { room: RoomName::from(caucus.room()), text })
                         .unwrap()
                 } else {
                     Vec::new()
                 }
             }
+            Op::Restore(who, caucus, _) => match model.restoring {
+                Some((k, seen)) => {
+                    let point = sut.withdrawn[index(caucus)][k];
+                    let result = sut
+                        .command(who, Command::RestorePoint { room: RoomName::from(caucus.room()), point });
+                    if seen {
+                        sut.withdrawn[index(caucus)].remove(k);
+                        result.unwrap()
+                    } else {
+                        // Unknown to them, exactly like a point that never was.
+                        assert_eq!(result, Err(ErrorCode::NoSuchPoint), "{op:?}");
+                        Vec::new()
+                    }
+                }
+                None => Vec::new(),
+            },
             Op::Open => sut.command(0, Command::OpenCaucuses { duration_secs: None }).unwrap_or_default(),
             Op::Reconvene(offset) => {
                 let round = (i64::from(sut.session.phase().round()) + offset).max(0) as u32;
+                if model.carried.is_some() {
+                    // What was withdrawn in a carried round is gone for good.
+                    sut.withdrawn = [Vec::new(), Vec::new()];
+                }
                 sut.command(0, Command::Reconvene { round }).unwrap_or_default()
             }
             Op::Reconnect(who) => {
@@ -504,7 +582,9 @@ impl<const MUTATION: u8> StateMachineTest for Harness<MUTATION> {
 }
 
 prop_state_machine! {
-    #![proptest_config(Config { cases: 512, failure_persistence: None, ..Config::default() })]
+    // Enough cases that a restore by someone seated after the withdrawal comes up
+    // several times a run.
+    #![proptest_config(Config { cases: 1024, failure_persistence: None, ..Config::default() })]
 
     #[test]
     fn privacy_and_delivery_invariants_hold(sequential 1..60 => Harness<0>);

@@ -214,6 +214,15 @@ struct Seat {
     since: u64,
 }
 
+/// A point withdrawn this round: the place it had, and the withdrawal's seq in its
+/// caucus room, which says who saw it go.
+#[derive(Debug, Clone)]
+struct Withdrawn {
+    place: usize,
+    point: Point,
+    at: u64,
+}
+
 #[derive(Debug, Clone)]
 struct ProposalState {
     proposal: Proposal,
@@ -258,9 +267,9 @@ pub struct Session {
     proposals: Vec<ProposalState>,
     /// Each caucus's points for the current round, in carry order.
     points: [Vec<Point>; 2],
-    /// Points withdrawn this round, with the place each had, so that a withdrawal can be
-    /// undone. Cleared when the round's feedback is carried.
-    withdrawn: [Vec<(usize, Point)>; 2],
+    /// Points withdrawn this round, so that a withdrawal can be undone. Cleared when the
+    /// round's feedback is carried.
+    withdrawn: [Vec<Withdrawn>; 2],
     /// The next point id in each caucus. Ids are per caucus so that one caucus learns
     /// nothing of how many points the other has made.
     next_point: [u32; 2],
@@ -935,9 +944,14 @@ impl Session {
             Command::RestorePoint { room, point } => {
                 let caucus = self.own_caucus(who, room)?;
                 self.check_caucus_open()?;
-                let (_, found) = self.withdrawn[caucus_index(caucus)]
+                // Only a withdrawal the restorer saw, from their seat: one from before
+                // they sat down is as unknown to them as a point that never was, or a
+                // newcomer could read (and carry) what the caucus had taken back.
+                let since = self.read_window(who, caucus.room()).unwrap_or(u64::MAX);
+                let found = self.withdrawn[caucus_index(caucus)]
                     .iter()
-                    .find(|(_, found)| found.id == *point)
+                    .find(|withdrawn| withdrawn.point.id == *point && withdrawn.at > since)
+                    .map(|withdrawn| &withdrawn.point)
                     .ok_or(Refusal::NoSuchPoint)?;
                 if self.points[caucus_index(caucus)].len() >= self.caps.points_per_caucus {
                     return Err(Refusal::LimitReached(format!(
@@ -1116,8 +1130,8 @@ impl Session {
                 if let Some(caucus) = event.room.caucus() {
                     let index = caucus_index(caucus);
                     if let Some(place) = self.points[index].iter().position(|found| found.id == *point) {
-                        let removed = self.points[index].remove(place);
-                        self.withdrawn[index].push((place, removed));
+                        let point = self.points[index].remove(place);
+                        self.withdrawn[index].push(Withdrawn { place, point, at: event.seq });
                     }
                 }
             }
@@ -1126,8 +1140,8 @@ impl Session {
                     let index = caucus_index(caucus);
                     let place = self.withdrawn[index]
                         .iter()
-                        .position(|(_, found)| found.id == point.id)
-                        .map(|at| self.withdrawn[index].remove(at).0);
+                        .position(|withdrawn| withdrawn.point.id == point.id)
+                        .map(|at| self.withdrawn[index].remove(at).place);
                     let place = place.unwrap_or(usize::MAX).min(self.points[index].len());
                     self.points[index].insert(place, point.clone());
                 }

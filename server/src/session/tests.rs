@@ -585,6 +585,33 @@ fn a_withdrawn_point_comes_back_where_it_was_until_the_round_is_carried() {
 }
 
 #[test]
+fn a_point_withdrawn_before_someone_sat_down_is_unknown_to_them() {
+    let mut fixture = Fixture::caucusing();
+    fixture.apply("m-1", Command::WritePoint { room: room("caucus_a"), text: "taken back".into() });
+    fixture.apply("m-2", Command::AgreePoint { room: room("caucus_a"), point: 1, agree: true });
+    fixture.apply("m-1", Command::WithdrawPoint { room: room("caucus_a"), point: 1 });
+    // A member who moves in, and a facilitator who seats herself, after the withdrawal:
+    // to them the point is as unknown as one that never was, so nothing of it (wording,
+    // author, agreement) reaches them, and they cannot carry it.
+    fixture.seat("m-3", Caucus::A);
+    fixture.seat("f-ada", Caucus::A);
+    for newcomer in ["m-3", "f-ada"] {
+        let restore = Command::RestorePoint { room: room("caucus_a"), point: 1 };
+        assert_eq!(fixture.refusal(newcomer, restore), ErrorCode::NoSuchPoint, "{newcomer}");
+        let never = Command::RestorePoint { room: room("caucus_a"), point: 7 };
+        assert_eq!(fixture.refusal(newcomer, never), ErrorCode::NoSuchPoint, "{newcomer}");
+    }
+    // A withdrawal they saw, they may undo; and whoever saw the first may undo it still.
+    fixture.apply("m-3", Command::WritePoint { room: room("caucus_a"), text: "seen going".into() });
+    fixture.apply("m-3", Command::WithdrawPoint { room: room("caucus_a"), point: 2 });
+    fixture.apply("f-ada", Command::RestorePoint { room: room("caucus_a"), point: 2 });
+    fixture.apply("m-2", Command::RestorePoint { room: room("caucus_a"), point: 1 });
+    let texts: Vec<&str> =
+        fixture.session.points(Caucus::A).iter().map(|point| point.text.as_str()).collect();
+    assert_eq!(texts, ["taken back", "seen going"]);
+}
+
+#[test]
 fn a_facilitator_outside_a_caucus_learns_its_point_count_and_never_a_point() {
     let mut fixture = Fixture::caucusing();
     assert!(!fixture.session.can_read(&id("f-ada"), Caucus::A.room()));
