@@ -4,9 +4,15 @@
 //!
 //! - **Counting.** Every connection holds a [`Ticket`]. It is *pending* from accept
 //!   until a WebSocket on it is welcomed (its `hello` accepted); plain HTTP connections
-//!   stay pending. Pending connections are capped in total and per source address;
-//!   all connections are capped below the process's descriptor limit, so that the
-//!   database, the log and welcomed people always have descriptors.
+//!   stay pending. Pending connections are capped in total and per source address (an
+//!   IPv6 address's /64 counts as one); all connections are capped below the process's
+//!   descriptor limit, so that the database, the log and welcomed people always have
+//!   descriptors.
+//! - **Making room.** When every pending place is taken, a newcomer from an address with
+//!   fewer pending connections than the address holding the most is let in, and one of
+//!   that address's plain HTTP connections that has had a request is asked to close (at
+//!   once if it is idle between requests, else after its response): a few addresses
+//!   holding keep-alive connections open cannot keep everyone else out.
 //! - **The reserve lane.** Past the pending cap, a few more connections, from addresses
 //!   with almost none waiting, are taken on a short header deadline and may ask only
 //!   `/healthz` and `/readyz`: a flood does not blind the health checks. Past that, a
@@ -22,7 +28,7 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -52,6 +58,9 @@ const RESERVE_PER_ADDRESS: usize = 2;
 const RESERVE_HEADER_DEADLINE: Duration = Duration::from_secs(2);
 /// The paths the reserve lane answers.
 pub const RESERVE_PATHS: [&str; 2] = ["/healthz", "/readyz"];
+/// Connections asked to make room and not yet closed, at most: each lets one newcomer
+/// in past the pending cap until it closes. Part of [`DESCRIPTOR_RESERVE`].
+const MAKING_ROOM: usize = 16;
 
 /// Which lane a connection came in on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,7 +129,44 @@ struct Counts {
     open: usize,
     pending: usize,
     reserve: usize,
-    pending_by_address: HashMap<IpAddr, usize>,
+    /// Pending connections asked to close to make room, and not closed yet.
+    making_room: usize,
+    /// Pending connections by source network ([`network_of`]).
+    pending_by_address: HashMap<IpAddr, Vec<Weak<Ticket>>>,
+}
+
+/// The network a source address counts as: itself, or an IPv6 address's /64.
+fn network_of(address: IpAddr) -> IpAddr {
+    crate::accounts::rules::network_of(address)
+}
+
+impl Counts {
+    fn pending_from(&self, network: IpAddr) -> usize {
+        self.pending_by_address.get(&network).map_or(0, Vec::len)
+    }
+
+    /// Asks a plain HTTP connection of the network holding the most pending ones to
+    /// close, if that network holds more than `than`. Returns whether one was asked.
+    fn make_room(&mut self, than: usize) -> bool {
+        if self.making_room >= MAKING_ROOM {
+            return false;
+        }
+        let Some((_, tickets)) = self.pending_by_address.iter().max_by_key(|(_, tickets)| tickets.len())
+        else {
+            return false;
+        };
+        if tickets.len() <= than {
+            return false;
+        }
+        let Some(ticket) = tickets.iter().filter_map(Weak::upgrade).find(|ticket| ticket.may_make_room())
+        else {
+            return false;
+        };
+        ticket.making_room.store(true, Ordering::Release);
+        ticket.close_to_make_room.cancel();
+        self.making_room += 1;
+        true
+    }
 }
 
 /// Why a connection was turned away at the gate.
@@ -172,12 +218,18 @@ impl Gate {
     pub fn admit(self: &Arc<Self>, address: IpAddr) -> Result<Arc<Ticket>, Refused> {
         let mut counts = self.counts.lock().expect("the gate's counts are never poisoned");
         let proxy = self.caps.trusted_proxies.contains(address);
-        let from_address = counts.pending_by_address.get(&address).copied().unwrap_or(0);
+        let network = network_of(address);
+        let from_address = counts.pending_from(network);
         if from_address >= self.caps.pending_per_address && !proxy {
             return Err(Refused::Address);
         }
+        let room = counts.open < self.caps.connections;
+        // Connections asked to make room do not count against the cap: they are closing.
+        let pending_place = |counts: &Counts| counts.pending < self.caps.pending + counts.making_room;
         // The reserve lane lives in the descriptors kept back from `connections`.
-        let lane = if counts.pending < self.caps.pending && counts.open < self.caps.connections {
+        let lane = if room
+            && (pending_place(&counts) || (counts.make_room(from_address + 1) && pending_place(&counts)))
+        {
             counts.pending += 1;
             Lane::Normal
         } else if counts.reserve < RESERVE_LANE && (from_address < RESERVE_PER_ADDRESS || proxy) {
@@ -189,10 +241,20 @@ impl Gate {
             return Err(Refused::Busy);
         };
         counts.open += 1;
-        *counts.pending_by_address.entry(address).or_default() += 1;
+        let ticket = Arc::new(Ticket {
+            gate: self.clone(),
+            network,
+            lane,
+            welcomed: AtomicBool::new(false),
+            serving_http: AtomicBool::new(true),
+            asked: AtomicBool::new(false),
+            making_room: AtomicBool::new(false),
+            close_to_make_room: CancellationToken::new(),
+        });
+        counts.pending_by_address.entry(network).or_default().push(Arc::downgrade(&ticket));
         drop(counts);
         metrics::gauge!(crate::metrics::HTTP_CONNECTIONS, "state" => "pending").increment(1.0);
-        Ok(Arc::new(Ticket { gate: self.clone(), address, lane, welcomed: AtomicBool::new(false) }))
+        Ok(ticket)
     }
 
     fn release(&self, ticket: &Ticket, frees_pending: bool, closing: bool) {
@@ -202,10 +264,14 @@ impl Gate {
                 Lane::Normal => counts.pending -= 1,
                 Lane::Reserve => counts.reserve -= 1,
             }
-            if let Some(count) = counts.pending_by_address.get_mut(&ticket.address) {
-                *count -= 1;
-                if *count == 0 {
-                    counts.pending_by_address.remove(&ticket.address);
+            if ticket.making_room.load(Ordering::Acquire) {
+                counts.making_room -= 1;
+            }
+            if let Some(tickets) = counts.pending_by_address.get_mut(&ticket.network) {
+                // This ticket is being dropped or welcomed: drop its entry, and any dead.
+                tickets.retain(|held| held.strong_count() > 0 && !std::ptr::eq(held.as_ptr(), ticket));
+                if tickets.is_empty() {
+                    counts.pending_by_address.remove(&ticket.network);
                 }
             }
         }
@@ -225,12 +291,32 @@ impl Gate {
 #[derive(Debug)]
 pub struct Ticket {
     gate: Arc<Gate>,
-    address: IpAddr,
+    /// The source network it counts against.
+    network: IpAddr,
     lane: Lane,
     welcomed: AtomicBool,
+    /// Whether the connection still speaks HTTP: not yet upgraded to a WebSocket, whose
+    /// `hello` deadline bounds it instead.
+    serving_http: AtomicBool,
+    /// Whether a request has come on it: only such a connection is asked to make room.
+    /// One still waiting for its first request head is bounded by the header deadline,
+    /// and a flood of fresh connections must not make them close each other in turn.
+    asked: AtomicBool,
+    /// Whether it was asked to close to make room.
+    making_room: AtomicBool,
+    /// Cancelled to ask the connection to close to make room.
+    close_to_make_room: CancellationToken,
 }
 
 impl Ticket {
+    fn may_make_room(&self) -> bool {
+        self.lane == Lane::Normal
+            && self.asked.load(Ordering::Acquire)
+            && self.serving_http.load(Ordering::Acquire)
+            && !self.making_room.load(Ordering::Acquire)
+            && !self.welcomed.load(Ordering::Acquire)
+    }
+
     /// The lane this connection came in on.
     pub fn lane(&self) -> Lane {
         self.lane
@@ -334,7 +420,9 @@ async fn serve_connection(
     shutdown: CancellationToken,
 ) {
     let io = TokioIo::new(StallGuard::new(Lingering::new(stream), limits.write_deadline));
+    let held = ticket.clone();
     let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+        ticket.asked.store(true, Ordering::Release);
         request.extensions_mut().insert(ticket.clone());
         request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
         app.clone().call(request.map(axum::body::Body::new))
@@ -352,11 +440,19 @@ async fn serve_connection(
                 debug!(error = %err, "an HTTP connection ended with an error");
             }
         }
+        // Closes at once if idle between requests, else after the response.
         () = shutdown.cancelled() => {
             connection.as_mut().graceful_shutdown();
             let _ = connection.await;
         }
+        () = held.close_to_make_room.cancelled() => {
+            debug!("an HTTP connection closes to make room for another address");
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
+        }
     }
+    // Upgraded to a WebSocket, or closed: either way no longer one to close for room.
+    held.serving_http.store(false, Ordering::Release);
 }
 
 /// Sockets being closed gently at most: each holds a descriptor for up to [`LINGER`].
@@ -568,6 +664,46 @@ mod tests {
         let again = gate.admit(a).unwrap();
         assert_eq!(again.lane(), Lane::Normal);
         assert_eq!(gate.counts(), (5, 4));
+    }
+
+    #[test]
+    fn past_the_pending_cap_the_address_holding_the_most_makes_room_for_others() {
+        let gate = gate(4, 4, 100);
+        let heavy: IpAddr = "127.0.0.2".parse().unwrap();
+        let held: Vec<_> = (0..4).map(|_| gate.admit(heavy).unwrap()).collect();
+        // Keep-alive connections that have had a request; a fresh one is never asked.
+        let fresh = gate.admit("127.0.0.4".parse().unwrap()).unwrap();
+        assert_eq!(fresh.lane(), Lane::Reserve);
+        drop(fresh);
+        held.iter().for_each(|ticket| ticket.asked.store(true, Ordering::Release));
+        let asked = || held.iter().filter(|ticket| ticket.close_to_make_room.is_cancelled()).count();
+        // Another address is let in, and one of the heavy address's connections is
+        // asked to close; and so on until both hold as many.
+        let other: IpAddr = "127.0.0.3".parse().unwrap();
+        let mut let_in = Vec::new();
+        for n in 1..=3 {
+            let ticket = gate.admit(other).unwrap();
+            assert_eq!(ticket.lane(), Lane::Normal, "newcomer {n}");
+            let_in.push(ticket);
+            assert_eq!(asked(), n);
+        }
+        assert_eq!(
+            gate.admit(other).unwrap_err(),
+            Refused::Busy,
+            "the heavy address holds no more than this one"
+        );
+        assert_eq!(asked(), 3);
+        // An IPv6 /64 counts as one address: it cannot spread itself over many.
+        let first: IpAddr = "2001:db8::1".parse().unwrap();
+        let second: IpAddr = "2001:db8::2".parse().unwrap();
+        drop(let_in);
+        let _v6 = gate.admit(first).unwrap();
+        assert_eq!(gate.counts(), (5, 5), "the asked connections still count until they close");
+        drop(held);
+        let more: Vec<_> = (0..3).map(|_| gate.admit(second).unwrap()).collect();
+        assert_eq!(gate.admit(second).unwrap_err(), Refused::Address, "a /64 past the per-address cap");
+        drop(more);
+        assert_eq!(gate.counts(), (1, 1));
     }
 
     #[test]

@@ -202,6 +202,44 @@ async fn past_the_pending_cap_only_health_checks_are_answered() -> Result<()> {
 }
 
 #[tokio::test]
+async fn keep_alive_connections_held_by_one_address_make_room_for_everyone_else() -> Result<()> {
+    let server = TestServer::start_with(|config| {
+        config.limits.max_pending_connections = 6;
+        config.limits.max_pending_per_address = 6;
+    })
+    .await;
+    let scene = Scene::on(server, Settings::default()).await?;
+    // One address takes every pending place with keep-alive connections, each asking
+    // for a health check now and then: within the header deadline, so none times out.
+    let mut held = Vec::new();
+    for _ in 0..6 {
+        let mut stream = connect_from(scene.server.address, "127.0.0.2").await?;
+        stream.write_all(b"GET /healthz HTTP/1.1\r\nhost: caucus\r\n\r\n").await?;
+        let mut answer = [0u8; 1024];
+        let read = stream.read(&mut answer).await?;
+        ensure!(String::from_utf8_lossy(&answer[..read]).starts_with("HTTP/1.1 200"), "healthz");
+        held.push(stream);
+    }
+    // Someone else still joins, connects and talks.
+    let mut member = scene.member("Amara").await?;
+    member.client.say(Room::Plenary, "let in").await?;
+    // The address holding every place gave one up (the join's connection took its
+    // place, and the WebSocket the place the join left): idle, it closed at once, long
+    // before the 10 s idle deadline.
+    let mut closed = 0;
+    for stream in &mut held {
+        let mut byte = [0u8; 1];
+        if let Ok(Ok(0)) = tokio::time::timeout(Duration::from_secs(1), stream.read(&mut byte)).await {
+            closed += 1;
+            break;
+        }
+    }
+    ensure!(closed == 1, "none of the held connections closed to make room, well before its idle deadline");
+    drop(held);
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_ping_flood_is_closed_1008() -> Result<()> {
     let server = TestServer::start().await;
     let scene = Scene::on(server, Settings::default()).await?;
