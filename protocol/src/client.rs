@@ -1,14 +1,15 @@
 //! What a client sends: one JSON object per WebSocket text frame.
 //!
 //! Every frame has a `type` naming the [`Command`], the command's own fields, and an
-//! optional `client_id` that the server echoes in its `ack` or `error`. Unknown and
-//! missing fields are refused, so a typo never silently does nothing.
+//! optional `client_id` that the server echoes in its `ack` or `error`. Unknown, missing
+//! and repeated fields are refused, so a typo never silently does nothing.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
 
 use crate::ids::{ClientId, MemberId, RoomName, SessionId};
 use crate::session::{Caucus, Role};
@@ -52,11 +53,15 @@ impl ClientFrame {
 
     /// Decodes one text frame.
     pub fn decode(text: &str) -> Result<Self, DecodeError> {
-        let value: Value = serde_json::from_str(text).map_err(|err| DecodeError {
-            message: format!("the frame is not valid JSON: {err}"),
+        let frame: TopLevel = serde_json::from_str(text).map_err(|err| DecodeError {
+            message: if err.is_data() {
+                err.to_string()
+            } else {
+                format!("the frame is not valid JSON: {err}")
+            },
             client_id: None,
         })?;
-        let Value::Object(mut fields) = value else {
+        let TopLevel::Object(mut fields) = frame else {
             return Err(DecodeError {
                 message: "a frame must be a JSON object with a `type` field".into(),
                 client_id: None,
@@ -84,6 +89,68 @@ impl ClientFrame {
             fields.insert("client_id".into(), Value::String(id.to_string()));
         }
         value.to_string()
+    }
+}
+
+/// A frame's outermost JSON value: an object whose keys are each given once (a JSON
+/// map would keep the last of a repeated key, and the frame would mean what the sender
+/// may not have meant), or anything else, which is no frame.
+enum TopLevel {
+    Object(Map<String, Value>),
+    Other,
+}
+
+impl<'de> Deserialize<'de> for TopLevel {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Outermost;
+        impl<'de> Visitor<'de> for Outermost {
+            type Value = TopLevel;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut entries: A) -> Result<TopLevel, A::Error> {
+                let mut fields = Map::new();
+                while let Some((key, value)) = entries.next_entry::<String, Value>()? {
+                    if fields.contains_key(&key) {
+                        return Err(serde::de::Error::custom(format_args!("duplicate field `{key}`")));
+                    }
+                    fields.insert(key, value);
+                }
+                Ok(TopLevel::Object(fields))
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut items: A) -> Result<TopLevel, A::Error> {
+                while items.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(TopLevel::Other)
+            }
+
+            fn visit_bool<E>(self, _: bool) -> Result<TopLevel, E> {
+                Ok(TopLevel::Other)
+            }
+
+            fn visit_i64<E>(self, _: i64) -> Result<TopLevel, E> {
+                Ok(TopLevel::Other)
+            }
+
+            fn visit_u64<E>(self, _: u64) -> Result<TopLevel, E> {
+                Ok(TopLevel::Other)
+            }
+
+            fn visit_f64<E>(self, _: f64) -> Result<TopLevel, E> {
+                Ok(TopLevel::Other)
+            }
+
+            fn visit_str<E>(self, _: &str) -> Result<TopLevel, E> {
+                Ok(TopLevel::Other)
+            }
+
+            fn visit_unit<E>(self) -> Result<TopLevel, E> {
+                Ok(TopLevel::Other)
+            }
+        }
+        deserializer.deserialize_any(Outermost)
     }
 }
 
@@ -328,6 +395,15 @@ mod tests {
 
         let err = ClientFrame::decode("not json").unwrap_err();
         assert!(err.message.starts_with("the frame is not valid JSON"), "{err}");
+
+        // A repeated field is refused, not read as its last value.
+        let err =
+            ClientFrame::decode(r#"{"type":"say","room":"plenary","text":"x","text":"y"}"#).unwrap_err();
+        assert!(err.message.starts_with("duplicate field `text`"), "{err}");
+        for other in ["[1, {\"type\": \"say\"}]", "\"say\"", "7", "null", "true"] {
+            let err = ClientFrame::decode(other).unwrap_err();
+            assert!(err.message.starts_with("a frame must be a JSON object"), "{other}: {err}");
+        }
 
         let err = ClientFrame::decode(r#"{"room":"plenary","client_id":"c1"}"#).unwrap_err();
         assert_eq!(err.message, "missing field `type`");

@@ -225,6 +225,16 @@ async fn the_http_api_refuses_clearly() -> Result<()> {
     assert_eq!(no_invite.status, 404);
     assert_eq!(no_invite.json::<ApiError>()?.error.code, ErrorCode::NoSuchInvite);
 
+    // The fields by name only: an array of them in order is refused, and nobody joins.
+    let in_order = format!(r#"["{}","Eve",null]"#, scene.invite);
+    let refused = http(address, "POST", "/api/join", &[], Some(&in_order)).await?;
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    assert!(refused.body.contains("must be a JSON object"), "{}", refused.body);
+    let twice = format!(r#"{{"invite_code":"{}","name":"Eve","name":"Mallory"}}"#, scene.invite);
+    let refused = http(address, "POST", "/api/join", &[], Some(&twice)).await?;
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    assert!(refused.body.contains("duplicate field `name`"), "{}", refused.body);
+
     let empty_name = format!(r#"{{"invite_code":"{}","name":"  "}}"#, scene.invite);
     let empty = http(address, "POST", "/api/join", &[], Some(&empty_name)).await?;
     assert_eq!(empty.status, 422);

@@ -37,6 +37,7 @@ async fn frames_that_do_not_decode_get_bad_frame_and_the_connection_lives_on() -
         (r#"{"type":"say","room":"plenary"}"#, "missing field `text`"),
         (r#"{"type":"say","room":"plenary","text":"hi","colour":"red"}"#, "unknown field `colour`"),
         (r#"{"type":"say","room":"plenary","text":42}"#, "invalid type"),
+        (r#"{"type":"say","room":"plenary","text":"meant","text":"sent"}"#, "duplicate field `text`"),
         (r#"{"type":"say","room":"plenary","text":"hi","client_id":"has space"}"#, "invalid `client_id`"),
     ];
     for (raw, names) in cases {

@@ -187,6 +187,15 @@ async fn read_json<T: serde::de::DeserializeOwned>(
             ));
         }
     };
+    // Every body is an object of named fields: an array would otherwise be read as
+    // the fields in order, which no client should rely on.
+    if bytes.iter().find(|byte| !byte.is_ascii_whitespace()).is_some_and(|first| *first != b'{') {
+        return Err(ApiFailure::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::BadFrame,
+            "the body must be a JSON object, such as {\"name\": \"…\"}",
+        ));
+    }
     serde_json::from_slice(&bytes).map_err(|err| {
         let status = match err.classify() {
             serde_json::error::Category::Data => StatusCode::UNPROCESSABLE_ENTITY,
