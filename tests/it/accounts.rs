@@ -484,6 +484,42 @@ async fn a_guest_keeps_their_seat_in_an_account_which_retires_the_token_and_come
 }
 
 #[tokio::test]
+async fn a_kept_guest_token_stays_retired_after_the_account_is_deleted() -> Result<()> {
+    let server = admin_server().await;
+    let ada = sign_in(&server, "ada@example.org").await?;
+    let created: SessionCreated = ada.post("/api/sessions", &create_body("Circle")).await?.json()?;
+    let joined: Joined = server.join(&created.invite_code, "Amara").await?;
+    let amara = sign_in(&server, "amara@example.org").await?;
+    let keep = format!(r#"{{"token":"{}"}}"#, joined.guest_token());
+    ensure!(amara.post("/api/me/seats", &keep).await?.status == 200);
+    ensure!(amara.delete("/api/me").await?.status == 204);
+
+    // A copy of the token left somewhere opens nothing: not the seat, not the API, and
+    // it gives the seat to no new account.
+    let mut copy = server.client().await;
+    copy.send_command(Command::Hello {
+        session: created.session.clone(),
+        token: joined.guest_token().to_owned(),
+        resume: Default::default(),
+    })
+    .await?;
+    ensure!(copy.expect_close().await?.code == Some(close::SEAT_KEPT), "the seat opened again");
+    let bearer = format!("Bearer {}", joined.guest_token());
+    let minutes = format!("/api/sessions/{}/minutes", created.session);
+    let refused = http(server.address, "GET", &minutes, &[("authorization", &bearer)], None).await?;
+    ensure!(refused.status == 401, "{} {}", refused.status, refused.body);
+    let mallory = sign_in(&server, "mallory@example.org").await?;
+    let taken = mallory.post("/api/me/seats", &keep).await?;
+    ensure!(
+        taken.status == 403 && taken.body.contains("since been deleted"),
+        "{} {}",
+        taken.status,
+        taken.body
+    );
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_signed_in_member_joins_once_and_a_members_only_session_refuses_guests() -> Result<()> {
     let server = admin_server().await;
     let ada = sign_in(&server, "ada@example.org").await?;

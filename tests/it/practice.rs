@@ -178,7 +178,12 @@ async fn a_community_runs_a_series_with_terms_that_people_accept_again_after_a_c
     // Kofi leaves; the last co-chair cannot.
     ensure!(kofi.delete(&format!("/api/communities/{id}/people/me")).await?.status == 204);
     ensure!(kofi.get(&format!("/api/communities/{id}")).await?.status == 404, "he is no longer in it");
-    ensure!(read(feed(second.feed_url)).await?.status == 404, "his feed stops when he leaves");
+    ensure!(read(feed(second.feed_url.clone())).await?.status == 404, "his feed stops when he leaves");
+    // ...and stays stopped when he comes back: a leaked address opens nothing again.
+    let code = serde_json::json!({ "invite_code": invite.invite_code }).to_string();
+    ensure!(kofi.post("/api/communities/join", &code).await?.status == 200, "Kofi rejoins");
+    ensure!(read(feed(second.feed_url)).await?.status == 404, "his old feed came back with him");
+    ensure!(kofi.delete(&format!("/api/communities/{id}/people/me")).await?.status == 204);
     ensure!(bea.delete(&format!("/api/communities/{id}/people/me")).await?.status == 204, "Bea may leave");
     let last = ada.delete(&format!("/api/communities/{id}/people/me")).await?;
     ensure!(last.status == 422 && last.body.contains("only co-chair"), "{}", last.body);
@@ -290,6 +295,8 @@ async fn three_sessions_build_on_each_other_and_the_archive_holds_points_without
     ensure!(closed.status == 200, "{}", closed.body);
     let again = sam.post(&format!("/api/communities/{id}/actions/{}/close", recorded.id), &close).await?;
     ensure!(again.status == 404, "an action closes once: {}", again.body);
+    let typo = sam.post(&format!("/api/communities/{id}/actions/abc/close"), &close).await?;
+    ensure!(typo.status == 404 && error_code(&typo).as_deref() == Some("invalid_value"), "{}", typo.body);
     let last: FromLastTime =
         kofi.get(&format!("/api/communities/{id}/sessions/{may}/from-last-time")).await?.json()?;
     ensure!(
@@ -348,6 +355,15 @@ async fn the_last_co_chair_stays_and_a_series_session_keeps_its_terms_at_every_d
     let demote = serde_json::json!({ "email": "ada@example.org", "role": "member" }).to_string();
     let refused = ada.post(&format!("/api/communities/{id}/people"), &demote).await?;
     ensure!(refused.status == 422 && refused.body.contains("only co-chair"), "{}", refused.body);
+    // Nor can she leave it leaderless by deleting her account.
+    let deleting = ada.delete("/api/me").await?;
+    ensure!(
+        deleting.status == 422 && deleting.body.contains("only co-chair of “Practice”"),
+        "{} {}",
+        deleting.status,
+        deleting.body
+    );
+    ensure!(ada.get(&format!("/api/communities/{id}")).await?.status == 200, "her account and part stay");
     let again = serde_json::json!({ "email": "ada@example.org" }).to_string();
     let kept: caucus_protocol::community::CommunityPerson =
         ada.post(&format!("/api/communities/{id}/people"), &again).await?.json()?;

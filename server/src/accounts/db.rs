@@ -148,6 +148,7 @@ impl AccountDb {
         connection.execute_batch(crate::practice::db::SCHEMA).map_err(store_error)?;
         connection.execute_batch(crate::practice::db::ACTIONS_SCHEMA).map_err(store_error)?;
         connection.execute_batch(crate::practice::db::FEEDS_SCHEMA).map_err(store_error)?;
+        connection.execute_batch(RETIRED_SCHEMA).map_err(store_error)?;
         Ok(Self { connection: Arc::new(Mutex::new(connection)) })
     }
 
@@ -414,8 +415,59 @@ pub fn rename(connection: &Connection, account: &str, name: &str) -> rusqlite::R
 
 /// Deletes an account and everything that links to it. Grants to its address go too:
 /// an address that comes back later starts with nothing.
-pub fn delete_account(connection: &mut Connection, account: &str) -> rusqlite::Result<()> {
+/// Guest seats kept in an account: their member tokens open nothing, even after the
+/// account is deleted. Ids only: no address, no name. Every seat already kept is
+/// retired on the way in (one an account joined with needs no token, so retiring it
+/// changes nothing).
+pub const RETIRED_SCHEMA: &str = "
+    CREATE TABLE retired_guest_seats (
+        session TEXT NOT NULL,
+        member  TEXT NOT NULL,
+        PRIMARY KEY (session, member)
+    );
+    INSERT INTO retired_guest_seats (session, member) SELECT session, member FROM seats;";
+
+/// Records that a guest seat's member token is retired.
+pub fn retire_guest_seat(connection: &Connection, session: &str, member: &str) -> rusqlite::Result<()> {
+    connection.execute(
+        "INSERT OR IGNORE INTO retired_guest_seats (session, member) VALUES (?1, ?2)",
+        [session, member],
+    )?;
+    Ok(())
+}
+
+/// Whether a guest seat's member token is retired.
+pub fn guest_seat_retired(connection: &Connection, session: &str, member: &str) -> rusqlite::Result<bool> {
+    connection
+        .query_row(
+            "SELECT 1 FROM retired_guest_seats WHERE session = ?1 AND member = ?2",
+            [session, member],
+            |_| Ok(()),
+        )
+        .optional()
+        .map(|found| found.is_some())
+}
+
+/// Deletes an account and what names it, unless it is the only co-chair of a community:
+/// then nothing changes, and the answer is those communities' names (a community must
+/// always have someone to lead it). Checked in the same transaction as the deletion.
+pub fn delete_account(
+    connection: &mut Connection,
+    account: &str,
+) -> rusqlite::Result<Result<(), Vec<String>>> {
     let transaction = connection.transaction()?;
+    let led_alone: Vec<String> = transaction
+        .prepare(
+            "SELECT c.name FROM communities c JOIN community_people p ON p.community = c.id
+             WHERE p.account = ?1 AND p.role = 'co_chair'
+               AND (SELECT count(*) FROM community_people o WHERE o.community = c.id AND o.role = 'co_chair') = 1
+             ORDER BY c.name",
+        )?
+        .query_map([account], |row| row.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    if !led_alone.is_empty() {
+        return Ok(Err(led_alone));
+    }
     let email: Option<String> = transaction
         .query_row("SELECT email FROM accounts WHERE id = ?1", [account], |row| row.get(0))
         .optional()?
@@ -432,7 +484,7 @@ pub fn delete_account(connection: &mut Connection, account: &str) -> rusqlite::R
     transaction.execute("UPDATE actions SET closed_by = NULL WHERE closed_by = ?1", [account])?;
     transaction.execute("UPDATE terms SET published_by = NULL WHERE published_by = ?1", [account])?;
     transaction.execute("DELETE FROM accounts WHERE id = ?1", [account])?;
-    transaction.commit()
+    transaction.commit().map(Ok)
 }
 
 /// The roles granted to an address.

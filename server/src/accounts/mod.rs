@@ -551,8 +551,7 @@ impl Accounts {
         member: &MemberId,
     ) -> Result<bool, AccountError> {
         let (session, member) = (session.to_string(), member.to_string());
-        let holder = self.db.call(move |connection| db::seat_holder(connection, &session, &member)).await?;
-        Ok(holder.is_some())
+        Ok(self.db.call(move |connection| db::guest_seat_retired(connection, &session, &member)).await?)
     }
 
     /// Whether a sign-in still stands. A connection asks after it starts watching, so
@@ -694,7 +693,12 @@ impl Accounts {
     /// sessions.
     pub async fn delete(&self, account: &str) -> Result<(), AccountError> {
         let id = account.to_owned();
-        self.db.call(move |connection| db::delete_account(connection, &id)).await?;
+        if let Err(led_alone) = self.db.call(move |connection| db::delete_account(connection, &id)).await? {
+            let names = led_alone.iter().map(|name| format!("“{name}”")).collect::<Vec<_>>().join(", ");
+            return Err(AccountError::Invalid(format!(
+                "you are the only co-chair of {names}: make someone else co-chair there first, so that it still has someone to lead it"
+            )));
+        }
         self.cancel_signins(account);
         self.roles_changed(account);
         info!(account, "account deleted");
@@ -744,7 +748,14 @@ impl Accounts {
                     (_, Some(own)) if own != member => {
                         Ok(Err("your account already has a seat in that session"))
                     }
-                    _ => db::put_seat(connection, &id, &session, &member, now()).map(Ok),
+                    // Kept once, by an account since deleted: the token opens nothing.
+                    (None, _) if db::guest_seat_retired(connection, &session, &member)? => {
+                        Ok(Err("that guest seat was kept in an account that has since been deleted"))
+                    }
+                    _ => {
+                        db::put_seat(connection, &id, &session, &member, now())?;
+                        db::retire_guest_seat(connection, &session, &member).map(Ok)
+                    }
                 }
             })
             .await?;

@@ -385,9 +385,12 @@ pub(super) async fn close_action(
     State(hub): State<Arc<Hub>>,
     signed: SignedIn,
     headers: HeaderMap,
-    Path((id, action)): Path<(String, i64)>,
+    Path((id, action)): Path<(String, String)>,
     body: Body,
 ) -> Result<Json<Vec<Action>>, ApiFailure> {
+    // An id that is not a number is an action that does not exist, answered as such
+    // (in JSON), not as a path the router could not parse.
+    let action: i64 = action.parse().map_err(|_| PracticeError::NoSuchAction)?;
     let request: CloseAction = read_json(&hub, &headers, body).await?;
     let (_, role) = hub.practice().membership(&id, &signed.account.id).await?;
     if !rules::may_record(role) {

@@ -1,7 +1,7 @@
 //! A community's series as an iCalendar file (RFC 5545), for people's own calendars.
 
 use chrono::{DateTime, Utc};
-use icalendar::{Calendar, Component, Event, EventLike};
+use icalendar::{Calendar, Component, Event, EventLike, Property};
 
 use super::db::SeriesRow;
 
@@ -10,7 +10,11 @@ use super::db::SeriesRow;
 /// updates the events instead of doubling them.
 pub fn series_calendar(community: &str, sessions: &[SeriesRow], public_url: &str, host: &str) -> String {
     let mut calendar = Calendar::new();
-    calendar.name(community);
+    // Not `Calendar::name`: it writes `NAME` unescaped (its crate knows no value type
+    // for it), so a name with a line break could add events of its own. Marked as
+    // text, it is escaped like every other text.
+    calendar.append_property(Property::new("NAME", community).add_parameter("VALUE", "TEXT").done());
+    calendar.append_property(Property::new("X-WR-CALNAME", community));
     for session in sessions {
         let (Some(starts), Some(ends)) = (
             DateTime::<Utc>::from_timestamp(session.starts_at, 0),
@@ -58,5 +62,16 @@ mod tests {
         assert!(text.contains("DTSTART:20261118T"), "{text}");
         assert!(text.contains("URL:https://caucus.example.org/#session=s-abc"), "{text}");
         assert!(text.contains("DESCRIPTION:Terms review\\; caucuses"), "{text}");
+    }
+
+    #[test]
+    fn a_name_with_line_breaks_adds_no_event_of_its_own() {
+        let forged = "Team\nBEGIN:VEVENT\nUID:fake@x\nURL:https://evil.example/login\nEND:VEVENT";
+        let text = series_calendar(forged, &[], "https://caucus.example.org", "caucus.example.org");
+        for forged in ["BEGIN:VEVENT", "UID:", "URL:", "END:VEVENT"] {
+            assert!(text.lines().all(|line| !line.starts_with(forged)), "{forged} in {text}");
+        }
+        assert!(text.contains("NAME;VALUE=TEXT:Team\\nBEGIN:VEVENT"), "{text}");
+        assert!(text.contains("X-WR-CALNAME:Team\\nBEGIN:VEVENT"), "{text}");
     }
 }

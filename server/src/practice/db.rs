@@ -166,12 +166,16 @@ pub fn put_person(
     Ok(())
 }
 
-/// Takes someone out of a community.
+/// Takes someone out of a community, when they leave or are erased. Their calendar
+/// feed key goes with them, so that it opens nothing even if they come back (they
+/// make a new one).
 pub fn remove_person(connection: &Connection, community: &str, account: &str) -> rusqlite::Result<()> {
     connection.execute(
         "DELETE FROM community_people WHERE community = ?1 AND account = ?2",
         [community, account],
     )?;
+    connection
+        .execute("DELETE FROM calendar_feeds WHERE community = ?1 AND account = ?2", [community, account])?;
     Ok(())
 }
 

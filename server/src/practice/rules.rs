@@ -87,6 +87,9 @@ pub fn check_name(what: &str, text: &str, max_chars: usize) -> Result<String, St
     if text.chars().count() > max_chars {
         return Err(format!("{what} may be at most {max_chars} characters"));
     }
+    if text.chars().any(char::is_control) {
+        return Err(format!("{what} is one line, without control characters"));
+    }
     Ok(text.to_owned())
 }
 
@@ -158,5 +161,8 @@ mod tests {
         );
         assert!(check_name("a name", "  ", 10).is_err());
         assert_eq!(check_name("a name", " Circle ", 10).unwrap(), "Circle");
+        for broken in ["Team\nBEGIN:VEVENT", "Team\r\nX", "Tab\there", "Nul\0"] {
+            assert!(check_name("a name", broken, 80).unwrap_err().contains("one line"), "{broken:?}");
+        }
     }
 }

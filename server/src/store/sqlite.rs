@@ -67,6 +67,8 @@ const MIGRATIONS: &[&str] = &[
     crate::practice::db::FEEDS_SCHEMA,
     // 6: each session's listing, so that start-up reads no events.
     "ALTER TABLE sessions ADD COLUMN listing TEXT;",
+    // 7: guest seats kept in an account, whose member tokens are retired for good.
+    crate::accounts::db::RETIRED_SCHEMA,
 ];
 
 /// How to open the store.
