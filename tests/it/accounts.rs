@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use caucus_protocol::api::{Joined, Me, MySessions, SessionCreated};
-use caucus_protocol::{Command, Role, Room, close};
+use caucus_protocol::{Role, Room, close};
 use caucus_tests::{Client, GuestToken, HttpResponse, http};
 
 use crate::support::{GROUND_RULES, TestServer};
@@ -454,14 +454,7 @@ async fn a_guest_keeps_their_seat_in_an_account_which_retires_the_token_and_come
     let closed = guest.expect_close().await?;
     ensure!(closed.code == Some(close::SEAT_KEPT), "{closed:?}");
     let mut again = server.client().await;
-    again
-        .send_command(Command::Hello {
-            session: created.session.clone(),
-            token: joined.guest_token().to_owned(),
-            resume: Default::default(),
-        })
-        .await?;
-    let refused = again.expect_close().await?;
+    let refused = again.hello_refused(&created.session, joined.guest_token()).await?;
     ensure!(refused.code == Some(close::SEAT_KEPT) && refused.reason.contains("sign in"), "{refused:?}");
     let refused = as_guest().await?;
     ensure!(refused.status == 401 && refused.body.contains("kept in an account"), "{}", refused.body);
@@ -497,13 +490,10 @@ async fn a_kept_guest_token_stays_retired_after_the_account_is_deleted() -> Resu
     // A copy of the token left somewhere opens nothing: not the seat, not the API, and
     // it gives the seat to no new account.
     let mut copy = server.client().await;
-    copy.send_command(Command::Hello {
-        session: created.session.clone(),
-        token: joined.guest_token().to_owned(),
-        resume: Default::default(),
-    })
-    .await?;
-    ensure!(copy.expect_close().await?.code == Some(close::SEAT_KEPT), "the seat opened again");
+    ensure!(
+        copy.hello_refused(&created.session, joined.guest_token()).await?.code == Some(close::SEAT_KEPT),
+        "the seat opened again"
+    );
     let bearer = format!("Bearer {}", joined.guest_token());
     let minutes = format!("/api/sessions/{}/minutes", created.session);
     let refused = http(server.address, "GET", &minutes, &[("authorization", &bearer)], None).await?;

@@ -47,14 +47,7 @@ fn base64url(bytes: &[u8]) -> String {
 
 async fn close_for(scene: &Scene, token: &str) -> Result<caucus_tests::Closed> {
     let mut client = scene.server.client().await;
-    client
-        .send_command(Command::Hello {
-            session: scene.session.clone(),
-            token: token.to_owned(),
-            resume: Default::default(),
-        })
-        .await?;
-    client.expect_close().await
+    client.hello_refused(&scene.session, token).await
 }
 
 #[tokio::test]
@@ -126,35 +119,19 @@ async fn a_token_for_another_session_reveals_nothing_about_it() -> Result<()> {
     // Amara's token, used for the other (real) session and for a session that does
     // not exist: the same refusal.
     let mut into_other = scene.server.client().await;
-    into_other
-        .send_command(Command::Hello {
-            session: other.session.clone(),
-            token: member.guest_token().to_owned(),
-            resume: Default::default(),
-        })
-        .await?;
-    let real = into_other.expect_close().await?;
+    let real = into_other.hello_refused(&other.session, member.guest_token()).await?;
     let mut into_nothing = scene.server.client().await;
-    into_nothing
-        .send_command(Command::Hello {
-            session: caucus_protocol::SessionId::new("s-doesnotexist")?,
-            token: member.guest_token().to_owned(),
-            resume: Default::default(),
-        })
+    let missing = into_nothing
+        .hello_refused(&caucus_protocol::SessionId::new("s-doesnotexist")?, member.guest_token())
         .await?;
-    let missing = into_nothing.expect_close().await?;
     assert_eq!(real, missing);
     assert_eq!(real.code, Some(close::NO_SUCH_SESSION));
     // A facilitator of one session is nobody in another.
     let mut stranger = scene.server.client().await;
-    stranger
-        .send_command(Command::Hello {
-            session: other.session.clone(),
-            token: scene.server.facilitator_token("Someone Else"),
-            resume: Default::default(),
-        })
-        .await?;
-    assert_eq!(stranger.expect_close().await?, missing);
+    assert_eq!(
+        stranger.hello_refused(&other.session, &scene.server.facilitator_token("Someone Else")).await?,
+        missing
+    );
     Ok(())
 }
 

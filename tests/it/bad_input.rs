@@ -300,14 +300,7 @@ async fn too_many_connections_for_one_person_are_refused() -> Result<()> {
     let amara = scene.member("Amara").await?;
     let _second = scene.reconnect(&amara).await?;
     let mut third = scene.server.client().await;
-    third
-        .send_command(Command::Hello {
-            session: scene.session.clone(),
-            token: amara.token.clone(),
-            resume: Default::default(),
-        })
-        .await?;
-    let closed = third.expect_close().await?;
+    let closed = third.hello_refused(&scene.session, &amara.token).await?;
     assert_eq!(closed.code, Some(close::TOO_MANY_CONNECTIONS));
     assert!(closed.reason.contains("too many connections"), "{closed:?}");
     Ok(())

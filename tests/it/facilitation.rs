@@ -64,14 +64,7 @@ async fn a_removed_member_is_disconnected_and_cannot_come_back() -> Result<()> {
         })
         .await?;
     let mut again = scene.server.client().await;
-    again
-        .send_command(Command::Hello {
-            session: scene.session.clone(),
-            token: amara.token.clone(),
-            resume: Default::default(),
-        })
-        .await?;
-    assert_eq!(again.expect_close().await?.code, Some(close::REMOVED));
+    assert_eq!(again.hello_refused(&scene.session, &amara.token).await?.code, Some(close::REMOVED));
     Ok(())
 }
 

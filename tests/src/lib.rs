@@ -214,6 +214,17 @@ impl Client {
         Ok(self.hello_resume(session, token, BTreeMap::new()).await?.0)
     }
 
+    /// Says hello, expecting to be refused, and returns the close.
+    pub async fn hello_refused(&mut self, session: &SessionId, token: &str) -> Result<Closed> {
+        self.send_command(Command::Hello {
+            session: session.clone(),
+            token: token.to_owned(),
+            resume: BTreeMap::new(),
+        })
+        .await?;
+        self.expect_close().await
+    }
+
     /// The cursors to resume with, as `hello` takes them.
     pub fn resume_cursors(&self) -> BTreeMap<String, u64> {
         self.cursors.iter().map(|(room, seq)| (room.as_str().to_owned(), *seq)).collect()
