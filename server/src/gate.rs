@@ -162,7 +162,6 @@ impl Counts {
         else {
             return false;
         };
-        ticket.making_room.store(true, Ordering::Release);
         ticket.close_to_make_room.cancel();
         self.making_room += 1;
         true
@@ -247,8 +246,7 @@ impl Gate {
             lane,
             welcomed: AtomicBool::new(false),
             serving_http: AtomicBool::new(true),
-            asked: AtomicBool::new(false),
-            making_room: AtomicBool::new(false),
+            had_request: AtomicBool::new(false),
             close_to_make_room: CancellationToken::new(),
         });
         counts.pending_by_address.entry(network).or_default().push(Arc::downgrade(&ticket));
@@ -264,7 +262,8 @@ impl Gate {
                 Lane::Normal => counts.pending -= 1,
                 Lane::Reserve => counts.reserve -= 1,
             }
-            if ticket.making_room.load(Ordering::Acquire) {
+            // Asked under this same lock, so the count and the token agree.
+            if ticket.close_to_make_room.is_cancelled() {
                 counts.making_room -= 1;
             }
             if let Some(tickets) = counts.pending_by_address.get_mut(&ticket.network) {
@@ -301,19 +300,17 @@ pub struct Ticket {
     /// Whether a request has come on it: only such a connection is asked to make room.
     /// One still waiting for its first request head is bounded by the header deadline,
     /// and a flood of fresh connections must not make them close each other in turn.
-    asked: AtomicBool,
-    /// Whether it was asked to close to make room.
-    making_room: AtomicBool,
-    /// Cancelled to ask the connection to close to make room.
+    had_request: AtomicBool,
+    /// Cancelled to ask the connection to close to make room; so, whether it was.
     close_to_make_room: CancellationToken,
 }
 
 impl Ticket {
     fn may_make_room(&self) -> bool {
         self.lane == Lane::Normal
-            && self.asked.load(Ordering::Acquire)
+            && self.had_request.load(Ordering::Acquire)
             && self.serving_http.load(Ordering::Acquire)
-            && !self.making_room.load(Ordering::Acquire)
+            && !self.close_to_make_room.is_cancelled()
             && !self.welcomed.load(Ordering::Acquire)
     }
 
@@ -422,7 +419,7 @@ async fn serve_connection(
     let io = TokioIo::new(StallGuard::new(Lingering::new(stream), limits.write_deadline));
     let held = ticket.clone();
     let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
-        ticket.asked.store(true, Ordering::Release);
+        ticket.had_request.store(true, Ordering::Release);
         request.extensions_mut().insert(ticket.clone());
         request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
         app.clone().call(request.map(axum::body::Body::new))
@@ -675,7 +672,7 @@ mod tests {
         let fresh = gate.admit("127.0.0.4".parse().unwrap()).unwrap();
         assert_eq!(fresh.lane(), Lane::Reserve);
         drop(fresh);
-        held.iter().for_each(|ticket| ticket.asked.store(true, Ordering::Release));
+        held.iter().for_each(|ticket| ticket.had_request.store(true, Ordering::Release));
         let asked = || held.iter().filter(|ticket| ticket.close_to_make_room.is_cancelled()).count();
         // Another address is let in, and one of the heavy address's connections is
         // asked to close; and so on until both hold as many.
